@@ -1,0 +1,198 @@
+"""Capture cross-attention probabilities of an ldm/sgm-style UNet through forward pre-hooks.
+
+The hooks compute softmax(q k^T * scale) themselves, for the wanted token columns only, because the
+installed attention forward (SDP, xformers, ...) never materialises the probabilities. They never
+replace a ``forward`` (other extensions patch those), and they are always removed, on error too.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+
+LEVEL_OF_PAPER_LAYER = 2  # SD1.x input_blocks.8: latent / 4 (16x16 at 512 px)
+
+
+class StopProbe(Exception):
+    """Raised from a hook once the last needed layer ran; swallowed by capture_cross_attention."""
+
+
+@dataclass(frozen=True)
+class CrossAttentionLayer:
+    name: str
+    module: nn.Module
+    parent: str | None  # the SpatialTransformer-like module that knows the spatial size
+    path: str  # "input" | "middle" | "output"
+    level: int  # number of 2x downsamplings above the latent
+
+
+def find_cross_attention(unet: nn.Module) -> list[CrossAttentionLayer]:
+    """Every ``...attn2`` cross-attention module in forward order, with its path and level."""
+    found: list[tuple[str, nn.Module, str, int]] = []
+    down = up = 0
+    for name, module in unet.named_modules():
+        cls = type(module).__name__
+        path = _path_of(name)
+        if cls == "Downsample" and path == "input":
+            down += 1
+        elif cls == "Upsample" and path == "output":
+            up += 1
+        elif name.endswith("attn2") and all(hasattr(module, a) for a in ("to_q", "to_k", "heads", "scale")):
+            level = down if path == "input" else (down - up if path == "output" else down)
+            found.append((name, module, path, level))
+    layers = []
+    for name, module, path, level in found:
+        parent = name.split(".transformer_blocks.")[0] if ".transformer_blocks." in name else None
+        layers.append(CrossAttentionLayer(name, module, parent, path, max(level, 0)))
+    return layers
+
+
+def _path_of(name: str) -> str:
+    if name.startswith("input_blocks") or ".input_blocks." in name:
+        return "input"
+    if name.startswith("middle_block") or ".middle_block" in name:
+        return "middle"
+    if name.startswith("output_blocks") or ".output_blocks." in name:
+        return "output"
+    return "other"
+
+
+def select_layers(layers: Sequence[CrossAttentionLayer], choice: str = "paper",
+                  level: int = LEVEL_OF_PAPER_LAYER) -> list[CrossAttentionLayer]:
+    """Probe layers on the down path at ``level`` (the nearest level present if that one is missing).
+
+    "paper": the last transformer at that level (SD1: input_blocks.8.1, as in the authors' code), all
+    its transformer blocks; "level": every down-path cross-attention at that level.
+    """
+    down = [layer for layer in layers if layer.path == "input"]
+    if not down:
+        raise ValueError("no cross-attention layer named '...attn2' on the UNet's input path")
+    levels = sorted({layer.level for layer in down})
+    chosen = min(levels, key=lambda lv: (abs(lv - level), -lv))
+    at_level = [layer for layer in down if layer.level == chosen]
+    if choice == "level":
+        return at_level
+    if choice == "paper":
+        last_parent = at_level[-1].parent
+        return [layer for layer in at_level if layer.parent == last_parent] if last_parent else at_level[-1:]
+    raise ValueError(f"layers: unknown choice {choice!r}")
+
+
+@dataclass
+class AttentionRecord:
+    """maps[name]: (B, h, w, K) float32 head-averaged probabilities of the requested columns."""
+
+    columns: list[int]
+    maps: dict[str, torch.Tensor] = field(default_factory=dict)
+    latent_hw: tuple[int, int] | None = None
+    stopped_early: bool = False
+
+
+@contextlib.contextmanager
+def capture_cross_attention(unet: nn.Module, layers: Sequence[CrossAttentionLayer], columns: Sequence[int],
+                            stop_early: bool = True, query_chunk: int = 4096) -> Iterator[AttentionRecord]:
+    """Record the cross-attention of ``layers`` while the body runs the UNet once.
+
+    With ``stop_early`` the forward is aborted (StopProbe, swallowed here) right after the last layer.
+    """
+    record = AttentionRecord(columns=list(columns))
+    wanted = {layer.name for layer in layers}
+    last = next((layer.name for layer in reversed(find_cross_attention(unet)) if layer.name in wanted), None)
+    sizes: dict[str, tuple[int, int]] = {}
+    handles = []
+    try:
+        handles.append(unet.register_forward_pre_hook(_record_latent(record), with_kwargs=True))
+        parents = dict(unet.named_modules())
+        for layer in layers:
+            if layer.parent and layer.parent in parents and layer.parent not in sizes:
+                handles.append(parents[layer.parent].register_forward_pre_hook(_record_size(layer.parent, sizes), with_kwargs=True))
+            hook = _attention_hook(layer, sizes, record, stop_early and layer.name == last, query_chunk)
+            handles.append(layer.module.register_forward_pre_hook(hook, with_kwargs=True))
+        yield record
+    except StopProbe:
+        record.stopped_early = True
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _first_tensor(args, kwargs, key):
+    x = args[0] if args else kwargs.get(key)
+    return x if isinstance(x, torch.Tensor) else None
+
+
+def _record_latent(record: AttentionRecord):
+    def hook(module, args, kwargs):
+        x = _first_tensor(args, kwargs, "x")
+        if x is not None and x.dim() == 4 and record.latent_hw is None:
+            record.latent_hw = (int(x.shape[-2]), int(x.shape[-1]))
+    return hook
+
+
+def _record_size(parent: str, sizes: dict):
+    def hook(module, args, kwargs):
+        x = _first_tensor(args, kwargs, "x")
+        if x is not None and x.dim() == 4:
+            sizes[parent] = (int(x.shape[-2]), int(x.shape[-1]))
+    return hook
+
+
+def _attention_hook(layer: CrossAttentionLayer, sizes: dict, record: AttentionRecord, stop_after: bool, chunk: int):
+    def hook(module, args, kwargs):
+        x = _first_tensor(args, kwargs, "x")
+        context = kwargs.get("context", args[1] if len(args) > 1 else None)
+        if x is None or context is None:
+            return None
+        probs = attention_probabilities(module, x, context, record.columns, chunk)  # (B, N, K)
+        h, w = sizes.get(layer.parent) or infer_hw(probs.shape[1], record.latent_hw)
+        record.maps[layer.name] = probs.reshape(probs.shape[0], h, w, probs.shape[2])
+        if stop_after:
+            raise StopProbe(layer.name)
+        return None
+    return hook
+
+
+@torch.no_grad()
+def attention_probabilities(module: nn.Module, x: torch.Tensor, context: torch.Tensor, columns: Sequence[int],
+                            chunk: int = 4096) -> torch.Tensor:
+    """softmax(q k^T * scale) over all tokens, head-averaged, for ``columns`` only: (B, N, K) fp32.
+
+    to_q / to_k are called as modules so that LoRA patches on Linear layers apply.
+    """
+    heads = int(module.heads)
+    q = module.to_q(x)
+    k = module.to_k(context)
+    b, n, inner = q.shape
+    d = inner // heads
+    q = q.float().reshape(b, n, heads, d).transpose(1, 2)  # (B, H, N, d)
+    k = k.float().reshape(k.shape[0], k.shape[1], heads, d).transpose(1, 2)  # (B, H, T, d)
+    if k.shape[0] != b:  # a context shared across the batch
+        k = k.expand(b, -1, -1, -1)
+    cols = torch.as_tensor(list(columns), dtype=torch.long, device=q.device)
+    if cols.numel() and int(cols.max()) >= k.shape[2]:
+        raise IndexError(f"token column {int(cols.max())} is beyond the conditioning length {k.shape[2]}")
+    scale = float(module.scale)
+    out = torch.empty(b, n, cols.numel(), dtype=torch.float32, device=q.device)
+    for start in range(0, n, max(1, chunk)):
+        sim = torch.matmul(q[:, :, start:start + chunk], k.transpose(-1, -2)) * scale
+        out[:, start:start + chunk] = sim.softmax(dim=-1).index_select(-1, cols).mean(dim=1)
+    return out
+
+
+def infer_hw(n: int, latent_hw: tuple[int, int] | None) -> tuple[int, int]:
+    """(h, w) of a layer with n positions: the latent size halved (ceil) until it fits."""
+    if latent_hw is None:
+        side = int(math.isqrt(n))
+        if side * side != n:
+            raise ValueError(f"cannot tell the spatial size of a layer with {n} positions")
+        return side, side
+    h, w = latent_hw
+    for _ in range(8):
+        if h * w == n:
+            return h, w
+        h, w = (h + 1) // 2, (w + 1) // 2
+    raise ValueError(f"no downsampled size of the latent {latent_hw} has {n} positions")
