@@ -1,0 +1,121 @@
+import torch
+
+from lib_initedit.layout import (BlockGrid, assign_blocks, exclusive_boxes, normalise_maps, permute_blocks,
+                                 plan_layout, rebuild_permutation, swap_permutation)
+
+
+def cells(mask):
+    return sorted(torch.nonzero(mask.flatten()).flatten().tolist())
+
+
+def is_permutation(perm, n):
+    return sorted(perm.tolist()) == list(range(n))
+
+
+def test_one_object_takes_top_n_cells_into_the_box():
+    g = torch.Generator().manual_seed(0)
+    maps = torch.rand(1, 8, 8, generator=g)
+    box = (0.0, 0.0, 0.5, 0.5)  # 16 cells
+    regions = exclusive_boxes([box], 8, 8)
+    chosen = assign_blocks(normalise_maps(maps), regions)
+    expected = torch.argsort(-maps.flatten(), stable=True)[:16].tolist()
+    assert chosen[0] == expected
+
+
+def test_two_objects_priority_as_in_the_paper():
+    # object 0 dominates the left half, object 1 the right half
+    a = torch.zeros(4, 4)
+    b = torch.zeros(4, 4)
+    a[:, :2] = torch.arange(8, dtype=torch.float32).reshape(4, 2) + 10
+    b[:, 2:] = torch.arange(8, dtype=torch.float32).reshape(4, 2) + 10
+    a[:, 2:] = 1.0
+    b[:, :2] = 1.0
+    maps = torch.stack([a, b])
+    # box 0 needs 12 cells (more than its 8 own-class ones), box 1 only 2
+    regions = exclusive_boxes([(0, 0, 0.75, 1.0), (0.75, 0, 1.0, 0.5)], 4, 4)
+    chosen = assign_blocks(normalise_maps(maps), regions)
+    scores = normalise_maps(maps).flatten(1)
+    own0 = sorted([i for i in range(16) if i % 4 < 2], key=lambda i: -scores[0, i].item())
+    own1 = sorted([i for i in range(16) if i % 4 >= 2], key=lambda i: -scores[1, i].item())
+    assert chosen[1] == own1[:2]  # the smaller box picks first: its two strongest cells
+    # box 0: all own-class cells by descending score, then object 1's weakest free cells
+    rest = sorted([i for i in own1 if i not in chosen[1]], key=lambda i: scores[1, i].item())
+    assert chosen[0] == own0 + rest[:4]
+
+
+def test_ties_are_broken_by_raster_order():
+    maps = torch.ones(1, 4, 4)
+    chosen = assign_blocks(normalise_maps(maps), exclusive_boxes([(0.5, 0.5, 1, 1)], 4, 4))
+    assert chosen[0] == [0, 1, 2, 3]
+
+
+def test_overlap_goes_to_the_smaller_box():
+    regions = exclusive_boxes([(0, 0, 1, 1), (0.25, 0.25, 0.75, 0.75)], 8, 8)
+    assert not (regions[0] & regions[1]).any()
+    assert regions[1].sum() == 16 and regions[0].sum() == 64 - 16
+
+
+def test_three_boxes_disjoint_and_filled():
+    g = torch.Generator().manual_seed(3)
+    maps = torch.rand(3, 16, 16, generator=g)
+    boxes = [(0, 0, 0.4, 0.4), (0.3, 0.3, 0.8, 0.8), (0.6, 0, 1, 0.5)]
+    regions = exclusive_boxes(boxes, 16, 16)
+    chosen = assign_blocks(normalise_maps(maps), regions)
+    flat = [c for picks in chosen for c in picks]
+    assert len(flat) == len(set(flat))
+    assert [len(p) for p in chosen] == regions.flatten(1).sum(1).tolist()
+    for perm in (swap_permutation(chosen, regions), rebuild_permutation(chosen, regions)):
+        assert is_permutation(perm, 256)
+        for k, picks in enumerate(chosen):  # every chosen block lands in its own box
+            dst_of = {int(perm[d]): d for d in range(256)}
+            assert all(regions[k].flatten()[dst_of[p]] for p in picks)
+
+
+def test_swap_moves_as_little_as_possible():
+    g = torch.Generator().manual_seed(1)
+    maps = torch.rand(1, 8, 8, generator=g)
+    regions = exclusive_boxes([(0, 0, 0.5, 0.5)], 8, 8)
+    chosen = assign_blocks(normalise_maps(maps), regions)
+    perm = swap_permutation(chosen, regions)
+    moved = (perm != torch.arange(64)).sum().item()
+    incoming = [i for i in chosen[0] if not regions[0].flatten()[i]]
+    assert moved == 2 * len(incoming)  # pure pairwise swaps
+    # a chosen block already in the box stays
+    for i in chosen[0]:
+        if regions[0].flatten()[i]:
+            assert perm[i] == i
+
+
+def test_rebuild_places_by_rank_in_raster_order():
+    maps = torch.arange(16, dtype=torch.float32).reshape(1, 4, 4)
+    regions = exclusive_boxes([(0, 0, 0.5, 0.5)], 4, 4)
+    chosen = assign_blocks(normalise_maps(maps), regions)
+    perm = rebuild_permutation(chosen, regions)
+    box = cells(regions[0])
+    assert [int(perm[d]) for d in box] == [15, 14, 13, 12]
+    outside = [d for d in range(16) if d not in box]
+    assert [int(perm[d]) for d in outside] == [i for i in range(12)]
+
+
+def test_permute_blocks_moves_whole_blocks_and_keeps_values():
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(4, 64, 64, generator=g)
+    grid = BlockGrid.for_map((16, 16), (64, 64))
+    assert (grid.rows, grid.cols, grid.bh, grid.bw) == (16, 16, 4, 4)
+    perm = torch.randperm(256, generator=g)
+    out = permute_blocks(noise, perm, grid)
+    assert torch.equal(out.flatten().sort().values, noise.flatten().sort().values)
+    for dst in (0, 17, 255):
+        r, c = divmod(dst, 16)
+        sr, sc = divmod(int(perm[dst]), 16)
+        assert torch.equal(out[:, 4 * r:4 * r + 4, 4 * c:4 * c + 4], noise[:, 4 * sr:4 * sr + 4, 4 * sc:4 * sc + 4])
+
+
+def test_odd_latent_sizes_leave_the_partial_edge_in_place():
+    noise = torch.randn(4, 75, 66)
+    grid = BlockGrid.for_map((19, 17), (75, 66))
+    assert (grid.bh, grid.bw, grid.rows, grid.cols) == (4, 4, 18, 16)
+    edit = plan_layout(torch.rand(2, 19, 17), [(0, 0, 0.5, 0.5), (0.5, 0.5, 1, 1)], (75, 66))
+    out = permute_blocks(noise, edit.perm, edit.grid)
+    assert torch.equal(out[:, 72:], noise[:, 72:]) and torch.equal(out[:, :, 64:], noise[:, :, 64:])
+    assert torch.equal(out.flatten().sort().values, noise.flatten().sort().values)
