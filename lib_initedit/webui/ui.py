@@ -1,0 +1,56 @@
+"""The InitEdit accordion: gradio layout around the JS box editor.
+
+Only two components are script arguments: the accordion's toggle and a textbox holding the spec JSON.
+Everything else (canvas, tabs, sliders, seed fields) is drawn by ``javascript/initedit*.js`` inside one
+``gr.HTML`` root and only ever edits that textbox, so the API, infotext paste and X/Y/Z need no JS.
+"""
+from __future__ import annotations
+
+import html
+
+import gradio as gr
+
+from modules.ui_components import InputAccordion
+
+INFOTEXT_KEY = "InitEdit"
+DEFAULT_SPEC = "{}"
+
+
+def _root_html(tabname: str, spec_id: str, accordion_id: str) -> str:
+    """The mount point that initedit.js fills in; ids travel as data attributes (no hard-coded ids in JS)."""
+    attrs = {
+        "class": "initedit-root",
+        "data-tab": tabname,
+        "data-spec-id": spec_id,
+        "data-accordion-id": accordion_id,
+    }
+    joined = " ".join(f'{k}="{html.escape(v, quote=True)}"' for k, v in attrs.items())
+    return f"<div {joined}><div class='initedit-loading'>InitEdit editor loading…</div></div>"
+
+
+def build_ui(script, is_img2img: bool):
+    """Build the accordion. Returns ``([enabled, spec_json], infotext_fields)``."""
+    tabname = "img2img" if is_img2img else "txt2img"
+    accordion_id = script.elem_id("enabled")
+    spec_id = script.elem_id("spec")
+
+    with InputAccordion(False, label="InitEdit", elem_id=accordion_id) as enabled:
+        if is_img2img:
+            gr.HTML("<p class='initedit-note'>InitEdit edits the initial noise of txt2img; "
+                    "it does not apply to img2img.</p>")
+        else:
+            gr.HTML(_root_html(tabname, spec_id, accordion_id), elem_classes=["initedit-html"])
+        # hidden by CSS, not visible=False: gradio 4 would drop it from the DOM, and JS reads and writes it
+        spec_json = gr.Textbox(
+            value=DEFAULT_SPEC,
+            label="InitEdit spec (JSON)",
+            lines=2,
+            elem_id=spec_id,
+            elem_classes=["initedit-spec"],
+        )
+
+    infotext_fields = [
+        (enabled, lambda d: INFOTEXT_KEY in d),
+        (spec_json, INFOTEXT_KEY),
+    ]
+    return [enabled, spec_json], infotext_fields

@@ -1,0 +1,241 @@
+"""The box editor in a real (headless) Chromium, on a static page that mocks the txt2img fields it reads.
+
+Drives the canvas with the mouse and keyboard and checks the spec JSON in the textbox after each gesture.
+"""
+from __future__ import annotations
+
+import base64
+import importlib.util
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+SPEC_TA = "#script_txt2img_initedit_spec textarea"
+
+_spec = importlib.util.spec_from_file_location("initedit_editor_driver", HERE / "editor_driver.py")
+drv = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(drv)
+
+
+def open_harness(browser, **ctx):
+    context = browser.new_context(viewport={"width": 700, "height": 1000}, **ctx)
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto((HERE / "harness.html").as_uri())
+    page.add_style_tag(path=str(ROOT / "style.css"))
+    for js in sorted((ROOT / "javascript").glob("*.js")):
+        page.add_script_tag(path=str(js))
+    page.evaluate("InitEdit.mountAll()")
+    page.wait_for_timeout(100)
+    page.errors = errors
+    return page
+
+
+@pytest.fixture()
+def page(browser):
+    p = open_harness(browser)
+    yield p
+    assert not p.errors, p.errors
+    p.context.close()
+
+
+def test_draw_resize_move_delete(page, shot_dir):
+    drv.drag(page, (0.2, 0.3), (0.5, 0.6))
+    s = drv.spec(page)
+    assert len(s["reroll"]) == 1
+    r = s["reroll"][0]
+    assert drv.close(r["box"], [0.2, 0.3, 0.5, 0.6]), r
+    assert r["seed"] == -1 and r["strength"] == 1 and set(r) == {"box", "seed", "strength", "feather"}
+    assert page.evaluate("window.specInputs") >= 1  # gradio is told through an input event
+
+    drv.drag(page, (0.5, 0.6), (0.7, 0.8))  # bottom-right corner
+    assert drv.close(drv.spec(page)["reroll"][0]["box"], [0.2, 0.3, 0.7, 0.8])
+    drv.drag(page, (0.2, 0.5), (0.1, 0.5))  # left edge only
+    assert drv.close(drv.spec(page)["reroll"][0]["box"], [0.1, 0.3, 0.7, 0.8])
+    drv.drag(page, (0.4, 0.5), (0.5, 0.4))  # inside: move
+    assert drv.close(drv.spec(page)["reroll"][0]["box"], [0.2, 0.2, 0.8, 0.7])
+    drv.drag(page, (0.5, 0.5), (0.9, 0.5))  # move stops at the image border
+    assert drv.close(drv.spec(page)["reroll"][0]["box"], [0.4, 0.2, 1.0, 0.7])
+
+    drv.drag(page, (0.05, 0.75), (0.3, 0.95))  # a second region
+    assert len(drv.spec(page)["reroll"]) == 2
+    page.screenshot(path=str(shot_dir / "harness_two_boxes.png"))
+    page.keyboard.press("Delete")
+    s = drv.spec(page)
+    assert len(s["reroll"]) == 1 and drv.close(s["reroll"][0]["box"], [0.4, 0.2, 1.0, 0.7])
+
+    page.mouse.click(*drv.to_px(page, (0.6, 0.5)))  # select, then delete with the panel's button
+    page.click(".initedit-tab-body[data-tab=reroll] .initedit-delete")
+    assert drv.spec(page) == {}
+
+
+def test_tiny_drag_is_a_click_not_a_box(page):
+    drv.drag(page, (0.5, 0.5), (0.502, 0.501), steps=2)
+    assert drv.spec(page) == {}
+
+
+def test_keyboard_nudge_and_resize(page):
+    drv.drag(page, (0.25, 0.25), (0.5, 0.5))
+    b0 = drv.spec(page)["reroll"][0]["box"]
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("Shift+ArrowDown")
+    b1 = drv.spec(page)["reroll"][0]["box"]
+    assert b1[0] == pytest.approx(b0[0] + 1 / 512, abs=2e-4) and b1[1] == pytest.approx(b0[1] + 10 / 512, abs=2e-4)
+    page.keyboard.press("Alt+ArrowRight")  # grow the right edge
+    b2 = drv.spec(page)["reroll"][0]["box"]
+    assert b2[0] == b1[0] and b2[2] == pytest.approx(b1[2] + 1 / 512, abs=2e-4)
+
+
+def test_region_fields_seed_strength_feather(page):
+    drv.drag(page, (0.1, 0.1), (0.4, 0.4))
+    page.fill(".initedit-seed", "1234")
+    page.press(".initedit-seed", "Enter")
+    page.locator("[data-field=strength-num]").fill("0.5")
+    page.locator("[data-field=strength-num]").press("Enter")
+    page.locator("[data-field=feather]").evaluate("el => { el.value = 0.2; el.dispatchEvent(new Event('input')); }")
+    r = drv.spec(page)["reroll"][0]
+    assert (r["seed"], r["strength"], r["feather"]) == (1234, 0.5, 0.2)
+    page.click(".initedit-seed-random")
+    assert drv.spec(page)["reroll"][0]["seed"] == -1
+    page.select_option("[data-field=vary]", "reroll")
+    page.check("[data-field=hires]")
+    s = drv.spec(page)
+    assert s["vary"] == "reroll" and s["hires"] is True
+
+
+def test_reuse_resolved_seed_from_generation_info(page):
+    drv.drag(page, (0.1, 0.1), (0.4, 0.4))
+    resolved = {"reroll": [{"box": [0.1, 0.1, 0.4, 0.4], "seed": 987654, "strength": 1, "feather": 0.05}]}
+    infotext = "a cat\nSteps: 4, Seed: 42, InitEdit: " + json.dumps(json.dumps(resolved)) + ", Version: v1.10.1"
+    page.evaluate("t => document.querySelector('#generation_info_txt2img textarea').value = t",
+                  json.dumps({"seed": 42, "infotexts": [infotext]}))
+    page.click(".initedit-seed-reuse")
+    assert drv.spec(page)["reroll"][0]["seed"] == 987654
+
+
+def test_main_seed_warning_and_fix(page):
+    warn = page.locator(".initedit-seed-warn")
+    assert warn.is_visible()
+    page.evaluate("document.querySelector('#generation_info_txt2img textarea').value = JSON.stringify({seed: 4242, infotexts: []})")
+    page.click(".initedit-fix-seed")
+    page.wait_for_timeout(400)
+    assert page.input_value("#txt2img_seed input") == "4242"
+    assert not warn.is_visible()
+    page.fill("#txt2img_seed input", "-1")  # typing -1 again brings the warning back
+    page.wait_for_timeout(50)
+    assert warn.is_visible()
+
+
+def test_mask_brush_writes_png_with_image_aspect(page, shot_dir):
+    page.fill("#txt2img_height input[type=number]", "256")  # 512 x 256
+    page.wait_for_timeout(100)
+    page.click(".initedit-tool-brush")
+    drv.drag(page, (0.2, 0.5), (0.6, 0.5), steps=12)
+    s = drv.spec(page)
+    assert len(s["reroll"]) == 1 and "mask" in s["reroll"][0] and "box" not in s["reroll"][0]
+    Image = pytest.importorskip("PIL.Image")
+    raw = base64.b64decode(s["reroll"][0]["mask"], validate=True)
+    assert raw.startswith(b"\x89PNG")
+    im = Image.open(io.BytesIO(raw)).convert("L")
+    assert im.size == (256, 128)  # the image's aspect, longest side 256
+    assert im.getpixel((102, 64)) > 200 and im.getpixel((10, 10)) < 30  # painted stroke white, rest black
+    page.screenshot(path=str(shot_dir / "harness_mask.png"))
+    # erase most of it with the right button, then it is still a valid mask
+    drv.drag(page, (0.2, 0.5), (0.4, 0.5), steps=8, button="right")
+    im2 = Image.open(io.BytesIO(base64.b64decode(drv.spec(page)["reroll"][0]["mask"]))).convert("L")
+    assert im2.getpixel((76, 64)) < 30 and im2.getpixel((140, 64)) > 200
+
+
+def test_layout_phrase_from_prompt_and_live_check(page, shot_dir):
+    page.click(".initedit-tab[data-tab=layout]")
+    drv.drag(page, (0.05, 0.4), (0.45, 0.9))
+    page.click(".initedit-word:text-is('cat')")
+    drv.drag(page, (0.55, 0.3), (0.95, 0.8))
+    page.click(".initedit-word:text-is('red car')")
+    page.fill("[data-field=rounds]", "3")
+    page.press("[data-field=rounds]", "Enter")
+    page.check("[data-field=heatmaps]")
+    page.select_option("[data-field=method]", "rebuild")
+    s = drv.spec(page)
+    assert [b["phrase"] for b in s["layout"]] == ["cat", "red car"]
+    assert s["rounds"] == 3 and s["heatmaps"] is True and s["method"] == "rebuild"
+    assert "reroll" not in s
+    warn = page.locator(".initedit-phrase-warn")
+    assert not warn.is_visible()
+    page.fill("#txt2img_prompt textarea", "a cat and a blue bus")  # the phrase no longer occurs
+    page.wait_for_timeout(100)
+    assert warn.is_visible() and "red car" in warn.inner_text()
+    page.fill(".initedit-phrase", "Blue Bus")  # typed, case-insensitive match
+    page.wait_for_timeout(50)
+    assert not warn.is_visible() and drv.spec(page)["layout"][1]["phrase"] == "Blue Bus"
+    page.screenshot(path=str(shot_dir / "harness_layout.png"))
+
+
+def test_programmatic_textbox_update_is_mirrored(page):
+    """Paste / "Send to txt2img": gradio assigns textarea.value without events; the canvas must follow."""
+    spec = {"reroll": [{"box": [0.1, 0.2, 0.3, 0.4], "seed": 7, "strength": 0.7, "feather": 0.1}],
+            "layout": [{"phrase": "cat", "box": [0.5, 0.5, 0.9, 0.9]}], "vary": "reroll", "rounds": 2, "unknown": 1}
+    page.evaluate("t => { document.querySelector('%s').value = t; }" % SPEC_TA, json.dumps(spec))
+    page.wait_for_timeout(100)
+    st = page.evaluate("InitEdit.mounts[0].editor.spec")
+    assert st["reroll"][0]["seed"] == 7 and st["layout"][0]["phrase"] == "cat" and st["rounds"] == 2
+    assert page.locator(".initedit-tab-body[data-tab=reroll] .initedit-chip").count() == 1
+    # an edit after the paste writes only known keys
+    drv.drag(page, (0.1, 0.2), (0.15, 0.25))  # move region 1 by its inside
+    s = drv.spec(page)
+    assert "unknown" not in s and s["vary"] == "reroll" and s["layout"][0]["phrase"] == "cat"
+    # bad JSON: a clear message, the editor keeps its state
+    page.evaluate("document.querySelector('%s').value = '{broken'" % SPEC_TA)
+    page.wait_for_timeout(100)
+    assert "not valid JSON" in page.inner_text(".initedit-error")
+
+
+def test_size_follows_width_height(page):
+    c = drv.canvas(page)
+    page.fill("#txt2img_width input[type=number]", "768")
+    page.fill("#txt2img_height input[type=number]", "384")
+    page.wait_for_timeout(100)
+    b = c.bounding_box()
+    assert b["width"] / b["height"] == pytest.approx(2.0, rel=0.02)
+    page.evaluate("document.querySelector('#txt2img_height input[type=number]').value = 768")  # as gradio would
+    page.wait_for_timeout(100)
+    b = c.bounding_box()
+    assert b["width"] / b["height"] == pytest.approx(1.0, rel=0.02)
+
+
+def test_background_from_gallery_and_idle_is_idle(page, shot_dir):
+    # a generated image in the gallery -> "Last image" draws it
+    page.evaluate("""() => {
+        const c = document.createElement('canvas'); c.width = c.height = 64;
+        const x = c.getContext('2d'); x.fillStyle = '#2a6'; x.fillRect(0, 0, 64, 64); x.fillStyle = '#fd3'; x.fillRect(8, 8, 20, 20);
+        const img = document.createElement('img'); img.src = c.toDataURL(); document.querySelector('#txt2img_gallery').appendChild(img);
+    }""")
+    page.click(".initedit-bg-last")
+    page.wait_for_timeout(200)
+    px = page.evaluate("""() => { const c = document.querySelector('canvas.initedit-canvas');
+        return Array.from(c.getContext('2d').getImageData(c.width * 0.25, c.height * 0.25, 1, 1).data); }""")
+    assert px[:3] == [0xff, 0xdd, 0x33]
+    page.screenshot(path=str(shot_dir / "harness_background.png"))
+    # nothing happening -> no frames requested (no busy loop)
+    before = page.evaluate("window.rafCount")
+    page.wait_for_timeout(1000)
+    assert page.evaluate("window.rafCount") == before
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_any_zoom(browser, scale):
+    """High-DPI screens and CSS zoom: fractions come from the canvas's on-screen rectangle."""
+    page = open_harness(browser, device_scale_factor=scale)
+    try:
+        page.evaluate("document.querySelector('.initedit-canvas-wrap').style.transform = 'scale(0.7)'")
+        page.wait_for_timeout(50)
+        drv.drag(page, (0.3, 0.3), (0.6, 0.7))
+        assert drv.close(drv.spec(page)["reroll"][0]["box"], [0.3, 0.3, 0.6, 0.7])
+        assert not page.errors
+    finally:
+        page.context.close()
