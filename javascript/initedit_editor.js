@@ -441,6 +441,9 @@
                 ctx.fillStyle = col + (sel ? "40" : "22");
                 ctx.fillRect(x, y, w, h);
                 ctx.setLineDash(active ? [] : [4, 3]);
+                ctx.lineWidth = (sel ? 2.5 : 1.5) + 2; // a dark rim keeps the outline visible on any image
+                ctx.strokeStyle = "rgba(0,0,0,0.55)";
+                ctx.strokeRect(x, y, w, h);
                 ctx.lineWidth = sel ? 2.5 : 1.5;
                 ctx.strokeStyle = col;
                 ctx.strokeRect(x, y, w, h);

@@ -20,6 +20,23 @@ _spec = importlib.util.spec_from_file_location("initedit_editor_driver", HERE / 
 drv = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(drv)
 
+try:  # every JSON the editor writes must pass the Python parser, the authority on the spec
+    from lib_initedit.spec import parse_spec
+except ImportError:  # pragma: no cover - the library is beside these tests
+    parse_spec = None
+
+_read_spec = drv.spec
+
+
+def _checked_spec(page, *a, **kw):
+    s = _read_spec(page, *a, **kw)
+    if parse_spec is not None:
+        assert parse_spec(s).to_dict() is not None
+    return s
+
+
+drv.spec = _checked_spec
+
 
 def open_harness(browser, **ctx):
     context = browser.new_context(viewport={"width": 700, "height": 1000}, **ctx)

@@ -1,0 +1,135 @@
+"""InitEdit in the real A1111 WebUI page, in headless Chromium.
+
+Needs a running WebUI with InitEdit installed: INITEDIT_WEBUI_URL=http://127.0.0.1:7881 (see
+../shared/webui-lab/README.md: run_webui.sh tiny-sd15 7881). Skipped with the reason otherwise.
+Screenshots: $INITEDIT_SHOT_DIR (default a temp folder).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+_spec = importlib.util.spec_from_file_location("initedit_editor_driver", HERE / "editor_driver.py")
+drv = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(drv)
+
+URL = os.environ.get("INITEDIT_WEBUI_URL", "").rstrip("/")
+ROOT_SEL = ".initedit-root[data-tab=txt2img]"
+
+
+def _reachable(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url + "/sdapi/v1/scripts", timeout=10) as r:
+            names = json.load(r).get("txt2img", [])
+    except Exception as e:  # noqa: BLE001 - any failure means: no usable WebUI
+        return f"INITEDIT_WEBUI_URL={url} is not reachable ({e.__class__.__name__}: {e})"
+    if "initedit" not in names:
+        return f"the WebUI at {url} has no InitEdit script (txt2img scripts: {', '.join(names)})"
+    return None
+
+
+pytestmark = pytest.mark.skipif(not URL, reason="set INITEDIT_WEBUI_URL to a running WebUI with InitEdit installed")
+
+
+@pytest.fixture(scope="module")
+def page(browser):
+    why = _reachable(URL)
+    if why:
+        pytest.skip(why)
+    ctx = browser.new_context(viewport={"width": 1500, "height": 1300})
+    pg = ctx.new_page()
+    pg.errors = []
+    # only errors from our files count: the WebUI itself logs "reading 'props'" from gradio when any
+    # InputAccordion (Hires. fix too) is opened
+    pg.on("pageerror", lambda e: pg.errors.append(e.stack or str(e)) if "initedit" in (e.stack or "").lower() else None)
+    pg.goto(URL, wait_until="domcontentloaded", timeout=180_000)
+    pg.wait_for_selector(f"{ROOT_SEL} canvas.initedit-canvas", state="attached", timeout=180_000)
+    yield pg
+    ctx.close()
+
+
+def _ids(page):
+    return page.evaluate(f"""() => {{ const r = document.querySelector('{ROOT_SEL}');
+        return {{spec: r.dataset.specId, acc: r.dataset.accordionId}}; }}""")
+
+
+def _set_number(page, elem_id, value):
+    loc = page.locator(f"#{elem_id} input[type=number]").first
+    loc.fill(str(value))
+    loc.press("Enter")
+
+
+def _spec(page):
+    return drv.spec(page, f"#{_ids(page)['spec']} textarea")
+
+
+def test_accordion_draw_resize_generate_infotext(page, shot_dir):
+    ids = _ids(page)
+    page.fill("#txt2img_prompt textarea", "a cat and a red car")
+    for elem, v in (("txt2img_width", 128), ("txt2img_height", 128), ("txt2img_steps", 4)):
+        _set_number(page, elem, v)
+
+    acc = page.locator(f"#{ids['acc']}")
+    acc.locator(".label-wrap").first.click()  # open = enable
+    canvas = drv.canvas(page, ROOT_SEL)
+    canvas.wait_for(state="visible")
+    canvas.scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    assert page.locator(f"#{ids['acc']}-checkbox input").first.is_checked()
+
+    drv.drag(page, (0.2, 0.2), (0.5, 0.6), scope=ROOT_SEL)
+    s = _spec(page)
+    assert len(s["reroll"]) == 1 and drv.close(s["reroll"][0]["box"], [0.2, 0.2, 0.5, 0.6]), s
+    drv.drag(page, (0.5, 0.6), (0.7, 0.8), scope=ROOT_SEL)  # resize by the corner
+    assert drv.close(_spec(page)["reroll"][0]["box"], [0.2, 0.2, 0.7, 0.8])
+
+    page.click(f"{ROOT_SEL} .initedit-tab[data-tab=layout]")
+    drv.drag(page, (0.55, 0.1), (0.95, 0.45), scope=ROOT_SEL)
+    page.click(f"{ROOT_SEL} .initedit-word:text-is('cat')")
+    assert _spec(page)["layout"][0]["phrase"] == "cat"
+    page.click(f"{ROOT_SEL} .initedit-tab[data-tab=reroll]")
+    if page.locator(f"{ROOT_SEL} .initedit-seed-warn").is_visible():
+        page.click(f"{ROOT_SEL} .initedit-fix-seed")
+        page.wait_for_timeout(500)
+    assert page.input_value("#txt2img_seed input") != "-1"
+    acc.screenshot(path=str(shot_dir / "webui_accordion_boxes.png"))
+
+    page.click("#txt2img_generate")
+    page.wait_for_function(
+        "() => (document.querySelector('#generation_info_txt2img textarea') || {}).value?.includes('InitEdit')",
+        timeout=300_000)
+    info = json.loads(page.input_value("#generation_info_txt2img textarea"))
+    assert "InitEdit:" in info["infotexts"][0]
+    page.wait_for_selector("#txt2img_gallery img", timeout=60_000)
+    page.click(f"{ROOT_SEL} .initedit-bg-last")
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(shot_dir / "webui_after_generate.png"), full_page=False)
+    assert not page.errors, page.errors
+
+
+def test_paste_restores_boxes(page, shot_dir):
+    """Paste of an InitEdit infotext (the ↙️ button) puts the boxes back on the canvas."""
+    info = json.loads(page.input_value("#generation_info_txt2img textarea") or "{}")
+    if "infotexts" not in info:
+        pytest.skip("needs the generation of the previous test")
+    infotext = info["infotexts"][0]
+    page.click(f"{ROOT_SEL} .initedit-tab-body[data-tab=reroll] .initedit-clear")
+    page.click(f"{ROOT_SEL} .initedit-tab[data-tab=layout]")
+    page.click(f"{ROOT_SEL} .initedit-tab-body[data-tab=layout] .initedit-clear")
+    assert _spec(page) == {}
+    page.fill("#txt2img_prompt textarea", infotext)
+    page.click("#paste")
+    page.wait_for_function(
+        f"() => (window.InitEdit.mounts.find(m => m.root.matches('{ROOT_SEL}')).editor.spec.reroll.length) > 0",
+        timeout=30_000)
+    st = page.evaluate(f"window.InitEdit.mounts.find(m => m.root.matches('{ROOT_SEL}')).editor.spec")
+    assert drv.close(st["reroll"][0]["box"], [0.2, 0.2, 0.7, 0.8]) and st["layout"][0]["phrase"] == "cat"
+    assert page.locator(f"{ROOT_SEL} .initedit-tab-body[data-tab=layout] .initedit-chip").count() == 1
+    page.locator(f"#{_ids(page)['acc']}").screenshot(path=str(shot_dir / "webui_pasted.png"))
+    assert not page.errors, page.errors
