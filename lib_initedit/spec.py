@@ -10,7 +10,7 @@ import binascii
 import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 VARY_MODES = ("seed", "reroll")

@@ -1,0 +1,57 @@
+"""Wrappers around a host's per-batch noise stream (the WebUI's ``p.rng``: ``next() -> (B, C, H, W)``).
+
+The first ``next()`` is the initial noise; ancestral samplers draw every later step's noise from the
+same object. Rerolled regions should follow the reroll seed there too, so a reroll of the whole image
+at strength 1 reproduces that seed's image exactly, ancestral samplers included.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+
+from .noise import blend
+
+
+class RerollStream:
+    """Delegates to ``base`` and blends every draw with the region seeds' own streams (same weights)."""
+
+    def __init__(self, base: Any, fresh: Sequence[Any], weights: Sequence[torch.Tensor]):
+        self.base = base
+        self.fresh = list(fresh)
+        self.weights = list(weights)
+
+    def next(self) -> torch.Tensor:
+        return blend_streams(self.base.next(), self.fresh, self.weights)
+
+    def __getattr__(self, name):  # seeds, shape, generators, is_first ... stay the base's
+        return getattr(self.base, name)
+
+
+def blend_streams(x: torch.Tensor, fresh: Sequence[Any], weights: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Blend one draw of every fresh stream into x, region by region. weights[r]: (B, 1, H, W)."""
+    for stream, weight in zip(fresh, weights):
+        x = blend(x, stream.next(), weight)
+    return x
+
+
+class FirstDrawHook:
+    """Runs ``edit(first_noise) -> (noise, follow)`` on the first draw; later draws come from ``follow``.
+
+    The fallback for WebUIs without ``process_before_every_sampling`` (A1111 1.6-1.9): the sampler
+    asks ``p.rng`` for the initial noise after the conds exist, so the edit can run right there.
+    """
+
+    def __init__(self, base: Any, edit: Callable[[torch.Tensor], tuple[torch.Tensor, Any]]):
+        self.base = base
+        self.edit = edit
+        self.follow = None
+
+    def next(self) -> torch.Tensor:
+        if self.follow is None:
+            x, self.follow = self.edit(self.base.next())
+            return x
+        return self.follow.next()
+
+    def __getattr__(self, name):
+        return getattr(self.base, name)
