@@ -1,12 +1,15 @@
 // InitEdit: a paintable region mask. Kept as white-on-transparent, exported as a white-on-black PNG (base64)
-// whose size follows the image's aspect (longest side MASK_SIDE).
+// with the image's aspect at about latent resolution (the noise it selects has no finer grain), which keeps
+// the PNG, and so the infotext, small.
 (function(ns) {
     "use strict";
 
-    var MASK_SIDE = 256;
+    var MIN_SIDE = 64, MAX_SIDE = 256;
 
     function maskSize(width, height) {
-        var s = MASK_SIDE / Math.max(width, height, 1);
+        var longest = Math.max(width, height, 1);
+        var side = Math.min(MAX_SIDE, Math.max(MIN_SIDE, Math.round(longest / 8)));
+        var s = side / longest;
         return {w: Math.max(8, Math.round(width * s)), h: Math.max(8, Math.round(height * s))};
     }
 
@@ -128,5 +131,5 @@
         return t;
     };
 
-    ns.mask = {MaskLayer: MaskLayer, maskSize: maskSize, MASK_SIDE: MASK_SIDE};
+    ns.mask = {MaskLayer: MaskLayer, maskSize: maskSize};
 })(window.InitEdit = window.InitEdit || {});

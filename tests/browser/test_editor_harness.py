@@ -159,13 +159,13 @@ def test_mask_brush_writes_png_with_image_aspect(page, shot_dir):
     raw = base64.b64decode(s["reroll"][0]["mask"], validate=True)
     assert raw.startswith(b"\x89PNG")
     im = Image.open(io.BytesIO(raw)).convert("L")
-    assert im.size == (256, 128)  # the image's aspect, longest side 256
-    assert im.getpixel((102, 64)) > 200 and im.getpixel((10, 10)) < 30  # painted stroke white, rest black
+    assert im.size == (64, 32)  # the image's aspect at latent resolution (512 x 256 / 8)
+    assert im.getpixel((25, 16)) > 200 and im.getpixel((3, 3)) < 30  # painted stroke white, rest black
     page.screenshot(path=str(shot_dir / "harness_mask.png"))
     # erase most of it with the right button, then it is still a valid mask
     drv.drag(page, (0.2, 0.5), (0.4, 0.5), steps=8, button="right")
     im2 = Image.open(io.BytesIO(base64.b64decode(drv.spec(page)["reroll"][0]["mask"]))).convert("L")
-    assert im2.getpixel((76, 64)) < 30 and im2.getpixel((140, 64)) > 200
+    assert im2.getpixel((19, 16)) < 30 and im2.getpixel((35, 16)) > 200
 
 
 def test_layout_phrase_from_prompt_and_live_check(page, shot_dir):

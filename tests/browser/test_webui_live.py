@@ -69,6 +69,12 @@ def _spec(page):
     return drv.spec(page, f"#{_ids(page)['spec']} textarea")
 
 
+def _resolved_spec(infotext: str) -> dict:
+    """The InitEdit value of an infotext (json-quoted by the WebUI, or bare JSON)."""
+    obj, _ = json.JSONDecoder().raw_decode(infotext.split("InitEdit: ", 1)[1])
+    return json.loads(obj) if isinstance(obj, str) else obj
+
+
 def test_accordion_draw_resize_generate_infotext(page, shot_dir):
     ids = _ids(page)
     page.fill("#txt2img_prompt textarea", "a cat and a red car")
@@ -106,6 +112,11 @@ def test_accordion_draw_resize_generate_infotext(page, shot_dir):
         timeout=300_000)
     info = json.loads(page.input_value("#generation_info_txt2img textarea"))
     assert "InitEdit:" in info["infotexts"][0]
+    resolved = _resolved_spec(info["infotexts"][0])
+    assert resolved["reroll"][0]["seed"] >= 0  # the server resolved -1
+    page.click(f"{ROOT_SEL} .initedit-tab-body[data-tab=reroll] .initedit-chip >> nth=0")
+    page.click(f"{ROOT_SEL} .initedit-seed-reuse")  # ♻️: keep the seed the region just had
+    assert _spec(page)["reroll"][0]["seed"] == resolved["reroll"][0]["seed"]
     page.wait_for_selector("#txt2img_gallery img", timeout=60_000)
     page.click(f"{ROOT_SEL} .initedit-bg-last")
     page.wait_for_timeout(500)
@@ -132,4 +143,34 @@ def test_paste_restores_boxes(page, shot_dir):
     assert drv.close(st["reroll"][0]["box"], [0.2, 0.2, 0.7, 0.8]) and st["layout"][0]["phrase"] == "cat"
     assert page.locator(f"{ROOT_SEL} .initedit-tab-body[data-tab=layout] .initedit-chip").count() == 1
     page.locator(f"#{_ids(page)['acc']}").screenshot(path=str(shot_dir / "webui_pasted.png"))
+    assert not page.errors, page.errors
+
+
+def test_mask_and_heatmaps_generate(page, shot_dir):
+    """A painted mask region and a layout box with probe heatmaps: the server accepts the mask PNG and
+    the gallery gains the heatmap images."""
+    page.fill("#txt2img_prompt textarea", "a cat and a red car")
+    for tab in ("reroll", "layout"):
+        page.click(f"{ROOT_SEL} .initedit-tab[data-tab={tab}]")
+        page.click(f"{ROOT_SEL} .initedit-tab-body[data-tab={tab}] .initedit-clear")
+    page.click(f"{ROOT_SEL} .initedit-tab[data-tab=reroll]")
+    page.click(f"{ROOT_SEL} .initedit-tool-brush")
+    drv.drag(page, (0.2, 0.7), (0.8, 0.75), scope=ROOT_SEL, steps=10)
+    page.click(f"{ROOT_SEL} .initedit-tool-box")
+    page.click(f"{ROOT_SEL} .initedit-tab[data-tab=layout]")
+    drv.drag(page, (0.1, 0.1), (0.45, 0.5), scope=ROOT_SEL)
+    page.click(f"{ROOT_SEL} .initedit-word:text-is('red car')")
+    page.check(f"{ROOT_SEL} [data-field=heatmaps]")
+    s = _spec(page)
+    assert "mask" in s["reroll"][0] and s["layout"][0]["phrase"] == "red car" and s["heatmaps"] is True
+    page.evaluate("document.querySelector('#generation_info_txt2img textarea').value = ''")
+    page.click("#txt2img_generate")
+    page.wait_for_function(
+        "() => (document.querySelector('#generation_info_txt2img textarea') || {}).value?.includes('InitEdit')",
+        timeout=300_000)
+    info = json.loads(page.input_value("#generation_info_txt2img textarea"))
+    assert '\\"mask\\"' in info["infotexts"][0] or '"mask"' in info["infotexts"][0]
+    assert len(info["infotexts"]) >= 2, "heatmaps on: the outputs gain the probe's heatmap images"
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(shot_dir / "webui_mask_heatmaps.png"))
     assert not page.errors, page.errors
