@@ -4,6 +4,7 @@ Module names follow CompVis ldm so InitEdit's hooks work unchanged:
 `input_blocks.N.0` ResBlocks, `input_blocks.N.1` SpatialTransformers with
 `transformer_blocks.0.attn1/attn2`, `Downsample` modules, `middle_block`, `output_blocks`.
 Levels: 32x32, 16x16, 8x8 (the "paper" probe level, like SD1's 16x16 of a 64x64 latent), 4x4.
+Cross-attention sits at 8x8 (input 5, 6; output 2, 3, 4) and 4x4 (middle) only, to keep CPU training cheap.
 """
 from __future__ import annotations
 
@@ -118,9 +119,9 @@ class Downsample(nn.Module):
 
 
 class Upsample(nn.Module):
-    def __init__(self, ch: int):
+    def __init__(self, ch: int, use_conv: bool = True):
         super().__init__()
-        self.conv = nn.Conv2d(ch, ch, 3, padding=1)
+        self.conv = nn.Conv2d(ch, ch, 3, padding=1) if use_conv else nn.Identity()
 
     def forward(self, x):
         return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
@@ -152,7 +153,7 @@ class UNet(nn.Module):
             T(nn.Conv2d(3, c0, 3, padding=1)),  # 0   32px
             T(ResBlock(c0, E)),                 # 1
             T(Downsample(c0)),                  # 2 -> 16px
-            T(ResBlock(c0, E, c1), st(c1)),     # 3
+            T(ResBlock(c0, E, c1)),            # 3
             T(Downsample(c1)),                  # 4 -> 8px
             T(ResBlock(c1, E, c2), st(c2)),     # 5
             T(ResBlock(c2, E), st(c2)),         # 6  <- "paper" probe layer
@@ -166,8 +167,8 @@ class UNet(nn.Module):
             T(ResBlock(c3 + c2, E, c2), st(c2)),                   # 2
             T(ResBlock(c2 + c2, E, c2), st(c2)),                   # 3
             T(ResBlock(c2 + c1, E, c2), st(c2), Upsample(c2)),     # 4  -> 16px
-            T(ResBlock(c2 + c1, E, c1), st(c1)),                   # 5
-            T(ResBlock(c1 + c0, E, c1), Upsample(c1)),             # 6  -> 32px
+            T(ResBlock(c2 + c1, E, c1)),                           # 5
+            T(ResBlock(c1 + c0, E, c1), Upsample(c1, use_conv=False)),  # 6  -> 32px
             T(ResBlock(c1 + c0, E, c0)),                           # 7
             T(ResBlock(c0 + c0, E, c0)),                           # 8
         ])

@@ -1,12 +1,15 @@
 """Train the toy model. Deterministic (fixed seeds, scenes drawn by step), CPU-friendly.
 
-    python -m lib_initedit.toy.train --out lib_initedit/toy/weights/toy.safetensors
+    python -m lib_initedit.toy.train --out lib_initedit/toy/weights/toy.safetensors --steps N
+
+The learning rate is constant after a short warm-up (no dependence on the total), so a run stopped
+early by SIGTERM/Ctrl-C at step N saves exactly what ``--steps N`` would have produced.
 """
 from __future__ import annotations
 
 import argparse
 import copy
-import math
+import signal
 import time
 
 import torch
@@ -26,10 +29,10 @@ def save(model: torch.nn.Module, path: str, meta: dict) -> None:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="lib_initedit/toy/weights/toy.safetensors")
-    ap.add_argument("--steps", type=int, default=3000)
-    ap.add_argument("--batch", type=int, default=48)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--ema", type=float, default=0.998)
+    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--ema", type=float, default=0.995)
     ap.add_argument("--p-uncond", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -41,12 +44,16 @@ def main(argv=None) -> None:
     model = ToyModel()
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.0)
-    warm = 200
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, a.steps) / a.steps))))
+    warm = 100
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     gen = torch.Generator().manual_seed(a.seed + 1)
     t0, run = time.time(), 0.0
+    done = 0
     for step in range(a.steps):
+        if stop:
+            break
         seeds = range(1_000_000 + step * a.batch, 1_000_000 + (step + 1) * a.batch)
         x0, caps = data.batch(seeds)
         drop = torch.rand(a.batch, generator=gen) < a.p_uncond
@@ -64,13 +71,14 @@ def main(argv=None) -> None:
         with torch.no_grad():
             for pe, pm in zip(ema.parameters(), model.parameters()):
                 pe.lerp_(pm, 1 - d)
+        done = step + 1
         run = loss.item() if step == 0 else 0.98 * run + 0.02 * loss.item()
         if step % 50 == 0 or step == a.steps - 1:
             print(f"step {step} loss {run:.4f} lr {sched.get_last_lr()[0]:.2e} {time.time() - t0:.0f}s", flush=True)
         if a.snapshot_every and step and step % a.snapshot_every == 0:
             save(ema, a.out + ".partial", {"step": step})
-    meta = {"steps": a.steps, "batch": a.batch, "lr": a.lr, "ema": a.ema, "seed": a.seed,
-            "wall_s": round(time.time() - t0), "command": "python -m lib_initedit.toy.train " + " ".join(argv or [])}
+    meta = {"steps": done, "batch": a.batch, "lr": a.lr, "ema": a.ema, "seed": a.seed,
+            "wall_s": round(time.time() - t0), "command": f"python -m lib_initedit.toy.train --out {a.out} --steps {done} --batch {a.batch}"}
     save(ema, a.out, meta)
     print(f"done in {time.time() - t0:.0f}s -> {a.out}", flush=True)
 
