@@ -46,8 +46,9 @@ def phrase_positions(chunks: Sequence[Sequence[int]], phrase: str, encode: Calla
 def describe(chunks: Sequence[Sequence[int]], decode: Callable[[Sequence[int]], str] | None) -> str:
     """Human text of the prompt's tokens, for error messages."""
     ids = [tok for chunk in chunks for tok in chunk]
-    if decode is None:
-        return " ".join(map(str, ids)) or "(nothing)"
-    words = decode(ids).split()
+    text = decode(ids) if decode is not None else None
+    if text is None:  # no decoder for this tokenizer: show the ids
+        return "token ids " + " ".join(map(str, ids)) if ids else "(nothing)"
+    words = text.split()
     text = " ".join(words)
     return repr(text if len(text) <= 200 else text[:197] + "...") if words else "(nothing)"

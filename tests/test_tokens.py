@@ -41,3 +41,9 @@ def test_not_found_lists_the_prompt():
     with pytest.raises(PhraseNotFound) as err:
         phrase_positions(chunks, "dog", encode, decode)
     assert "'dog' is not in the prompt" in str(err.value) and "a cat on a sofa" in str(err.value)
+
+
+def test_not_found_without_a_decoder_shows_ids():
+    chunks = [encode("a cat")]
+    with pytest.raises(PhraseNotFound, match="token ids"):
+        phrase_positions(chunks, "dog", encode, lambda ids: None)

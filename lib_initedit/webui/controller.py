@@ -1,12 +1,10 @@
 """The script's callbacks, kept out of ``scripts/initedit.py`` so that file stays a thin shell."""
 from __future__ import annotations
 
-from modules import processing
-
 from ..spec import SpecError
 from . import args as script_args
 from . import host
-from .session import LOG_PREFIX, Session
+from .session import LOG_PREFIX, Session, infotext_image_index
 
 INFOTEXT_KEY = "InitEdit"
 ERROR_KEY = "InitEdit error"
@@ -32,6 +30,8 @@ def on_process(p, args) -> None:
         return
     if not enabled or spec.is_empty:
         return
+    from modules import processing
+
     if not isinstance(p, processing.StableDiffusionProcessingTxt2Img):
         say_once("not applied: InitEdit edits txt2img's initial noise; img2img is not supported")
         return
@@ -42,8 +42,7 @@ def on_process(p, args) -> None:
         return
     session = Session.start(p, spec, host, notes)
     setattr(p, SESSION_ATTR, session)
-    # per image (A1111 1.9+ calls this with the image's global index)
-    p.extra_generation_params[INFOTEXT_KEY] = lambda index=0, **_: session.image_specs[min(index, len(session.image_specs) - 1)].to_json()
+    p.extra_generation_params[INFOTEXT_KEY] = lambda **kw: session.image_specs[infotext_image_index(len(session.image_specs), **kw)].to_json()
 
 
 def on_before_sampling(p, x, noise, c) -> None:

@@ -16,6 +16,7 @@ from .. import heatmaps, noise, noise_stream, probe, tokens
 from ..spec import InitEditSpec
 
 LOG_PREFIX = "InitEdit:"
+NOTE_KEY = "InitEdit note"
 
 
 @dataclass
@@ -56,6 +57,8 @@ class Session:
             print(f"{LOG_PREFIX} {text}")
             if hasattr(p, "comment"):
                 p.comment(f"{LOG_PREFIX} {text}")
+            if isinstance(getattr(p, "extra_generation_params", None), dict):
+                p.extra_generation_params[NOTE_KEY] = "; ".join(self.notes)
 
     def infotext_values(self) -> list[str]:
         return [s.to_json() for s in self.image_specs]
@@ -174,3 +177,13 @@ def spec_for_image(spec: InitEditSpec, index: int) -> InitEditSpec:
     if spec.vary != "reroll" or not spec.reroll:
         return spec
     return spec.replace(reroll=tuple(dataclasses.replace(r, seed=(r.seed + index) % 4294967296) for r in spec.reroll))
+
+
+def infotext_image_index(count: int, p=None, index=0, all_prompts=None, **_) -> int:
+    """The global image index of a create_infotext call (A1111 1.9+ calls per-image values with locals()).
+
+    Inside the batch loop it is called with the batch's own prompt list and a batch-local index.
+    """
+    if p is not None and all_prompts is getattr(p, "prompts", None):
+        index = int(getattr(p, "iteration", 0)) * int(getattr(p, "batch_size", 1)) + int(index or 0)
+    return max(0, min(int(index or 0), count - 1))

@@ -1,0 +1,200 @@
+"""The WebUI adapter's session logic with a small stand-in for the WebUI (no ``modules.*`` needed)."""
+import types
+
+import pytest
+import torch
+
+from lib_initedit.noise_stream import FirstDrawHook, RerollStream
+from lib_initedit.spec import parse_spec
+from lib_initedit.webui.args import XYZ_REROLL_SEED, XYZ_REROLL_STRENGTH, XYZ_ROUNDS, read_args, spec_from_args
+from lib_initedit.webui.session import Session, spec_for_image
+from tests.ldm_like import UNetModel
+
+
+class SeedRNG:
+    """Like the WebUI's ImageRNG: one generator per seed; first() and next() draw (B, C, H, W)."""
+
+    def __init__(self, shape, seeds):
+        self.shape, self.seeds = shape, seeds
+        self.generators = [torch.Generator().manual_seed(s) for s in seeds]
+
+    def next(self):
+        return torch.stack([torch.randn(self.shape, generator=g) for g in self.generators])
+
+
+VOCAB = {}
+
+
+def encode(text):
+    return [VOCAB.setdefault(w, len(VOCAB) + 10) for w in text.lower().split()]
+
+
+class FakeHost:
+    def __init__(self):
+        torch.manual_seed(0)
+        self.unet = UNetModel(model_channels=32, context_dim=32).eval()
+        self.options = {}
+        self.textinfo = None
+
+    def noise_stream(self, p, shape, seeds):
+        return SeedRNG(shape, seeds)
+
+    def opt(self, name, default):
+        return self.options.get(name, default)
+
+    def cond_rows_of(self, c):
+        return [[i] for i in range(c.shape[0])]
+
+    def subprompts_at_step0(self, prompt, steps):
+        return [s.strip() for s in prompt.split(" AND ")]
+
+    def prompt_chunks(self, prompt):
+        return [encode(prompt)]
+
+    def encode_phrase(self, phrase):
+        return encode(phrase)
+
+    def decode_tokens(self, ids):
+        return None
+
+    def set_textinfo(self, text):
+        self.textinfo = text
+
+    def unet_module(self):
+        return self.unet
+
+    def should_stop(self):
+        return False
+
+    def probe_call(self, p, x, c, rows):
+        ctx = c[rows]
+        return lambda noise: self.unet(noise, torch.full((noise.shape[0],), 999), context=ctx)
+
+
+def make_p(batch=2, n_iter=1, seed=10, prompt="a cat and a red car"):
+    p = types.SimpleNamespace(all_seeds=[seed + i for i in range(batch * n_iter)], batch_size=batch, iteration=0,
+                              prompts=[prompt] * batch, steps=20, extra_generation_params={}, comments={})
+    p.comment = lambda text: p.comments.__setitem__(text, 1)
+    p.rng = SeedRNG((4, 32, 32), p.all_seeds[:batch])
+    return p
+
+
+def test_args_shapes():
+    assert read_args([]) == (False, None)
+    assert read_args([{"reroll": []}]) == (True, {"reroll": []})
+    assert read_args([True, '{"rounds": 2}']) == (True, '{"rounds": 2}')
+    assert read_args([False, '{"rounds": 2}'])[0] is False
+    assert read_args(['{"rounds": 2}']) == (True, '{"rounds": 2}')
+    enabled, spec, _ = spec_from_args([False, "{broken"])
+    assert not enabled and spec.is_empty  # disabled: the text is not even read
+
+
+def test_xyz_overrides():
+    p = types.SimpleNamespace(**{XYZ_REROLL_SEED: "50", XYZ_REROLL_STRENGTH: 0.25, XYZ_ROUNDS: 3})
+    raw = {"reroll": [{"box": [0, 0, 1, 1], "seed": 1}, {"box": [0, 0, 0.5, 1], "seed": 2}],
+           "layout": [{"phrase": "cat", "box": [0, 0, 1, 1]}]}
+    _, spec, notes = spec_from_args([raw], p)
+    assert [r.seed for r in spec.reroll] == [50, 51]
+    assert {r.strength for r in spec.reroll} == {0.25} and spec.rounds == 3 and not notes
+    _, spec, notes = spec_from_args([{"layout": raw["layout"]}], types.SimpleNamespace(**{XYZ_REROLL_SEED: 5}))
+    assert notes and "no reroll region" in notes[0]
+
+
+def test_xyz_bad_value_names_the_axis():
+    from lib_initedit.spec import SpecError
+
+    with pytest.raises(SpecError, match="X/Y/Z reroll strength"):
+        spec_from_args([{"reroll": [{"box": [0, 0, 1, 1]}]}], types.SimpleNamespace(**{XYZ_REROLL_STRENGTH: "lots"}))
+    with pytest.raises(SpecError, match="strength: 2.0 is outside"):
+        spec_from_args([{"reroll": [{"box": [0, 0, 1, 1]}]}], types.SimpleNamespace(**{XYZ_REROLL_STRENGTH: 2.0}))
+
+
+def test_vary_reroll_keeps_base_seed_and_steps_reroll_seeds():
+    p = make_p(batch=2, n_iter=2)
+    spec = parse_spec({"reroll": [{"box": [0, 0, 1, 1], "seed": 100}], "vary": "reroll"})
+    session = Session.start(p, spec, FakeHost())
+    assert p.all_seeds == [10, 10, 10, 10]
+    assert [s.reroll[0].seed for s in session.image_specs] == [100, 101, 102, 103]
+    assert spec_for_image(spec, 3).reroll[0].seed == 103
+
+
+def test_random_seed_is_resolved():
+    session = Session.start(make_p(), parse_spec({"reroll": [{"box": [0, 0, 1, 1]}]}), FakeHost())
+    assert session.spec.reroll[0].seed >= 0
+    assert "-1" not in session.image_specs[0].to_json()
+
+
+def test_whole_reroll_equals_the_seed_stream_first_and_later_draws():
+    host = FakeHost()
+    p = make_p(batch=2)
+    session = Session.start(p, parse_spec({"reroll": [{"box": [0, 0, 1, 1], "seed": 7}]}), host)
+    x = p.rng.next()
+    new, follow = session.edit_first_noise(p, x, None, p.rng)
+    ref = SeedRNG((4, 32, 32), [7, 7])
+    assert torch.equal(new, ref.next())
+    assert isinstance(follow, RerollStream)
+    assert torch.equal(follow.next(), ref.next())  # ancestral steps follow the reroll seed too
+    host.options["initedit_ancestral_follow"] = False
+    _, follow = session.edit_first_noise(p, SeedRNG((4, 32, 32), [1, 2]).next(), None, p.rng)
+    assert follow is p.rng
+
+
+def test_partial_reroll_keeps_the_outside_and_unit_variance():
+    host = FakeHost()
+    p = make_p(batch=1)
+    session = Session.start(p, parse_spec({"reroll": [{"box": [0, 0, 0.5, 1], "seed": 3, "strength": 0.6}]}), host)
+    x = torch.randn(1, 4, 256, 256, generator=torch.Generator().manual_seed(0))
+    new, _ = session.edit_first_noise(p, x.clone(), None, None)
+    assert torch.equal(new[..., 128:], x[..., 128:])
+    assert abs(new[..., :128].std().item() - 1) < 0.01
+
+
+def test_layout_session_edits_and_reports():
+    host = FakeHost()
+    p = make_p(batch=2)
+    spec = parse_spec({"layout": [{"phrase": "cat", "box": [0, 0, 0.5, 1]}, {"phrase": "red car", "box": [0.5, 0, 1, 1]}],
+                       "heatmaps": True})
+    session = Session.start(p, spec, host)
+    x = p.rng.next()
+    c = torch.randn(2, 77, 32, generator=torch.Generator().manual_seed(1))
+    new, _ = session.edit_first_noise(p, x.clone(), c, p.rng)
+    assert torch.equal(new.flatten(1).sort().values, x.flatten(1).sort().values)
+    assert len(session.layouts) == 2 and host.textinfo
+    (index, sheet), _ = session.heatmap_images((64, 64))
+    assert index == 0 and sheet.size[0] == 128
+
+
+def test_missing_phrase_is_dropped_noted_and_recorded():
+    host = FakeHost()
+    p = make_p(batch=1, prompt="a cat on a sofa")
+    spec = parse_spec({"layout": [{"phrase": "cat", "box": [0, 0, 0.5, 1]}, {"phrase": "zebra", "box": [0.5, 0, 1, 1]}]})
+    session = Session.start(p, spec, host)
+    session.edit_first_noise(p, p.rng.next(), torch.randn(1, 77, 32), p.rng)
+    assert [b.phrase for b in session.image_specs[0].layout] == ["cat"]
+    assert "zebra" in p.extra_generation_params["InitEdit note"] and p.comments
+
+
+def test_and_subprompt_with_most_phrases_is_probed():
+    host = FakeHost()
+    p = make_p(batch=1, prompt="a tree AND a cat and a red car")
+    spec = parse_spec({"layout": [{"phrase": "cat", "box": [0, 0, 0.5, 1]}, {"phrase": "red car", "box": [0.5, 0, 1, 1]}]})
+    session = Session.start(p, spec, host)
+    row, found, kept = session._locate_phrases(p, p.prompts[0], [4, 9], 0)
+    assert row == 9 and len(kept) == 2
+
+
+def test_first_draw_hook_edits_once_then_follows():
+    base = SeedRNG((4, 8, 8), [1])
+    follow = SeedRNG((4, 8, 8), [2])
+    hook = FirstDrawHook(base, lambda x: (x * 0, follow))
+    assert torch.equal(hook.next(), torch.zeros(1, 4, 8, 8))
+    assert torch.equal(hook.next(), SeedRNG((4, 8, 8), [2]).next())
+    assert hook.seeds == [1]
+
+
+def test_infotext_index_is_global():
+    from lib_initedit.webui.session import infotext_image_index as _image_index
+
+    p = types.SimpleNamespace(prompts=["a", "b"], iteration=1, batch_size=2)
+    assert _image_index(4, p=p, index=1, all_prompts=p.prompts) == 3
+    assert _image_index(4, p=p, index=1, all_prompts=["a", "b", "c", "d"]) == 1

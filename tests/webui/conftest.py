@@ -1,0 +1,131 @@
+"""End-to-end tier: a real WebUI, through its API.
+
+Either point ``INITEDIT_WEBUI_URL`` at a running WebUI that has InitEdit installed, or give
+``INITEDIT_WEBUI_DIR`` (an installed stable-diffusion-webui) and optionally ``INITEDIT_WEBUI_PYTHON``
+(its python; default DIR/venv/bin/python or the lab's) and ``INITEDIT_WEBUI_MODELS`` (a models folder
+with the lab's tiny-sd15 / tiny-sdxl checkpoints); then a server is started on a free loopback port
+with a temporary data dir that links this checkout in as an extension. Without either: skipped.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SKIP_REASON = ("no WebUI given: set INITEDIT_WEBUI_URL to a running WebUI with InitEdit installed, or "
+               "INITEDIT_WEBUI_DIR to an installed WebUI (see README, 'End-to-end tests')")
+
+
+class WebUI:
+    def __init__(self, url: str):
+        self.url = url.rstrip("/")
+
+    def request(self, method, path, body=None, timeout=600):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"} if data else {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def get(self, path):
+        return self.request("GET", path)
+
+    def txt2img(self, spec=None, checkpoint=None, **fields):
+        body = {"prompt": "a cat and a red car", "negative_prompt": "", "sampler_name": "Euler",
+                "width": 64, "height": 64, "steps": 4, "seed": 1, "cfg_scale": 7, "batch_size": 1,
+                "n_iter": 1, "send_images": True, "save_images": False}
+        if checkpoint:
+            body["override_settings"] = {"sd_model_checkpoint": checkpoint}
+            body["override_settings_restore_afterwards"] = True
+        body.update(fields)
+        if spec is not None:
+            body.setdefault("alwayson_scripts", {})["InitEdit"] = {"args": spec if isinstance(spec, list) else [spec]}
+        status, js = self.request("POST", "/sdapi/v1/txt2img", body)
+        assert status == 200, f"HTTP {status}: {js}"
+        js["info"] = json.loads(js["info"])
+        return js
+
+
+def pixels(js, i=0):
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(js["images"][i]))).convert("RGB")).astype(int)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(webui_dir: str):
+    python = os.environ.get("INITEDIT_WEBUI_PYTHON") or next(
+        (p for p in (os.path.join(webui_dir, "venv/bin/python"), os.path.join(webui_dir, "../venv/bin/python"))
+         if os.path.exists(p)), "python3")
+    models = os.environ.get("INITEDIT_WEBUI_MODELS") or os.path.join(webui_dir, "../models")
+    data = tempfile.mkdtemp(prefix="initedit-e2e-")
+    os.makedirs(os.path.join(data, "extensions"))
+    os.symlink(ROOT, os.path.join(data, "extensions", "sd-webui-initedit"))
+    port = _free_port()
+    ckpt = os.path.join(models, "Stable-diffusion", "tiny-sd15.safetensors")
+    env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
+    log = open(os.path.join(data, "webui.log"), "w")
+    proc = subprocess.Popen(
+        [python, "launch.py", "--skip-prepare-environment", "--skip-install", "--skip-python-version-check",
+         "--skip-torch-cuda-test", "--skip-version-check", "--use-cpu", "all", "--no-half", "--precision", "full",
+         "--api", "--port", str(port), "--data-dir", data, "--models-dir", models, "--no-download-sd-model",
+         "--disable-console-progressbars"] + (["--ckpt", ckpt] if os.path.exists(ckpt) else []),
+        cwd=webui_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the WebUI exited early; see {log.name}")
+        try:
+            urllib.request.urlopen(url + "/sdapi/v1/sd-models", timeout=2)
+            return proc, url, log.name
+        except OSError:
+            time.sleep(1)
+    proc.kill()
+    raise RuntimeError(f"the WebUI did not answer in 300 s; see {log.name}")
+
+
+@pytest.fixture(scope="session")
+def webui():
+    url = os.environ.get("INITEDIT_WEBUI_URL")
+    if url:
+        yield WebUI(url)
+        return
+    webui_dir = os.environ.get("INITEDIT_WEBUI_DIR")
+    if not webui_dir:
+        pytest.skip(SKIP_REASON)
+    proc, url, log = _start(webui_dir)
+    try:
+        yield WebUI(url)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def checkpoints(webui):
+    status, models = webui.get("/sdapi/v1/sd-models")
+    return {m["model_name"]: m["title"] for m in models}

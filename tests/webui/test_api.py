@@ -1,0 +1,198 @@
+"""InitEdit through the real WebUI's API (tiny checkpoints): exact pixel properties and bad input."""
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from tests.test_spec import BAD
+from tests.webui.conftest import pixels
+
+WHOLE = {"reroll": [{"box": [0, 0, 1, 1], "seed": 4242, "strength": 1.0}]}
+LAYOUT = {"layout": [{"phrase": "cat", "box": [0, 0, 0.5, 1]}, {"phrase": "red car", "box": [0.5, 0, 1, 1]}]}
+
+
+def infotext(js, i=0):
+    return js["info"]["infotexts"][i]
+
+
+def initedit_of(js, i=0):
+    """The resolved spec written into image i's infotext (key "InitEdit", a quoted JSON text)."""
+    text = infotext(js, i)
+    start = text.index('InitEdit: "') + len("InitEdit: ")
+    quoted, _ = json.JSONDecoder().raw_decode(text[start:])
+    return json.loads(quoted)
+
+
+@pytest.fixture(scope="module")
+def baseline(webui):
+    return pixels(webui.txt2img())
+
+
+def test_script_info_lists_initedit(webui):
+    status, scripts = webui.get("/sdapi/v1/script-info")
+    ours = [s for s in scripts if s["name"] == "initedit" and not s["is_img2img"]]
+    assert ours and ours[0]["is_alwayson"]
+    assert [a["label"] for a in ours[0]["args"]][:2] == ["InitEdit", "InitEdit spec (JSON)"]
+
+
+def test_disabled_and_empty_change_nothing(webui, baseline):
+    assert np.array_equal(pixels(webui.txt2img([False, json.dumps(WHOLE)])), baseline)
+    assert np.array_equal(pixels(webui.txt2img({})), baseline)
+    js = webui.txt2img({})
+    assert "InitEdit" not in infotext(js)
+
+
+def test_strength_zero_changes_nothing(webui, baseline):
+    js = webui.txt2img({"reroll": [{"box": [0, 0, 1, 1], "seed": 4242, "strength": 0.0}]})
+    assert np.array_equal(pixels(js), baseline)
+
+
+@pytest.mark.parametrize("sampler", ["Euler", "Euler a", "DPM++ 2M", "DDIM"])
+def test_whole_image_reroll_is_the_reroll_seeds_image(webui, sampler):
+    rerolled = pixels(webui.txt2img(WHOLE, sampler_name=sampler))
+    plain = pixels(webui.txt2img(seed=4242, sampler_name=sampler))
+    assert np.array_equal(rerolled, plain)
+
+
+def test_positional_ui_args_work_like_the_dict(webui):
+    a = pixels(webui.txt2img([True, json.dumps(WHOLE)]))
+    b = pixels(webui.txt2img(WHOLE))
+    assert np.array_equal(a, b)
+
+
+def test_partial_box_changes_inside_far_more_than_outside(webui, baseline):
+    js = webui.txt2img({"reroll": [{"box": [0, 0, 0.5, 0.5], "seed": 7, "strength": 1.0}]}, width=128, height=128)
+    base = pixels(webui.txt2img(width=128, height=128))
+    diff = np.abs(pixels(js) - base).sum(-1)
+    inside = diff[:64, :64].mean()
+    outside = np.concatenate([diff[64:].ravel(), diff[:64, 64:].ravel()]).mean()
+    assert inside > 2 * outside, (inside, outside)
+
+
+def test_vary_reroll_keeps_the_base_seed_and_steps_the_reroll_seed(webui):
+    spec = {"reroll": [{"box": [0.25, 0.25, 0.75, 0.75], "seed": 100, "strength": 1.0}], "vary": "reroll"}
+    js = webui.txt2img(spec, batch_size=2, n_iter=2, seed=5)
+    assert js["info"]["all_seeds"] == [5, 5, 5, 5]
+    seeds = [initedit_of(js, i)["reroll"][0]["seed"] for i in range(4)]
+    assert seeds == [100, 101, 102, 103]
+    images = [pixels(js, i) for i in range(4)]
+    assert not np.array_equal(images[0], images[1])
+    single = pixels(webui.txt2img({**spec, "reroll": [{**spec["reroll"][0], "seed": 103}], "vary": "seed"}, seed=5))
+    assert np.array_equal(images[3], single)  # image 3 of the batch = one image with reroll seed 103
+
+
+def test_vary_seed_keeps_the_reroll_seed(webui):
+    spec = {"reroll": [{"box": [0, 0, 1, 1], "seed": 77}], "vary": "seed"}
+    js = webui.txt2img(spec, batch_size=2, seed=5)
+    assert js["info"]["all_seeds"] == [5, 6]
+    assert [initedit_of(js, i)["reroll"][0]["seed"] for i in range(2)] == [77, 77]
+    assert np.array_equal(pixels(js, 0), pixels(js, 1))  # whole-image reroll: both are seed 77's image
+
+
+def test_random_reroll_seed_is_resolved_and_reproducible(webui):
+    js = webui.txt2img({"reroll": [{"box": [0, 0, 0.5, 1], "seed": -1}]})
+    resolved = initedit_of(js)
+    seed = resolved["reroll"][0]["seed"]
+    assert seed >= 0
+    again = webui.txt2img(resolved)
+    assert np.array_equal(pixels(js), pixels(again))
+
+
+def test_infotext_paste_reproduces_the_image(webui):
+    js = webui.txt2img({"reroll": [{"box": [0.1, 0.2, 0.6, 0.9], "seed": 31, "strength": 0.8, "feather": 0.1}]})
+    status, again = webui.request("POST", "/sdapi/v1/txt2img", {"infotext": infotext(js), "send_images": True,
+                                                                "save_images": False})
+    assert status == 200
+    assert "InitEdit" in json.loads(again["info"])["infotexts"][0]
+    assert np.array_equal(pixels(js), pixels(again))
+
+
+def test_layout_runs_with_heatmaps_and_records_the_spec(webui):
+    js = webui.txt2img({**LAYOUT, "heatmaps": True}, width=128, height=128)
+    assert len(js["images"]) == 2  # the image and its heatmap sheet
+    assert initedit_of(js)["layout"] == LAYOUT["layout"]
+    again = webui.txt2img({**LAYOUT, "heatmaps": True}, width=128, height=128)
+    assert np.array_equal(pixels(js), pixels(again))
+
+
+def test_missing_phrase_is_dropped_and_said(webui):
+    js = webui.txt2img({"layout": [{"phrase": "cat", "box": [0, 0, 0.5, 1]}, {"phrase": "zebra", "box": [0.5, 0, 1, 1]}]})
+    text = infotext(js)
+    assert "InitEdit note" in text and "zebra" in text
+    assert [b["phrase"] for b in initedit_of(js)["layout"]] == ["cat"]
+
+
+def test_layout_rounds_and_methods(webui):
+    for extra in ({"rounds": 3}, {"method": "rebuild"}, {"layers": "level"}):
+        js = webui.txt2img({**LAYOUT, **extra}, width=128, height=128)
+        assert initedit_of(js)[next(iter(extra))] == next(iter(extra.values()))
+
+
+def test_long_prompt_break_and_and(webui):
+    prompt = "a photo, " * 40 + "a cat BREAK a red car AND a dog"
+    js = webui.txt2img({"layout": [{"phrase": "red car", "box": [0.5, 0, 1, 1]}, {"phrase": "cat", "box": [0, 0, 0.5, 1]}]},
+                       prompt=prompt)
+    assert "InitEdit note" not in infotext(js)
+
+
+def test_lora_prompt(webui, checkpoints):
+    prompt = "a cat and a red car <lora:tiny-lora-sd15:1>"
+    a = pixels(webui.txt2img(WHOLE, prompt=prompt))
+    b = pixels(webui.txt2img(prompt=prompt, seed=4242))
+    assert np.array_equal(a, b)
+    js = webui.txt2img(LAYOUT, prompt=prompt)
+    assert "InitEdit note" not in infotext(js)
+
+
+def test_sdxl(webui, checkpoints):
+    sdxl = next((title for name, title in checkpoints.items() if "sdxl" in name), None)
+    if sdxl is None:
+        pytest.skip("no tiny-sdxl checkpoint in this WebUI")
+    a = pixels(webui.txt2img(WHOLE, checkpoint=sdxl))
+    b = pixels(webui.txt2img(checkpoint=sdxl, seed=4242))
+    assert np.array_equal(a, b)
+    js = webui.txt2img({**LAYOUT, "heatmaps": True}, checkpoint=sdxl, width=128, height=128)
+    assert len(js["images"]) == 2 and "InitEdit note" not in infotext(js)
+
+
+def test_hires_pass_follows_only_when_asked(webui):
+    hr = dict(enable_hr=True, hr_scale=2, hr_upscaler="Latent", denoising_strength=0.6, hr_second_pass_steps=3)
+    first_only = pixels(webui.txt2img(WHOLE, **hr))
+    both = pixels(webui.txt2img({**WHOLE, "hires": True}, **hr))
+    plain_r = pixels(webui.txt2img(seed=4242, **hr))
+    assert np.array_equal(both, plain_r)
+    assert not np.array_equal(first_only, plain_r)  # the hires noise stayed the base seed's
+
+
+@pytest.mark.parametrize("value,message", BAD[2:], ids=[m for _, m in BAD[2:]])
+def test_malformed_spec_is_named_and_harmless(webui, baseline, value, message):
+    if isinstance(value, dict) and any(isinstance(v, float) and v != v for r in value.get("reroll", []) for v in r.get("box", [])):
+        pytest.skip("NaN cannot travel in strict JSON")
+    js = webui.txt2img(value if isinstance(value, dict) else [True, value])
+    assert "InitEdit error" in infotext(js) and message.split(":")[0] in infotext(js)
+    assert np.array_equal(pixels(js), baseline)  # the generation went on without InitEdit
+
+
+@pytest.mark.parametrize("args", [["{not json"], [True, "[1, 2]"], [True, 5]])
+def test_malformed_text_args(webui, baseline, args):
+    js = webui.txt2img(args)
+    assert "InitEdit error" in infotext(js)
+    assert np.array_equal(pixels(js), baseline)
+
+
+def test_interrupt_leaves_the_server_healthy(webui, baseline):
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("js", webui.txt2img({**LAYOUT, "rounds": 4}, steps=40,
+                                                                                width=256, height=256)))
+    t.start()
+    time.sleep(1.5)
+    webui.request("POST", "/sdapi/v1/interrupt", {})
+    t.join(300)
+    assert not t.is_alive()
+    assert np.array_equal(pixels(webui.txt2img()), baseline)
+
+
+def test_after_everything_a_plain_generation_is_unchanged(webui, baseline):
+    assert np.array_equal(pixels(webui.txt2img()), baseline)
