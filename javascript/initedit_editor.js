@@ -11,7 +11,8 @@
         }});
     };
     var S = lazy("spec"), G = lazy("geometry"), M = lazy("mask");
-    var PALETTE = ["#ff4d4d", "#3fa7ff", "#2ed47a", "#ffb020", "#c15cff", "#00d1c1", "#ff6fb5", "#a0d911"];
+    // the first six are lib_initedit/heatmaps.py's PALETTE, so box k has one colour on the canvas and the heatmaps
+    var PALETTE = ["#e63c3c", "#3c8ce6", "#3cbe5a", "#e6b428", "#aa50d2", "#28c8c8", "#ff6fb5", "#a0d911"];
     var HANDLE_PX = 7; // grab tolerance around edges, in CSS pixels
     var MIN_PX = 4; // smallest box drawn by mouse, in CSS pixels
 
@@ -434,7 +435,7 @@
         ctx.save();
         if (!active) ctx.globalAlpha = 0.4;
         for (var i = 0; i < list.length; i++) {
-            var it = list[i], col = this.color(tab === "layout" ? i + 4 : i), sel = active && i === this.sel;
+            var it = list[i], col = this.color(i), sel = active && i === this.sel;
             var anchor;
             if (it.box) {
                 var x = it.box[0] * W, y = it.box[1] * H, w = (it.box[2] - it.box[0]) * W, h = (it.box[3] - it.box[1]) * H;

@@ -214,7 +214,7 @@
         var ed = this.editor, self = this, items = ed.items(tab);
         el.textContent = "";
         items.forEach(function(it, i) {
-            var col = ns.Editor.PALETTE[(tab === "layout" ? i + 4 : i) % ns.Editor.PALETTE.length];
+            var col = ns.Editor.PALETTE[i % ns.Editor.PALETTE.length];
             var chip = h("button", {type: "button", class: "initedit-chip" + (ed.tab === tab && ed.sel === i ? " selected" : ""), "data-index": i, onclick: function() {
                 ed.select(i);
             }}, [h("span", {class: "initedit-swatch", style: "background:" + col}), ed.label(tab, i) + (it.mask !== undefined && !it.box ? " (mask)" : "")]);

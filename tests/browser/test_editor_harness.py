@@ -256,3 +256,31 @@ def test_any_zoom(browser, scale):
         assert not page.errors
     finally:
         page.context.close()
+
+
+def test_json_toggle_shows_the_textbox_and_typing_updates_canvas(page):
+    spec_box = page.locator("#script_txt2img_initedit_spec")
+    assert not spec_box.is_visible()
+    page.click(".initedit-json-toggle")
+    assert spec_box.is_visible()
+    page.fill(SPEC_TA, json.dumps({"reroll": [{"box": [0, 0, 0.5, 0.5], "seed": 3}]}))
+    page.wait_for_timeout(50)
+    assert page.evaluate("InitEdit.mounts[0].editor.spec.reroll[0].seed") == 3
+    page.click(".initedit-json-toggle")
+    assert not spec_box.is_visible()
+
+
+def test_dropped_image_becomes_the_background(page):
+    page.evaluate("""async () => {
+        const c = document.createElement('canvas'); c.width = c.height = 32;
+        const x = c.getContext('2d'); x.fillStyle = '#1e90ff'; x.fillRect(0, 0, 32, 32);
+        const blob = await new Promise(r => c.toBlob(r, 'image/png'));
+        const dt = new DataTransfer(); dt.items.add(new File([blob], 'bg.png', {type: 'image/png'}));
+        const wrap = document.querySelector('.initedit-canvas-wrap');
+        wrap.dispatchEvent(new DragEvent('dragover', {dataTransfer: dt, bubbles: true, cancelable: true}));
+        wrap.dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
+    }""")
+    page.wait_for_timeout(300)
+    px = page.evaluate("""() => { const c = document.querySelector('canvas.initedit-canvas');
+        return Array.from(c.getContext('2d').getImageData(c.width / 2, c.height / 2, 1, 1).data); }""")
+    assert px[:3] == [0x1e, 0x90, 0xff]
