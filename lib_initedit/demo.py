@@ -114,7 +114,7 @@ def main(argv=None) -> None:
     ap.add_argument("--layout-seed", type=int, default=12)
     ap.add_argument("--steps", type=int, default=20)
     a = ap.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     t0 = time.time()
     build(a.out, a.seed, a.layout_seed, a.steps)
     print(f"wrote {a.out} in {time.time() - t0:.1f}s")

@@ -200,7 +200,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--guidance", type=float, default=5.0)
     ap.add_argument("--weights", default=None)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="1 is fastest on a shared CPU")
     ap.add_argument("--skip", default="", help="comma list of: layout,reroll,cost")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)

@@ -12,7 +12,7 @@ from lib_initedit.toy.model import DEFAULT_WEIGHTS, load
 from lib_initedit.toy.pipe import ToyPipe, seed_noise
 from lib_initedit.toy.tokenizer import Tokenizer
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
