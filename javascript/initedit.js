@@ -139,9 +139,24 @@
         return ta ? ta.value : "";
     };
 
+    // "2 regions · 1 box" in the accordion's header, so a closed accordion still says what it holds
+    Mount.prototype.summarize = function() {
+        var acc = byId(this.accordionId), el = acc && acc.querySelector(".initedit-summary");
+        if (!el) return;
+        var sp = this.editor.spec, parts = [];
+        var n = function(k, one, many) {
+            if (k) parts.push(k + " " + (k === 1 ? one : many));
+        };
+        n(sp.reroll.length, "region", "regions");
+        n(sp.layout.length, "box", "boxes");
+        var text = parts.join(" · ");
+        if (el.textContent !== text) el.textContent = text; // no DOM churn: the WebUI observes the page
+    };
+
     // write the editor's JSON into the gradio textbox
     Mount.prototype.write = function(text) {
         var ta = this.textarea();
+        this.summarize();
         this.lastText = text;
         if (!ta || ta.value === text) return;
         ta.value = text;
@@ -186,6 +201,7 @@
         var err = this.editor.load(ta.value);
         this.panel.setError(err);
         this.panel.refresh();
+        this.summarize();
     };
 
     Mount.prototype.readSize = function() {

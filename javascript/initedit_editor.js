@@ -232,7 +232,7 @@
             } catch (err) { /* synthetic events have no active pointer */ }
         }
         if (this.tab === "reroll" && this.tool === "brush") return this._brushDown(p, e.button === 2 || e.altKey || this.erase);
-        var h = this.hit(p);
+        var h = e.shiftKey ? null : this.hit(p); // Shift: always draw a new box, even over another one
         if (h) {
             if (h.index !== this.sel) this.select(h.index);
             var it = this.items()[h.index];

@@ -35,6 +35,9 @@ def build_ui(script, is_img2img: bool):
     spec_id = script.elem_id("spec")
 
     with InputAccordion(False, label="InitEdit", elem_id=accordion_id) as enabled:
+        if hasattr(enabled, "extra"):  # header summary ("2 regions · 1 box"), kept up to date by initedit.js
+            with enabled.extra():
+                gr.HTML("<span class='initedit-summary'></span>", elem_classes=["initedit-summary-html"])
         if is_img2img:
             gr.HTML("<p class='initedit-note'>InitEdit edits the initial noise of txt2img; "
                     "it does not apply to img2img.</p>")

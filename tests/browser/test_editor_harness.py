@@ -81,6 +81,7 @@ def test_draw_resize_move_delete(page, shot_dir):
 
     drv.drag(page, (0.05, 0.75), (0.3, 0.95))  # a second region
     assert len(drv.spec(page)["reroll"]) == 2
+    assert page.inner_text(".initedit-summary") == "2 regions"
     page.screenshot(path=str(shot_dir / "harness_two_boxes.png"))
     page.keyboard.press("Delete")
     s = drv.spec(page)
@@ -284,3 +285,13 @@ def test_dropped_image_becomes_the_background(page):
     px = page.evaluate("""() => { const c = document.querySelector('canvas.initedit-canvas');
         return Array.from(c.getContext('2d').getImageData(c.width / 2, c.height / 2, 1, 1).data); }""")
     assert px[:3] == [0x1e, 0x90, 0xff]
+
+
+def test_shift_drag_draws_over_an_existing_box(page):
+    drv.drag(page, (0.1, 0.1), (0.9, 0.9))
+    page.keyboard.down("Shift")
+    drv.drag(page, (0.3, 0.3), (0.6, 0.6))
+    page.keyboard.up("Shift")
+    s = drv.spec(page)
+    assert len(s["reroll"]) == 2 and drv.close(s["reroll"][0]["box"], [0.1, 0.1, 0.9, 0.9])
+    assert drv.close(s["reroll"][1]["box"], [0.3, 0.3, 0.6, 0.6])
