@@ -33,6 +33,13 @@
             box.value = range.value;
             commit(parseFloat(range.value));
         });
+        box.addEventListener("input", function() { // live while typing, when it is a number in range
+            var v = parseFloat(box.value);
+            if (isFinite(v) && v >= min && v <= max) {
+                range.value = v;
+                commit(v);
+            }
+        });
         box.addEventListener("change", function() {
             var v = S.clamp(parseFloat(box.value) || 0, min, max);
             box.value = range.value = v;
@@ -232,6 +239,10 @@
             seed.value = v;
             ed.update({seed: v});
         }});
+        seed.addEventListener("input", function() { // live, so a Generate click right after typing has it
+            var v = Number(seed.value);
+            if (seed.value.trim() !== "" && Number.isInteger(v) && v >= -1 && v <= S.MAX_SEED) ed.update({seed: v});
+        });
         var status = h("span", {class: "initedit-hint"});
         return h("div", {class: "initedit-fields"}, [
             h("div", {class: "initedit-row"}, [

@@ -295,3 +295,11 @@ def test_shift_drag_draws_over_an_existing_box(page):
     s = drv.spec(page)
     assert len(s["reroll"]) == 2 and drv.close(s["reroll"][0]["box"], [0.1, 0.1, 0.9, 0.9])
     assert drv.close(s["reroll"][1]["box"], [0.3, 0.3, 0.6, 0.6])
+
+
+def test_typed_seed_counts_before_blur(page):
+    drv.drag(page, (0.1, 0.1), (0.4, 0.4))
+    page.click(".initedit-seed")
+    page.keyboard.press("Control+A")
+    page.keyboard.type("4321")
+    assert drv.spec(page)["reroll"][0]["seed"] == 4321  # no blur/Enter yet: a Generate click would see it

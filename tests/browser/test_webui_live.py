@@ -105,6 +105,16 @@ def test_accordion_draw_resize_generate_infotext(page, shot_dir):
         page.wait_for_timeout(500)
     assert page.input_value("#txt2img_seed input") != "-1"
     acc.screenshot(path=str(shot_dir / "webui_accordion_boxes.png"))
+    # idle means idle: no animation frames and no DOM churn (the WebUI re-runs its callbacks on DOM changes)
+    page.wait_for_timeout(1500)  # let the clicks above settle
+    page.evaluate("""() => { window.__ieMut = 0; window.__ieRaf = 0; window.__ieWhat = [];
+        new MutationObserver(m => { window.__ieMut += m.length;
+            m.slice(0, 3).forEach(r => window.__ieWhat.push(r.type + ' ' + (r.target.id || r.target.className || r.target.nodeName) + ' ' + (r.attributeName || ''))); }).observe(gradioApp(),
+            {childList: true, subtree: true, attributes: true, characterData: true});
+        const raf = window.requestAnimationFrame;
+        window.requestAnimationFrame = f => { window.__ieRaf++; return raf(f); }; }""")
+    page.wait_for_timeout(2000)
+    assert page.evaluate("[window.__ieMut, window.__ieRaf]") == [0, 0], page.evaluate("window.__ieWhat.slice(0, 12)")
 
     page.click("#txt2img_generate")
     page.wait_for_function(
