@@ -191,7 +191,28 @@
             self.readSeed();
         });
         this.readSeed();
+        var gi = byId("generation_info_" + this.tab), info = gi && gi.querySelector("textarea");
+        watchValue(info, function() {
+            self.readNote();
+        });
+        this.readNote();
         if (this.bgMode === "last") this.followGallery(false);
+    };
+
+    // what the server wrote about the image the gallery shows: "InitEdit error" (not applied) or "InitEdit note"
+    Mount.prototype.readNote = function() {
+        var info = this.generationInfo(), note = null, isError = false;
+        if (info && Array.isArray(info.infotexts) && info.infotexts.length) {
+            var text = info.infotexts[Math.min(this.galleryIndex(), info.infotexts.length - 1)];
+            var err = ns.spec.infotextValue(text, "InitEdit error"), v = ns.spec.infotextValue(text, "InitEdit note");
+            if (err !== null) {
+                note = typeof err === "string" ? err : JSON.stringify(err);
+                isError = true;
+            } else if (v !== null) {
+                note = typeof v === "string" ? v : JSON.stringify(v);
+            }
+        }
+        this.panel.setNote(note, isError);
     };
 
     Mount.prototype.readSpec = function() {

@@ -140,11 +140,12 @@
             self.editor.setOption("hires", e.target.checked);
         }});
         this.error = h("div", {class: "initedit-warn initedit-error", hidden: true});
+        this.note = h("div", {class: "initedit-note initedit-last-note", hidden: true});
         this.root.textContent = "";
         this.root.appendChild(h("div", {class: "initedit-editor"}, [
             toolbar, this.wrap, this.rerollBody, this.layoutBody,
             h("div", {class: "initedit-row"}, [h("label", {class: "initedit-check"}, [this.hires, "Also edit the hires-fix pass"])]),
-            this.error,
+            this.error, this.note,
         ]));
     };
 
@@ -180,6 +181,15 @@
         if (this.error.textContent === text) return; // no DOM churn: the WebUI observes the page
         this.error.hidden = !msg;
         this.error.textContent = text;
+    };
+
+    // what the server said about the image the gallery shows ("InitEdit note" in its infotext)
+    Panel.prototype.setNote = function(text, isError) {
+        var t = !text ? "" : isError ? "⚠️ Last generation: InitEdit was not applied: " + text : "ℹ️ Last generation: " + text;
+        if (this.note.textContent === t) return;
+        this.note.hidden = !text;
+        this.note.textContent = t;
+        this.note.classList.toggle("initedit-warn", !!isError);
     };
 
     Panel.prototype.setSeedWarning = function(on) {

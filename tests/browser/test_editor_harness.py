@@ -303,3 +303,19 @@ def test_typed_seed_counts_before_blur(page):
     page.keyboard.press("Control+A")
     page.keyboard.type("4321")
     assert drv.spec(page)["reroll"][0]["seed"] == 4321  # no blur/Enter yet: a Generate click would see it
+
+
+def test_server_note_and_error_from_generation_info(page):
+    def put(infotext):
+        page.evaluate("t => { document.querySelector('#generation_info_txt2img textarea').value = t; }",
+                      json.dumps({"seed": 1, "infotexts": [infotext]}))
+        page.wait_for_timeout(50)
+
+    note = page.locator(".initedit-last-note")
+    assert not note.is_visible()
+    put('a cat\nSteps: 4, InitEdit: "{}", InitEdit note: "layout box 0 skipped: no such phrase", Version: v1')
+    assert note.is_visible() and "layout box 0 skipped: no such phrase" in note.inner_text()
+    put('a cat\nSteps: 4, InitEdit error: "layout[0].phrase: must be a non-empty text", Version: v1')
+    assert "not applied" in note.inner_text() and "layout[0].phrase" in note.inner_text()
+    put("a cat\nSteps: 4, Version: v1")
+    assert not note.is_visible()

@@ -184,3 +184,24 @@ def test_mask_and_heatmaps_generate(page, shot_dir):
     page.wait_for_timeout(500)
     page.screenshot(path=str(shot_dir / "webui_mask_heatmaps.png"))
     assert not page.errors, page.errors
+
+
+def test_server_error_is_shown_in_the_accordion(page, shot_dir):
+    """A layout box without a phrase: the server refuses the spec, names the field, and the panel says so."""
+    for tab in ("reroll", "layout"):
+        page.click(f"{ROOT_SEL} .initedit-tab[data-tab={tab}]")
+        page.click(f"{ROOT_SEL} .initedit-tab-body[data-tab={tab}] .initedit-clear")
+    drv.drag(page, (0.1, 0.1), (0.5, 0.5), scope=ROOT_SEL)
+    assert _spec(page)["layout"][0]["phrase"] == ""
+    assert page.locator(f"{ROOT_SEL} .initedit-phrase-warn").is_visible()
+    page.evaluate("document.querySelector('#generation_info_txt2img textarea').value = ''")
+    page.click("#txt2img_generate")
+    page.wait_for_function(
+        "() => (document.querySelector('#generation_info_txt2img textarea') || {}).value?.includes('Steps')",
+        timeout=300_000)
+    note = page.locator(f"{ROOT_SEL} .initedit-last-note")
+    note.wait_for(state="visible", timeout=10_000)
+    assert "not applied" in note.inner_text() and "layout[0].phrase" in note.inner_text()
+    page.locator(f"#{_ids(page)['acc']}").screenshot(path=str(shot_dir / "webui_server_error.png"))
+    page.click(f"{ROOT_SEL} .initedit-tab-body[data-tab=layout] .initedit-clear")
+    assert not page.errors, page.errors
