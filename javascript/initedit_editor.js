@@ -271,7 +271,7 @@
         if (a.type === "create") {
             var box = G.span(a.start, p);
             if ((box[2] - box[0]) * p.rw >= MIN_PX && (box[3] - box[1]) * p.rh >= MIN_PX) {
-                this.add(this.tab === "layout" ? {phrase: this._nextPhrase(), box: box} :
+                this.add(this.tab === "layout" ? {phrase: "", box: box} : // the phrase is picked in the panel
                     {box: box, seed: -1, strength: 1, feather: 0.05});
                 this.commit();
             } else {
@@ -284,10 +284,6 @@
             this._brushUp(a);
         }
         this.redraw();
-    };
-
-    Editor.prototype._nextPhrase = function() {
-        return ""; // the user picks it from the prompt's words in the panel
     };
 
     Editor.prototype._brushDown = function(p, erase) {

@@ -199,8 +199,9 @@
 
     // rebuild the lists and the selected item's fields (skipped while the user types in one of them)
     Panel.prototype.refresh = function() {
-        var ed = this.editor, sp = ed.spec;
+        var ed = this.editor;
         if (!ed) return;
+        var sp = ed.spec;
         this.vary.value = sp.vary;
         this.rounds.value = sp.rounds;
         this.method.value = sp.method;
@@ -228,7 +229,7 @@
     };
 
     Panel.prototype._list = function(el, tab) {
-        var ed = this.editor, self = this, items = ed.items(tab);
+        var ed = this.editor, items = ed.items(tab);
         el.textContent = "";
         items.forEach(function(it, i) {
             var col = ns.Editor.PALETTE[i % ns.Editor.PALETTE.length];
