@@ -36,6 +36,9 @@
         this.action = null; // the pointer gesture in progress
         this.hover = null;
         this._frame = 0;
+        this.history = [];
+        this._committed = undefined;
+        this._lastCommit = 0;
         this._bind();
     }
 
@@ -86,6 +89,7 @@
         if (res.error) return res.error;
         var self = this;
         this.spec = res.spec;
+        this._remember(S.serialize(res.spec), false);
         this.masks = this.spec.reroll.map(function(r) {
             return r.mask ? M.MaskLayer.fromBase64(r.mask, function() {
                 self.redraw();
@@ -103,8 +107,31 @@
     };
 
     Editor.prototype.commit = function() {
-        this.onCommit(this.text());
+        var text = this.text();
+        this._remember(text, true);
+        this.onCommit(text);
         this.redraw();
+    };
+
+    // undo history of committed texts; a burst of commits (a slider drag, typing) is one step
+    Editor.prototype._remember = function(text, coalesce) {
+        var now = Date.now();
+        if (this._committed !== undefined && text !== this._committed) {
+            if (!(coalesce && now - this._lastCommit < 600 && this.history.length)) this.history.push(this._committed);
+            if (this.history.length > 100) this.history.shift();
+        }
+        this._committed = text;
+        this._lastCommit = coalesce ? now : 0;
+    };
+
+    Editor.prototype.undo = function() {
+        if (!this.history.length) return false;
+        var prev = this.history.pop();
+        this._committed = undefined; // loading the previous state is not a new step
+        this.load(prev);
+        this._lastCommit = 0;
+        this.onCommit(prev);
+        return true;
     };
 
     // change fields of the selected item (from the panel)
@@ -215,6 +242,10 @@
         });
         c.addEventListener("keydown", function(e) {
             self._key(e);
+        });
+        c.addEventListener("dblclick", function(e) {
+            var h = self.hit(self.point(e));
+            if (h && self.onEditRequest) self.onEditRequest(h.index);
         });
         c.addEventListener("contextmenu", function(e) {
             if (self.tool === "brush") e.preventDefault();
@@ -332,6 +363,10 @@
             this.select(null);
             return handled();
         }
+        if ((e.ctrlKey || e.metaKey) && !e.shiftKey && (e.key === "z" || e.key === "Z")) {
+            this.undo();
+            return handled();
+        }
         if (!it) return;
         if (e.key === "Delete" || e.key === "Backspace") {
             this.remove();
@@ -378,6 +413,8 @@
             ctx.strokeRect(b[0] * W, b[1] * H, (b[2] - b[0]) * W, (b[3] - b[1]) * H);
             ctx.setLineDash([]);
         }
+        var shown = a && a.type === "create" ? G.span(a.start, a.cur) : a && a.type === "drag" && this.selected() ? this.selected().box : null;
+        if (shown) this._drawSize(ctx, shown, W, H);
         if (this.tool === "brush" && this.tab === "reroll" && this.hover) {
             ctx.beginPath();
             ctx.arc(this.hover.x * W, this.hover.y * H, this.brush * Math.max(W, H), 0, 2 * Math.PI);
@@ -389,6 +426,21 @@
             ctx.stroke();
             ctx.setLineDash([]);
         }
+    };
+
+    // "192 × 256 px" under the box while it is drawn, moved or resized
+    Editor.prototype._drawSize = function(ctx, b, W, H) {
+        var text = Math.round((b[2] - b[0]) * this.size.width) + " × " + Math.round((b[3] - b[1]) * this.size.height) + " px";
+        ctx.font = "11px sans-serif";
+        var tw = ctx.measureText(text).width + 8, x = Math.min(b[2] * W, W) - tw, y = b[3] * H + 2;
+        if (y + 16 > H) y = b[3] * H - 18;
+        x = Math.max(0, x);
+        ctx.fillStyle = "rgba(0,0,0,0.7)";
+        ctx.fillRect(x, y, tw, 16);
+        ctx.fillStyle = "#fff";
+        ctx.textBaseline = "middle";
+        ctx.fillText(text, x + 4, y + 8);
+        ctx.textBaseline = "alphabetic";
     };
 
     Editor.prototype._drawBackground = function(ctx, W, H) {

@@ -71,6 +71,9 @@
             button("🖼️ Last image", "Use the last txt2img output as the background", hk.loadLastImage, "initedit-bg-last"),
             button("📂", "Load a background image (or drop one on the canvas)", hk.openFile, "initedit-bg-file"),
             button("⬜", "Blank background of the current width × height", hk.blank, "initedit-bg-blank"),
+            button("↶", "Undo (Ctrl+Z on the canvas)", function() {
+                self.editor.undo();
+            }, "initedit-undo"),
             button("{ }", "Show the spec JSON (what the API and infotext use)", hk.toggleJson, "initedit-json-toggle"),
         ]);
 
@@ -150,7 +153,15 @@
     };
 
     Panel.prototype.attach = function(editor) {
+        var self = this;
         this.editor = editor;
+        editor.onEditRequest = function() { // double-click on a box: its phrase (Layout) or seed (Reroll) field
+            var f = (editor.tab === "layout" ? self.layoutItem : self.rerollItem).querySelector(".initedit-phrase, .initedit-seed");
+            if (f) {
+                f.focus();
+                f.select();
+            }
+        };
         this.setTab("reroll");
         this.setTool("box");
         this.refresh();

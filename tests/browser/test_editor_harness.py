@@ -319,3 +319,28 @@ def test_server_note_and_error_from_generation_info(page):
     assert "not applied" in note.inner_text() and "layout[0].phrase" in note.inner_text()
     put("a cat\nSteps: 4, Version: v1")
     assert not note.is_visible()
+
+
+def test_undo(page):
+    drv.drag(page, (0.2, 0.2), (0.4, 0.4))
+    page.wait_for_timeout(650)  # a separate step, not coalesced with the draw
+    drv.drag(page, (0.3, 0.3), (0.5, 0.5))  # move
+    assert drv.close(drv.spec(page)["reroll"][0]["box"], [0.4, 0.4, 0.6, 0.6])
+    page.keyboard.press("Control+z")
+    assert drv.close(drv.spec(page)["reroll"][0]["box"], [0.2, 0.2, 0.4, 0.4])
+    page.click(".initedit-undo")
+    assert drv.spec(page) == {}
+    page.click(".initedit-undo")  # nothing left: stays empty
+    assert drv.spec(page) == {}
+
+
+def test_size_readout_while_drawing(page, shot_dir):
+    x0, y0 = drv.to_px(page, (0.25, 0.25))
+    x1, y1 = drv.to_px(page, (0.75, 0.5))
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x1, y1, steps=5)
+    page.wait_for_timeout(50)
+    drv.canvas(page).screenshot(path=str(shot_dir / "harness_drawing.png"))
+    page.mouse.up()
+    assert drv.close(drv.spec(page)["reroll"][0]["box"], [0.25, 0.25, 0.75, 0.5])
