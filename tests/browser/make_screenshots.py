@@ -93,7 +93,7 @@ def main() -> None:
         page.locator(f"{R} [data-field=feather-num]").press("Enter")
         page.wait_for_timeout(300)
         acc.scroll_into_view_if_needed()
-        save_small(shot(acc), "accordion_reroll.png", 560)
+        save_small(shot(acc), "accordion_reroll.png", 480)
 
         generate(page)
         after = gallery_images(page)
@@ -115,7 +115,7 @@ def main() -> None:
         page.click(f"{R} .initedit-word:text-is('red car')")
         page.check(f"{R} [data-field=heatmaps]")
         page.wait_for_timeout(300)
-        save_small(shot(acc), "accordion_layout.png", 560)
+        save_small(shot(acc), "accordion_layout.png", 480)
 
         info = generate(page)
         imgs = gallery_images(page)
@@ -124,7 +124,7 @@ def main() -> None:
             save_small(heat[0], "heatmaps.png", 640)
         else:
             print("no heatmap image in the gallery:", [t[:60] for t in info.get("infotexts", [])])
-        save_small(shot(page.locator("#txt2img_gallery")), "gallery_heatmaps.png", 560)
+        save_small(shot(page.locator("#txt2img_gallery")), "gallery_heatmaps.png", 480)
         browser.close()
 
 
