@@ -230,8 +230,11 @@
         c.addEventListener("pointerup", function(e) {
             self._up(e);
         });
-        c.addEventListener("pointercancel", function() {
+        c.addEventListener("pointercancel", function() { // e.g. a touch turned into a scroll: undo the gesture
+            var a = self.action, it = self.selected();
             self.action = null;
+            if (a && a.type === "drag" && it && a.box) it.box = a.box;
+            if (a && a.type === "paint") self._brushUp(a);
             self.redraw();
         });
         c.addEventListener("pointerleave", function() {
