@@ -102,7 +102,9 @@
         this.rerollItem = h("div", {class: "initedit-item"});
         this.rerollBody = h("div", {class: "initedit-tab-body", "data-tab": "reroll"}, [
             this.seedWarn,
-            h("div", {class: "initedit-row"}, [this.toolBox, this.toolBrush, h("span", {class: "initedit-spacer"}), button("Clear", "Remove all regions of this tab", function() {
+            h("div", {class: "initedit-row"}, [this.toolBox, this.toolBrush, h("span", {class: "initedit-spacer"}), button("♻️ All", "Reuse every region's seed from the last generation (the image the gallery shows)", function() {
+                self.reuseAllSeeds();
+            }, "initedit-seed-reuse-all"), button("Clear", "Remove all regions of this tab", function() {
                 self.editor.clearAll();
             }, "initedit-clear")]),
             this.brushRow, this.rerollList, this.rerollItem,
@@ -329,6 +331,21 @@
             self._checkPhrase();
         }, 0);
         return node;
+    };
+
+    // ♻️ All: every region takes the seed it had in the last generation (where the infotext has one)
+    Panel.prototype.reuseAllSeeds = function() {
+        var ed = this.editor, hk = this.hooks, changed = 0;
+        ed.spec.reroll.forEach(function(r, i) {
+            var s = hk.lastSeed(i);
+            if (s !== null && r.seed !== s) {
+                r.seed = s;
+                changed++;
+            }
+        });
+        if (changed) ed.commit();
+        this.rerollItem.dataset.index = ""; // rebuild the fields even if one has focus
+        this.refresh();
     };
 
     // live check of the selected box's phrase against the prompt

@@ -134,6 +134,11 @@ def test_reuse_resolved_seed_from_generation_info(page):
                   json.dumps({"seed": 42, "infotexts": [infotext]}))
     page.click(".initedit-seed-reuse")
     assert drv.spec(page)["reroll"][0]["seed"] == 987654
+    page.click(".initedit-seed-random")
+    drv.drag(page, (0.5, 0.5), (0.7, 0.7))  # a second region has no seed in that generation: stays random
+    page.click(".initedit-seed-reuse-all")
+    assert [r["seed"] for r in drv.spec(page)["reroll"]] == [987654, -1]
+    assert page.input_value(".initedit-seed") == "-1"  # region 2 is selected
 
 
 def test_main_seed_warning_and_fix(page):
