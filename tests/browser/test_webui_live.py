@@ -181,6 +181,9 @@ def test_mask_and_heatmaps_generate(page, shot_dir):
     info = json.loads(page.input_value("#generation_info_txt2img textarea"))
     assert '\\"mask\\"' in info["infotexts"][0] or '"mask"' in info["infotexts"][0]
     assert len(info["infotexts"]) >= 2, "heatmaps on: the outputs gain the probe's heatmap images"
+    # "Last image" was chosen in the first test: the background follows the new output by itself
+    page.wait_for_function(f"""() => {{ const m = window.InitEdit.mounts.find(m => m.root.matches('{ROOT_SEL}'));
+        const img = m.galleryImage(); return m.bgMode === 'last' && img && m.bgSrc === img.src; }}""", timeout=10_000)
     page.wait_for_timeout(500)
     page.screenshot(path=str(shot_dir / "webui_mask_heatmaps.png"))
     assert not page.errors, page.errors
