@@ -211,7 +211,7 @@
                 var op = G.hitTest(it.box, p, tx, ty);
                 if (op) return {index: order[k], op: op};
             } else if (this.masks[order[k]] && this.masks[order[k]].hit(p)) {
-                return {index: order[k], op: "select"};
+                return {index: order[k], op: "maskmove"};
             }
         }
         return null;
@@ -270,7 +270,8 @@
         if (h) {
             if (h.index !== this.sel) this.select(h.index);
             var it = this.items()[h.index];
-            this.action = {type: h.op === "select" ? "select" : "drag", op: h.op, start: p, box: it.box ? it.box.slice() : null};
+            this.action = h.op === "maskmove" ? {type: "maskmove", start: p, layer: this.masks[h.index], dx: 0, dy: 0, index: h.index} :
+                {type: "drag", op: h.op, start: p, box: it.box.slice()};
         } else {
             this.action = {type: "create", start: p, cur: p};
         }
@@ -290,6 +291,9 @@
         } else if (a.type === "drag") {
             var it = this.selected();
             if (it) it.box = G.drag(a.op, a.box, p.x - a.start.x, p.y - a.start.y, MIN_PX / Math.max(p.rw, p.rh));
+        } else if (a.type === "maskmove") {
+            a.dx = p.x - a.start.x;
+            a.dy = p.y - a.start.y;
         } else if (a.type === "paint") {
             a.layer.stroke(a.last, p, this.brush, a.erase);
             a.last = p;
@@ -316,6 +320,10 @@
             if (moved) this.commit();
         } else if (a.type === "paint") {
             this._brushUp(a);
+        } else if (a.type === "maskmove" && (a.dx || a.dy) && this.spec.reroll[a.index]) {
+            a.layer.shift(a.dx, a.dy);
+            this.spec.reroll[a.index].mask = a.layer.toBase64();
+            this.commit();
         }
         this.redraw();
     };
@@ -351,7 +359,7 @@
             cur = "none";
         } else {
             var h = this.hit(p);
-            if (h) cur = h.op === "select" ? "pointer" : G.CURSORS[h.op];
+            if (h) cur = G.CURSORS[h.op === "maskmove" ? "move" : h.op];
         }
         if (this.canvas.style.cursor !== cur) this.canvas.style.cursor = cur;
     };
@@ -504,13 +512,15 @@
                 anchor = [x, y];
             } else {
                 var layer = tab === "reroll" ? this.masks[i] : null;
+                var mv = this.action && this.action.type === "maskmove" && this.action.layer === layer ? this.action : null;
                 if (layer && layer.ready && !layer.error) {
                     ctx.save();
                     ctx.globalAlpha *= sel ? 0.6 : 0.42;
-                    ctx.drawImage(layer.tinted(col), 0, 0, W, H);
+                    ctx.drawImage(layer.tinted(col), mv ? mv.dx * W : 0, mv ? mv.dy * H : 0, W, H);
                     ctx.restore();
                 }
-                var mb = layer && layer.ready && !layer.error && !(this.action && this.action.layer === layer) ? layer.bounds() : null;
+                var mb = layer && layer.ready && !layer.error && !(this.action && this.action.type === "paint" && this.action.layer === layer) ? layer.bounds() : null;
+                if (mb && mv) mb = [mb[0] + mv.dx, mb[1] + mv.dy];
                 anchor = mb ? [mb[0] * W, mb[1] * H - 18] : [4, 4 + 20 * i];
             }
             this._drawLabel(ctx, this.label(tab, i), anchor[0], anchor[1], col, W);

@@ -71,6 +71,18 @@
         this._dirty = true;
     };
 
+    // move the painted part by (dx, dy) fractions; what leaves the image is cut off
+    MaskLayer.prototype.shift = function(dx, dy) {
+        var c = this.canvas, copy = document.createElement("canvas");
+        copy.width = c.width;
+        copy.height = c.height;
+        copy.getContext("2d").drawImage(c, 0, 0);
+        this.ctx.clearRect(0, 0, c.width, c.height);
+        this.ctx.drawImage(copy, Math.round(dx * c.width), Math.round(dy * c.height));
+        this._tint = null;
+        this._dirty = true;
+    };
+
     // is the mask painted at point p (fractions)?
     MaskLayer.prototype.hit = function(p) {
         if (!this.ready || p.x < 0 || p.y < 0 || p.x >= 1 || p.y >= 1) return false;

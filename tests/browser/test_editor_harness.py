@@ -349,3 +349,19 @@ def test_size_readout_while_drawing(page, shot_dir):
     drv.canvas(page).screenshot(path=str(shot_dir / "harness_drawing.png"))
     page.mouse.up()
     assert drv.close(drv.spec(page)["reroll"][0]["box"], [0.25, 0.25, 0.75, 0.5])
+
+
+def test_move_a_painted_mask(page):
+    page.click(".initedit-tool-brush")
+    drv.drag(page, (0.2, 0.5), (0.3, 0.5), steps=4)
+    page.click(".initedit-tool-box")
+    Image = pytest.importorskip("PIL.Image")
+
+    def white_at(fx, fy):
+        im = Image.open(io.BytesIO(base64.b64decode(drv.spec(page)["reroll"][0]["mask"]))).convert("L")
+        return im.getpixel((int(fx * im.width), int(fy * im.height))) > 200
+
+    assert white_at(0.25, 0.5) and not white_at(0.65, 0.5)
+    drv.drag(page, (0.25, 0.5), (0.65, 0.5))  # in box mode, dragging a mask moves it
+    assert not white_at(0.25, 0.5) and white_at(0.65, 0.5)
+    assert len(drv.spec(page)["reroll"]) == 1
