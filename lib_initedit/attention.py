@@ -17,8 +17,12 @@ from torch import nn
 LEVEL_OF_PAPER_LAYER = 2  # SD1.x input_blocks.8: latent / 4 (16x16 at 512 px)
 
 
-class StopProbe(Exception):
-    """Raised from a hook once the last needed layer ran; swallowed by capture_cross_attention."""
+class StopProbe(BaseException):
+    """Raised from a hook once the last needed layer ran; swallowed by capture_cross_attention.
+
+    A BaseException, so that ``except Exception`` error handlers between the hook and the probe (e.g.
+    ControlNet's, which moves its models to the CPU on any error) treat the abort as what it is.
+    """
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,8 @@ class AttentionRecord:
     maps: dict[str, torch.Tensor] = field(default_factory=dict)
     latent_hw: tuple[int, int] | None = None
     stopped_early: bool = False
+    unet_input: torch.Tensor | None = None  # the x the UNet was called with
+    main_pass: bool = True  # False while a wrapper runs the blocks on another input first
 
 
 @contextlib.contextmanager
@@ -107,6 +113,9 @@ def capture_cross_attention(unet: nn.Module, layers: Sequence[CrossAttentionLaye
     try:
         handles.append(unet.register_forward_pre_hook(_record_latent(record), with_kwargs=True))
         parents = dict(unet.named_modules())
+        first_block = parents.get("input_blocks.0")
+        if first_block is not None:  # tell the pass over x_T from a pre-pass over another input
+            handles.append(first_block.register_forward_pre_hook(_mark_pass(record), with_kwargs=True))
         for layer in layers:
             if layer.parent and layer.parent in parents and layer.parent not in sizes:
                 handles.append(parents[layer.parent].register_forward_pre_hook(_record_size(layer.parent, sizes), with_kwargs=True))
@@ -130,6 +139,20 @@ def _record_latent(record: AttentionRecord):
         x = _first_tensor(args, kwargs, "x")
         if x is not None and x.dim() == 4 and record.latent_hw is None:
             record.latent_hw = (int(x.shape[-2]), int(x.shape[-1]))
+            record.unet_input = x
+    return hook
+
+
+def _mark_pass(record: AttentionRecord):
+    """ControlNet's reference-only runs the UNet's blocks on a noised reference image before the real
+    input, inside the same call; only the pass whose input is the probed noise counts."""
+    def hook(module, args, kwargs):
+        x, ref = _first_tensor(args, kwargs, "x"), record.unet_input
+        if x is None or ref is None:
+            return
+        c = min(x.shape[1], ref.shape[1])
+        record.main_pass = x is ref or (x.shape[0] == ref.shape[0] and x.shape[-2:] == ref.shape[-2:]
+                                        and torch.equal(x[:, :c], ref[:, :c]))
     return hook
 
 
@@ -145,7 +168,7 @@ def _attention_hook(layer: CrossAttentionLayer, sizes: dict, record: AttentionRe
     def hook(module, args, kwargs):
         x = _first_tensor(args, kwargs, "x")
         context = kwargs.get("context", args[1] if len(args) > 1 else None)
-        if x is None or context is None:
+        if x is None or context is None or not record.main_pass:
             return None
         probs = attention_probabilities(module, x, context, record.columns, chunk)  # (B, N, K)
         h, w = sizes.get(layer.parent) or infer_hw(probs.shape[1], record.latent_hw)

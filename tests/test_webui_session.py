@@ -66,6 +66,9 @@ class FakeHost:
     def should_stop(self):
         return False
 
+    def forget_controlnet_batch_caches(self, p):
+        self.caches_forgotten = getattr(self, "caches_forgotten", 0) + 1
+
     def probe_call(self, p, x, c, rows):
         ctx = c[rows]
         return lambda noise: self.unet(noise, torch.full((noise.shape[0],), 999), context=ctx)
@@ -159,7 +162,7 @@ def test_layout_session_edits_and_reports():
     c = torch.randn(2, 77, 32, generator=torch.Generator().manual_seed(1))
     new, _ = session.edit_first_noise(p, x.clone(), c, p.rng)
     assert torch.equal(new.flatten(1).sort().values, x.flatten(1).sort().values)
-    assert len(session.layouts) == 2 and host.textinfo
+    assert len(session.layouts) == 2 and host.textinfo and host.caches_forgotten == 1
     (index, sheet), _ = session.heatmap_images((64, 64))
     assert index == 0 and sheet.size[0] == 128
 

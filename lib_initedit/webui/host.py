@@ -139,3 +139,13 @@ def cond_rows_of(c) -> list[list[int]]:
     """For each image of the batch, the cond rows of its AND sub-prompts, in prompt order."""
     conds_list, _ = prompt_parser.reconstruct_multicond_batch(c, 0)
     return [[row for row, _ in item] for item in conds_list]
+
+
+def forget_controlnet_batch_caches(p) -> None:
+    """sd-webui-controlnet caches encoded hints with the batch size of the first UNet call it sees; the
+    probe (cond rows only) must not be that call, so make it recompute them (internal API of CN 1.1.x)."""
+    scripts = getattr(getattr(p, "scripts", None), "alwayson_scripts", None) or []
+    for script in scripts:
+        for param in getattr(getattr(script, "latest_network", None), "control_params", None) or []:
+            if hasattr(param, "used_hint_cond"):
+                param.used_hint_cond = None

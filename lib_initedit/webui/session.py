@@ -107,9 +107,12 @@ class Session:
             return x
         host.set_textinfo("InitEdit: probing the initial noise")
         call = host.probe_call(p, x, c, rows)
-        result = probe.run_layout(host.unet_module(), call, x, positions, boxes, rounds=self.spec.rounds,
-                                  method=self.spec.method, layers=self.spec.layers,
-                                  measure_after=self.spec.heatmaps, should_stop=host.should_stop)
+        try:
+            result = probe.run_layout(host.unet_module(), call, x, positions, boxes, rounds=self.spec.rounds,
+                                      method=self.spec.method, layers=self.spec.layers,
+                                      measure_after=self.spec.heatmaps, should_stop=host.should_stop)
+        finally:
+            host.forget_controlnet_batch_caches(p)
         for i in range(x.shape[0]):
             if boxes[i] and result.maps_before:
                 shares = [(r.share_before, r.share_after) for r in result.reports[i]]
