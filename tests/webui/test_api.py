@@ -79,8 +79,10 @@ def test_vary_reroll_keeps_the_base_seed_and_steps_the_reroll_seed(webui):
     assert seeds == [100, 101, 102, 103]
     images = [pixels(js, i) for i in range(4)]
     assert not np.array_equal(images[0], images[1])
-    single = pixels(webui.txt2img({**spec, "reroll": [{**spec["reroll"][0], "seed": 103}], "vary": "seed"}, seed=5))
-    assert np.array_equal(images[3], single)  # image 3 of the batch = one image with reroll seed 103
+    # image 3 (second batch, position 1) = position 1 of a batch whose reroll seeds start at 102
+    # (same batch shape: a tiny CPU model's conv/matmul results depend on the batch size)
+    again = webui.txt2img({**spec, "reroll": [{**spec["reroll"][0], "seed": 102}]}, batch_size=2, seed=5)
+    assert np.array_equal(images[3], pixels(again, 1))
 
 
 def test_vary_seed_keeps_the_reroll_seed(webui):
@@ -130,15 +132,25 @@ def test_layout_rounds_and_methods(webui):
         assert initedit_of(js)[next(iter(extra))] == next(iter(extra.values()))
 
 
-def test_long_prompt_break_and_and(webui):
-    prompt = "a photo, " * 40 + "a cat BREAK a red car AND a dog"
-    js = webui.txt2img({"layout": [{"phrase": "red car", "box": [0.5, 0, 1, 1]}, {"phrase": "cat", "box": [0, 0, 0.5, 1]}]},
-                       prompt=prompt)
-    assert "InitEdit note" not in infotext(js)
+@pytest.mark.parametrize("prompt,phrases", [
+    ("a photo, " * 40 + "a cat", ["cat"]),  # the phrase lands in the second 77-token chunk
+    ("a cat BREAK a car", ["cat", "car"]),
+    ("a tree AND a cat AND a dog", ["cat"]),
+])
+def test_long_prompt_break_and_and(webui, prompt, phrases):
+    status, _ = webui.request("POST", "/sdapi/v1/txt2img", {"prompt": prompt, "width": 64, "height": 64, "steps": 4,
+                                                           "seed": 1, "send_images": False})
+    if status != 200:
+        pytest.skip("the tiny checkpoint itself fails on this prompt (NaN), InitEdit or not")
+    boxes = [{"phrase": ph, "box": [0.5 * i, 0, 0.5 * i + 0.5, 1]} for i, ph in enumerate(phrases)]
+    js = webui.txt2img({"layout": boxes}, prompt=prompt)
+    assert "InitEdit note" not in infotext(js) and "InitEdit error" not in infotext(js)
+    assert [b["phrase"] for b in initedit_of(js)["layout"]] == phrases
 
 
 def test_lora_prompt(webui, checkpoints):
-    prompt = "a cat and a red car <lora:tiny-lora-sd15:1>"
+    # weight 0.5: the lab's random tiny LoRA at weight 1 drives the tiny UNet to NaN even without InitEdit
+    prompt = "a cat and a red car <lora:tiny-lora-sd15:0.5>"
     a = pixels(webui.txt2img(WHOLE, prompt=prompt))
     b = pixels(webui.txt2img(prompt=prompt, seed=4242))
     assert np.array_equal(a, b)
@@ -168,7 +180,7 @@ def test_hires_pass_follows_only_when_asked(webui):
 
 @pytest.mark.parametrize("value,message", BAD[2:], ids=[m for _, m in BAD[2:]])
 def test_malformed_spec_is_named_and_harmless(webui, baseline, value, message):
-    if isinstance(value, dict) and any(isinstance(v, float) and v != v for r in value.get("reroll", []) for v in r.get("box", [])):
+    if "NaN" in message:
         pytest.skip("NaN cannot travel in strict JSON")
     js = webui.txt2img(value if isinstance(value, dict) else [True, value])
     assert "InitEdit error" in infotext(js) and message.split(":")[0] in infotext(js)
@@ -196,3 +208,19 @@ def test_interrupt_leaves_the_server_healthy(webui, baseline):
 
 def test_after_everything_a_plain_generation_is_unchanged(webui, baseline):
     assert np.array_equal(pixels(webui.txt2img()), baseline)
+
+
+def test_xyz_reroll_seed_axis(webui):
+    status, scripts = webui.get("/sdapi/v1/script-info")
+    xyz = next(s for s in scripts if s["name"] == "x/y/z plot" and not s["is_img2img"])
+    choices = xyz["args"][0]["choices"]
+    for label in ("[InitEdit] Reroll seed", "[InitEdit] Reroll strength", "[InitEdit] Layout rounds"):
+        assert label in choices
+    x_type = choices.index("[InitEdit] Reroll seed")
+    args = [x_type, "4242, 7", [], 0, "", [], 0, "", [], True, True, False, False, False, False, False, 0, False]
+    js = webui.txt2img({"reroll": [{"box": [0, 0, 1, 1], "seed": 1}]}, script_name="x/y/z plot", script_args=args)
+    cells = [i for i, t in enumerate(js["info"]["infotexts"]) if "InitEdit:" in t]
+    assert len(cells) >= 2
+    by_seed = {initedit_of(js, i)["reroll"][0]["seed"]: pixels(js, i) for i in cells}
+    assert set(by_seed) == {4242, 7}
+    assert np.array_equal(by_seed[4242], pixels(webui.txt2img(seed=4242)))

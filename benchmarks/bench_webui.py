@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""InitEdit's cost inside a running WebUI, as ratios measured side by side (interleaved) in one run.
+
+    python benchmarks/bench_webui.py --url http://127.0.0.1:7861 [--size 256] [--steps 20] [--repeats 5]
+
+Requests: plain, reroll (one box), layout (two phrases, 1 round), layout (3 rounds); the order is
+rotated every repeat and the medians are compared. Also reports the server's RSS before and after
+(a leak check, not a peak). Writes JSON with --out.
+"""
+import argparse
+import json
+import statistics
+import time
+import urllib.request
+
+CASES = {
+    "plain": None,
+    "reroll": {"reroll": [{"box": [0.25, 0.25, 0.75, 0.75], "seed": 7, "strength": 1.0, "feather": 0.05}]},
+    "layout-1": {"layout": [{"phrase": "cat", "box": [0, 0, 0.5, 1]}, {"phrase": "red car", "box": [0.5, 0, 1, 1]}]},
+    "layout-3": {"layout": [{"phrase": "cat", "box": [0, 0, 0.5, 1]}, {"phrase": "red car", "box": [0.5, 0, 1, 1]}],
+                 "rounds": 3},
+}
+
+
+def call(url, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url + path, data=data, headers={"Content-Type": "application/json"} if data else {})
+    with urllib.request.urlopen(req, timeout=1200) as resp:
+        return json.loads(resp.read())
+
+
+def run(url, spec, a):
+    body = {"prompt": "a cat and a red car", "sampler_name": a.sampler, "width": a.size, "height": a.size,
+            "steps": a.steps, "seed": 1, "cfg_scale": 7, "send_images": False, "save_images": False}
+    if spec:
+        body["alwayson_scripts"] = {"InitEdit": {"args": [spec]}}
+    t = time.perf_counter()
+    call(url, "/sdapi/v1/txt2img", body)
+    return time.perf_counter() - t
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--url", default="http://127.0.0.1:7861")
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--sampler", default="Euler")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out")
+    a = ap.parse_args()
+    rss_before = call(a.url, "/sdapi/v1/memory").get("ram", {}).get("used")
+    for name, spec in CASES.items():  # warm-up
+        run(a.url, spec, a)
+    times = {name: [] for name in CASES}
+    names = list(CASES)
+    for r in range(a.repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            times[name].append(run(a.url, CASES[name], a))
+    rss_after = call(a.url, "/sdapi/v1/memory").get("ram", {}).get("used")
+    base = statistics.median(times["plain"])
+    result = {"size": a.size, "steps": a.steps, "sampler": a.sampler, "repeats": a.repeats,
+              "median_s": {k: statistics.median(v) for k, v in times.items()},
+              "ratio_to_plain": {k: statistics.median(v) / base for k, v in times.items()},
+              "server_ram_used_before": rss_before, "server_ram_used_after": rss_after}
+    print(f"{a.size}x{a.size}, {a.steps} steps, {a.sampler}, {a.repeats} interleaved repeats (median)")
+    print(f"{'case':<10} {'seconds':>8} {'ratio':>7}")
+    for k in CASES:
+        print(f"{k:<10} {result['median_s'][k]:8.3f} {result['ratio_to_plain'][k]:7.3f}")
+    if rss_before and rss_after:
+        print(f"server RAM used: {rss_before / 2**20:.0f} MiB before, {rss_after / 2**20:.0f} MiB after")
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
