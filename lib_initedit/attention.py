@@ -1,8 +1,9 @@
-"""Capture cross-attention probabilities of an ldm/sgm-style UNet through forward pre-hooks.
+"""Capture cross-attention probabilities of an ldm/sgm-style UNet through module hooks.
 
 The hooks compute softmax(q k^T * scale) themselves, for the wanted token columns only, because the
-installed attention forward (SDP, xformers, ...) never materialises the probabilities. They never
-replace a ``forward`` (other extensions patch those), and they are always removed, on error too.
+installed attention forward (SDP, xformers, ...) never materialises the probabilities; q and k are the
+ones the forward itself projected (kept by hooks on ``to_q`` / ``to_k``). The hooks never replace a
+``forward`` (other extensions patch those), never change an output, and are always removed, on error too.
 """
 from __future__ import annotations
 
@@ -119,8 +120,14 @@ def capture_cross_attention(unet: nn.Module, layers: Sequence[CrossAttentionLaye
         for layer in layers:
             if layer.parent and layer.parent in parents and layer.parent not in sizes:
                 handles.append(parents[layer.parent].register_forward_pre_hook(_record_size(layer.parent, sizes), with_kwargs=True))
-            hook = _attention_hook(layer, sizes, record, stop_early and layer.name == last, query_chunk)
-            handles.append(layer.module.register_forward_pre_hook(hook, with_kwargs=True))
+            stash: dict = {}  # this call's own to_q / to_k outputs, reused instead of projecting again
+            handles.append(layer.module.register_forward_pre_hook(_clear(stash)))
+            for key in ("q", "k"):
+                projection = getattr(layer.module, f"to_{key}")
+                if isinstance(projection, nn.Module):
+                    handles.append(projection.register_forward_hook(_keep(stash, key)))
+            hook = _attention_hook(layer, sizes, record, stash, stop_early and layer.name == last, query_chunk)
+            handles.append(layer.module.register_forward_hook(hook, with_kwargs=True))
         yield record
     except StopProbe:
         record.stopped_early = True
@@ -164,13 +171,34 @@ def _record_size(parent: str, sizes: dict):
     return hook
 
 
-def _attention_hook(layer: CrossAttentionLayer, sizes: dict, record: AttentionRecord, stop_after: bool, chunk: int):
-    def hook(module, args, kwargs):
+def _clear(stash: dict):
+    def hook(module, args):
+        stash.clear()
+    return hook
+
+
+def _keep(stash: dict, key: str):
+    def hook(module, args, output):
+        if isinstance(output, torch.Tensor):
+            stash[key] = output
+    return hook
+
+
+def _attention_hook(layer: CrossAttentionLayer, sizes: dict, record: AttentionRecord, stash: dict, stop_after: bool,
+                    chunk: int):
+    """Forward hook: probabilities from the q and k the module's own forward projected (LoRA, hypernetworks
+    and patched forwards honoured, nothing projected twice); recomputed from the inputs when the forward
+    did not call to_q / to_k as modules. The output is returned untouched."""
+    def hook(module, args, kwargs, output):
         x = _first_tensor(args, kwargs, "x")
         context = kwargs.get("context", args[1] if len(args) > 1 else None)
+        q, k = stash.pop("q", None), stash.pop("k", None)
         if x is None or context is None or not record.main_pass:
             return None
-        probs = attention_probabilities(module, x, context, record.columns, chunk)  # (B, N, K)
+        if q is not None and k is not None and q.shape[:-1] == x.shape[:-1] and k.shape[1] == context.shape[1]:
+            probs = probabilities_from_qk(q, k, int(module.heads), float(module.scale), record.columns, chunk)
+        else:
+            probs = attention_probabilities(module, x, context, record.columns, chunk)  # (B, N, K)
         h, w = sizes.get(layer.parent) or infer_hw(probs.shape[1], record.latent_hw)
         record.maps[layer.name] = probs.reshape(probs.shape[0], h, w, probs.shape[2])
         if stop_after:
@@ -186,9 +214,14 @@ def attention_probabilities(module: nn.Module, x: torch.Tensor, context: torch.T
 
     to_q / to_k are called as modules so that LoRA patches on Linear layers apply.
     """
-    heads = int(module.heads)
-    q = module.to_q(x)
-    k = module.to_k(context)
+    return probabilities_from_qk(module.to_q(x), module.to_k(context), int(module.heads), float(module.scale),
+                                 columns, chunk)
+
+
+@torch.no_grad()
+def probabilities_from_qk(q: torch.Tensor, k: torch.Tensor, heads: int, scale: float, columns: Sequence[int],
+                          chunk: int = 4096) -> torch.Tensor:
+    """softmax(q k^T * scale) head-averaged for ``columns``, from projected q (B, N, H*d), k (B|1, T, H*d)."""
     b, n, inner = q.shape
     d = inner // heads
     q = q.float().reshape(b, n, heads, d).transpose(1, 2)  # (B, H, N, d)
@@ -198,7 +231,6 @@ def attention_probabilities(module: nn.Module, x: torch.Tensor, context: torch.T
     cols = torch.as_tensor(list(columns), dtype=torch.long, device=q.device)
     if cols.numel() and int(cols.max()) >= k.shape[2]:
         raise IndexError(f"token column {int(cols.max())} is beyond the conditioning length {k.shape[2]}")
-    scale = float(module.scale)
     out = torch.empty(b, n, cols.numel(), dtype=torch.float32, device=q.device)
     for start in range(0, n, max(1, chunk)):
         sim = torch.matmul(q[:, :, start:start + chunk], k.transpose(-1, -2)) * scale

@@ -165,3 +165,26 @@ def test_column_beyond_context_is_a_clear_error(unet):
 def test_stop_probe_passes_other_code_s_error_handlers():
     # an abort, not an error: `except Exception` cleanups of wrappers (ControlNet's) must not fire for it
     assert issubclass(StopProbe, BaseException) and not issubclass(StopProbe, Exception)
+
+
+def test_maps_use_the_q_and_k_the_forward_itself_projected(unet):
+    """A forward that changes the context before to_k (as A1111's hypernetworks do) is honoured."""
+    layer = select_layers(find_cross_attention(unet), "paper")[0]
+    module = layer.module
+    original = module.forward
+
+    def hyper_forward(x, context=None, mask=None):
+        return original(x, context=context * 2.0, mask=mask)  # the projection sees a changed context
+
+    seen = {}
+    spy = module.register_forward_pre_hook(lambda m, a, kw: seen.update(x=a[0], ctx=kw["context"]), with_kwargs=True)
+    module.forward = hyper_forward
+    try:
+        x, t, ctx = inputs()
+        with capture_cross_attention(unet, [layer], [2, 5], stop_early=False) as rec:
+            unet(x, t, context=ctx)
+    finally:
+        del module.forward
+        spy.remove()
+    expected = reference_maps(module, seen["x"], seen["ctx"] * 2.0, [2, 5])
+    assert torch.allclose(rec.maps[layer.name].reshape(2, -1, 2), expected, atol=1e-6)
