@@ -203,7 +203,20 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=1, help="1 is fastest on a shared CPU")
     ap.add_argument("--skip", default="", help="comma list of: layout,reroll,cost")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--merge", nargs="*", default=None, help="merge JSON results of split runs, print the table")
     a = ap.parse_args(argv)
+    if a.merge:
+        res = {}
+        for path in a.merge:
+            with open(path) as f:
+                part = json.load(f)
+            for key, val in part.items():
+                res[key] = res.get(key, {}) | val if isinstance(val, dict) and key != "config" else val
+        print(table(res))
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(res, f, indent=1)
+        return res
     torch.set_num_threads(a.threads)
     from .model import load
 
