@@ -19,9 +19,14 @@ What sd-webui-controlnet v1.1.455 does with it (scripts/controlnet_model_guess.p
   the load fails with a size-mismatch error.  `load_state_dict(..., strict=False)` would silently
   skip missing keys, so `--check` loads the file into CN's own `cldm.ControlNet` with strict=True.
 
+`--kind t2i-adapter` builds a tiny T2I-Adapter instead (`t2iadapter_tiny_sd15`): CN reads its widths
+from the file (`conv_in.weight`), so it loads without the shim; its features are added to the UNet's
+*encoder* (after input blocks 2, 5, 8, 11), so unlike a ControlNet it changes what the layout probe sees.
+
 Usage (lab venv):
     $LAB/venv/bin/python tests/tooling/make_tiny_controlnet.py            # -> $LAB/models/ControlNet/
     $LAB/venv/bin/python tests/tooling/make_tiny_controlnet.py --check    # + strict load/forward with CN's code
+    $LAB/venv/bin/python tests/tooling/make_tiny_controlnet.py --kind t2i-adapter --check
 """
 import argparse
 import hashlib
@@ -32,6 +37,7 @@ import sys
 
 LAB = os.environ.get("LAB") or os.path.join(os.path.expanduser("~"), "webui-lab")
 DEFAULT_NAME = "control_tiny_sd15"
+ADAPTER_NAME = "t2iadapter_tiny_sd15"
 ENCODER_PREFIXES = ("time_embed.", "input_blocks.", "middle_block.")
 UNET_PREFIX = "model.diffusion_model."
 
@@ -102,6 +108,52 @@ def build(base_ckpt, seed, hint_channels=3, zero_conv_scale=1.0):
     return {k: v.contiguous() for k, v in sd.items()}, info
 
 
+def build_t2i_adapter(base_ckpt, seed, hint_channels=3):
+    """CN's SD1 `Adapter` layout (scripts/adapter.py) with nums_rb=2, ksize=1, sk=True, use_conv=False:
+    pixel-unshuffle by 8 -> conv_in -> 4 levels of 2 ResnetBlocks, level widths = the UNet's outputs of
+    input blocks 2, 5, 8, 11 (the blocks CN adds the adapter's features to)."""
+    import torch
+
+    enc = encoder_from_checkpoint(base_ckpt)
+    chans, _ = block_out_channels(enc)
+    widths = [chans[i] for i in (2, 5, 8, 11)]
+    g = torch.Generator().manual_seed(seed)
+
+    def conv(cin, cout, k):
+        bound = 1.0 / (cin * k * k) ** 0.5
+        return ((torch.rand(cout, cin, k, k, generator=g) * 2 - 1) * bound,
+                (torch.rand(cout, generator=g) * 2 - 1) * bound)
+
+    cin = hint_channels * 64
+    sd = {}
+    sd["conv_in.weight"], sd["conv_in.bias"] = conv(cin, widths[0], 3)
+    for i, out_c in enumerate(widths):
+        for r in range(2):
+            idx = i * 2 + r
+            in_c = widths[i - 1] if (i > 0 and r == 0) else out_c
+            if in_c != out_c:  # sk=True: in_conv only where the width changes; no skep
+                sd[f"body.{idx}.in_conv.weight"], sd[f"body.{idx}.in_conv.bias"] = conv(in_c, out_c, 1)
+            sd[f"body.{idx}.block1.weight"], sd[f"body.{idx}.block1.bias"] = conv(out_c, out_c, 3)
+            sd[f"body.{idx}.block2.weight"], sd[f"body.{idx}.block2.bias"] = conv(out_c, out_c, 1)
+    info = {"widths": widths, "cin": cin, "nums_rb": 2, "ksize": 1}
+    return {k: v.contiguous() for k, v in sd.items()}, info
+
+
+def check_adapter_with_controlnet_code(path, cn_dir, info):
+    import torch
+    from safetensors.torch import load_file
+
+    adapter_mod = _import_cn_module(cn_dir, "adapter")
+    net = adapter_mod.Adapter(channels=info["widths"], nums_rb=2, cin=info["cin"], ksize=1, sk=True,
+                              use_conv=False, is_sdxl=False).eval()
+    net.load_state_dict(load_file(path), strict=True)
+    with torch.no_grad():
+        outs = net(torch.rand(1, info["cin"] // 64, 64, 64, generator=torch.Generator().manual_seed(1)))
+    assert [o.shape[1] for o in outs] == info["widths"], [o.shape for o in outs]
+    assert [o.shape[-1] for o in outs] == [8, 4, 2, 1]
+    log(f"check OK: strict load into sd-webui-controlnet's adapter.Adapter; features {[tuple(o.shape) for o in outs]}")
+
+
 def save_reproducible(state_dict, path, metadata):
     """safetensors, byte-for-byte reproducible (safetensors' own writer orders metadata by hash)."""
     import torch
@@ -126,12 +178,12 @@ def save_reproducible(state_dict, path, metadata):
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
-def check_with_controlnet_code(path, cn_dir, webui_dir, info):
-    """Load the file the way sd-webui-controlnet does (its own cldm.ControlNet and SD1 default
-    config with model_channels set as the lab shim sets it), but strict, and run one forward."""
-    import torch
-    from safetensors.torch import load_file
+def _import_cn_module(cn_dir, name, webui_dir=None):
+    """`scripts.<name>` of the sd-webui-controlnet checkout (it imports the WebUI's `modules` and ldm/sgm)."""
+    import importlib
+    import types
 
+    webui_dir = webui_dir or os.path.join(LAB, "stable-diffusion-webui")
     for p in (os.path.join(webui_dir, "repositories", "generative-models"),
               os.path.join(webui_dir, "repositories", "stable-diffusion-stability-ai"), webui_dir, cn_dir):
         if p not in sys.path:
@@ -141,14 +193,23 @@ def check_with_controlnet_code(path, cn_dir, webui_dir, info):
     try:
         # CN's scripts/ has no __init__.py; generative-models has a regular `scripts` package that
         # would win the import, so bind the name to CN's folder first (as the WebUI effectively does)
-        import types
-        pkg = types.ModuleType("scripts")
-        pkg.__path__ = [os.path.join(cn_dir, "scripts")]
-        sys.modules["scripts"] = pkg
-        from scripts import cldm                                     # noqa: E402  (CN's scripts/)
-        from scripts.controlnet_model_guess import controlnet_default_config
+        if getattr(sys.modules.get("scripts"), "__path__", None) != [os.path.join(cn_dir, "scripts")]:
+            pkg = types.ModuleType("scripts")
+            pkg.__path__ = [os.path.join(cn_dir, "scripts")]
+            sys.modules["scripts"] = pkg
+        return importlib.import_module(f"scripts.{name}")
     finally:
         sys.argv = old_argv
+
+
+def check_with_controlnet_code(path, cn_dir, webui_dir, info):
+    """Load the file the way sd-webui-controlnet does (its own cldm.ControlNet and SD1 default
+    config with model_channels set as the lab shim sets it), but strict, and run one forward."""
+    import torch
+    from safetensors.torch import load_file
+
+    cldm = _import_cn_module(cn_dir, "cldm", webui_dir)
+    controlnet_default_config = _import_cn_module(cn_dir, "controlnet_model_guess", webui_dir).controlnet_default_config
     config = dict(controlnet_default_config)
     config.update(model_channels=info["model_channels"], hint_channels=info["hint_channels"],
                   context_dim=info["context_dim"], use_fp16=False)
@@ -172,7 +233,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", default=os.path.join(LAB, "models", "Stable-diffusion", "tiny-sd15.safetensors"),
                     help="SD1 checkpoint whose UNet encoder is copied (default: the lab's tiny-sd15)")
-    ap.add_argument("--out", default=os.path.join(LAB, "models", "ControlNet", DEFAULT_NAME + ".safetensors"))
+    ap.add_argument("--kind", choices=("controlnet", "t2i-adapter"), default="controlnet")
+    ap.add_argument("--out", default=None, help=f"default: $LAB/models/ControlNet/{DEFAULT_NAME} or {ADAPTER_NAME}"
+                    ".safetensors")
     ap.add_argument("--seed", type=int, default=20230505)
     ap.add_argument("--hint-channels", type=int, default=3)
     ap.add_argument("--zero-conv-scale", type=float, default=1.0)
@@ -181,14 +244,22 @@ def main():
     ap.add_argument("--webui-dir", default=os.path.join(LAB, "stable-diffusion-webui"))
     a = ap.parse_args()
 
-    sd, info = build(a.base, a.seed, a.hint_channels, a.zero_conv_scale)
-    meta = {"initedit-lab": "tiny random ControlNet for tiny-sd15 (test tooling)", "seed": a.seed,
+    adapter = a.kind == "t2i-adapter"
+    out = a.out or os.path.join(LAB, "models", "ControlNet", (ADAPTER_NAME if adapter else DEFAULT_NAME) + ".safetensors")
+    if adapter:
+        sd, info = build_t2i_adapter(a.base, a.seed, a.hint_channels)
+    else:
+        sd, info = build(a.base, a.seed, a.hint_channels, a.zero_conv_scale)
+    meta = {"initedit-lab": f"tiny random {'T2I-Adapter' if adapter else 'ControlNet'} for tiny-sd15 (test tooling)", "seed": a.seed,
             "base": os.path.basename(a.base), **{k: json.dumps(v) for k, v in info.items()}}
-    digest = save_reproducible(sd, a.out, meta)
+    digest = save_reproducible(sd, out, meta)
     n = sum(v.numel() for v in sd.values())
-    log(f"wrote {a.out}: {len(sd)} tensors, {n / 1e6:.2f}M params, sha256 {digest[:12]}; {info}")
+    log(f"wrote {out}: {len(sd)} tensors, {n / 1e6:.2f}M params, sha256 {digest[:12]}; {info}")
     if a.check:
-        check_with_controlnet_code(a.out, a.cn_dir, a.webui_dir, info)
+        if adapter:
+            check_adapter_with_controlnet_code(out, a.cn_dir, info)
+        else:
+            check_with_controlnet_code(out, a.cn_dir, a.webui_dir, info)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from tests.webui.conftest import WebUI, _free_port
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAB = os.environ.get("LAB") or os.path.join(os.path.expanduser("~"), "webui-lab")
 CN_MODEL_STEM = "control_tiny_sd15"
+ADAPTER_STEM = "t2iadapter_tiny_sd15"  # make_tiny_controlnet.py --kind t2i-adapter
 CN_VERSION = "v1.1.455"
 SEED, SEED_R = 1234, 4321
 PROMPT = "a cat and a red car"
@@ -297,6 +298,24 @@ def test_layout_probe_does_not_see_controlnet_residuals(cnui):
     without = heatmap_digests(run(ui, spec=LAYOUT_HEATMAPS, steps=3))
     with_cn = heatmap_digests(run(ui, units=[canny(model)], spec=LAYOUT_HEATMAPS, steps=3))
     assert without and with_cn == without
+
+
+def test_layout_probe_sees_a_t2i_adapter(cnui):
+    """A T2I-Adapter (also run by sd-webui-controlnet's forward) adds its features to the *encoder*, after input
+    blocks 2, 5, 8 and 11; 2 and 5 lie before the probe layer. So, unlike a ControlNet, it changes the
+    probe's maps: the probe goes through CN's forward and sees what it adds to the encoder."""
+    ui, _ = cnui
+    _, models = ui.get("/controlnet/model_list")
+    titles = [m for m in models["model_list"] if m.split(" [")[0] == ADAPTER_STEM]
+    if not titles:
+        pytest.skip(f"no {ADAPTER_STEM!r}: run tests/tooling/make_tiny_controlnet.py --kind t2i-adapter")
+    unit = cn_unit(titles[0], IMG, "none")
+    assert digests(run(ui, units=[unit], steps=3)) != digests(run(ui, steps=3)), "the adapter has no effect"
+    without = heatmap_digests(run(ui, spec=LAYOUT_HEATMAPS, steps=3))
+    with_adapter = heatmap_digests(run(ui, units=[unit], spec=LAYOUT_HEATMAPS, steps=3))
+    assert len(with_adapter) == 1 and with_adapter != without
+    js = run(ui, units=[unit], spec=LAYOUT_HEATMAPS, steps=3, batch_size=2)
+    assert len(digests(js)) == 2 and len(heatmap_digests(js)) == 2
 
 
 def test_layout_batch2_several_steps_with_controlnet(cnui):
