@@ -28,9 +28,15 @@ METHODS = {  # key -> run_layout kwargs (None: no edit)
     "rounds2": dict(rounds=2, method="swap", layers="paper"),
     "rounds3": dict(rounds=3, method="swap", layers="paper"),
     "level": dict(rounds=1, method="swap", layers="level"),
+    # ablations: which of the two 8x8 down layers carries the signal; does a 2nd round help "level"
+    "layer5": dict(rounds=1, method="swap", layers=["input_blocks.5.1.transformer_blocks.0.attn2"]),
+    "level2r": dict(rounds=2, method="swap", layers="level"),
+    "levelrb": dict(rounds=1, method="rebuild", layers="level"),
 }
 LABELS = {"none": "no edit", "paper": "paper: swap, 1 round, 1 layer", "rebuild": "full rebuild, 1 round",
-          "rounds2": "swap, 2 rounds", "rounds3": "swap, 3 rounds", "level": "swap, all 8x8 down layers (2)"}
+          "rounds2": "swap, 2 rounds", "rounds3": "swap, 3 rounds", "level": "swap, all 8x8 down layers (2)",
+          "layer5": "swap, first 8x8 layer only (input_blocks.5.1)", "level2r": "swap, all 8x8 layers, 2 rounds",
+          "levelrb": "rebuild, all 8x8 layers"}
 
 
 def random_boxes(rng: np.random.Generator, k: int, lo: float = 0.3, hi: float = 0.5) -> list[tuple]:
@@ -196,7 +202,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--n", type=int, default=200, help="samples per layout cell")
     ap.add_argument("--reroll-n", type=int, default=None, help="samples for reroll locality (default --n)")
     ap.add_argument("--counts", default="1,2,3")
-    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--methods", default="none,paper,rebuild,rounds2,rounds3,level")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--guidance", type=float, default=5.0)
     ap.add_argument("--weights", default=None)
