@@ -148,7 +148,7 @@ def reference(weight=1.0):
     return cn_unit("None", IMG, "reference_only", threshold_a=0.5, weight=weight)
 
 
-def body(units=None, spec=None, seed=SEED, steps=4, batch_size=1):
+def body(units=None, spec=None, seed=SEED, steps=4, batch_size=1, **extra):
     b = {"prompt": PROMPT, "negative_prompt": "", "seed": seed, "steps": steps, "width": 64, "height": 64,
          "cfg_scale": 7, "sampler_name": "Euler", "batch_size": batch_size, "n_iter": 1, "send_images": True,
          "save_images": False, "override_settings": {"sd_model_checkpoint": "tiny-sd15"},
@@ -157,6 +157,7 @@ def body(units=None, spec=None, seed=SEED, steps=4, batch_size=1):
         b["alwayson_scripts"]["controlnet"] = {"args": units}
     if spec is not None:
         b["alwayson_scripts"]["InitEdit"] = {"args": spec if isinstance(spec, list) else [spec]}
+    b.update(extra)
     return b
 
 
@@ -216,9 +217,8 @@ def heatmap_digests(js):
 
 
 def initedit_error(js):
-    """InitEdit's spec error key in the infotext. (Its "skipped for this batch" notes go to the console and
-    p.comment, which the API does not return: a probe that ran is proven by its heatmaps instead.)"""
-    return [t for t in js["info"].get("infotexts", [])[:1] if "InitEdit error" in t]
+    """InitEdit's spec error and notes ("skipped for this batch: ...") in the first image's infotext."""
+    return [t for t in js["info"].get("infotexts", [])[:1] if "InitEdit error" in t or "InitEdit note" in t]
 
 
 # ----------------------------------------------------------------------------- ControlNet itself
@@ -275,6 +275,20 @@ def test_region_reroll_with_controlnet_changes_the_image_deterministically(cnui)
     a = digests(run(ui, units=[canny(model)], spec=spec))
     assert a == digests(run(ui, units=[canny(model)], spec=spec, fresh=True))
     assert a != digests(run(ui, units=[canny(model)]))
+
+
+HIRES = dict(enable_hr=True, hr_scale=2, hr_upscaler="Latent", denoising_strength=0.6, hr_second_pass_steps=3)
+
+
+def test_hires_with_controlnet_whole_reroll_is_the_reroll_seeds_image(cnui):
+    """ControlNet switches to its hires hint in the second pass; with "hires": true the reroll follows there."""
+    ui, model = cnui
+    whole = {"reroll": [{"box": [0, 0, 1, 1], "seed": SEED_R, "strength": 1.0}], "hires": True}
+    js = run(ui, units=[canny(model)], spec=whole, steps=3, **HIRES)
+    assert not initedit_error(js), initedit_error(js)
+    assert digests(js) == digests(run(ui, units=[canny(model)], seed=SEED_R, steps=3, **HIRES))
+    off = digests(run(ui, units=[canny(model)], steps=3, **HIRES))
+    assert digests(run(ui, units=[canny(model)], spec=[False, json.dumps(whole)], steps=3, **HIRES)) == off
 
 
 # ----------------------------------------------------------------------------- layout
