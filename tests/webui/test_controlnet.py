@@ -353,13 +353,27 @@ def test_reroll_batch2_with_reference_unit(cnui):
     assert len(digests(one)) == 2 and digests(one) != base
 
 
-def test_layout_batch2_with_reference_unit(cnui):
+def inpaint_only(model):
+    """inpaint_only with a mask in txt2img: CN encodes the masked image once (used_hint_cond_latent) and pastes
+    it back after every step."""
+    from PIL import Image, ImageDraw
+
+    mask = Image.new("RGB", (64, 64), "black")
+    ImageDraw.Draw(mask).rectangle([16, 16, 48, 48], fill="white")
+    buf = io.BytesIO()
+    mask.save(buf, format="PNG")
+    return cn_unit(model, {"image": IMG, "mask": base64.b64encode(buf.getvalue()).decode()}, "inpaint_only",
+                   processor_res=-1)
+
+
+@pytest.mark.parametrize("kind", ["reference_only", "inpaint_only"])
+def test_layout_batch2_with_a_batch_caching_unit(cnui, kind):
     """Regression (docs/controlnet.md, finding 1): the probe is the first UNet call of the batch, with B cond
     rows; CN caches the reference/inpaint latent with the batch size of its first call (used_hint_cond_latent),
-    so unless InitEdit makes CN forget it after the probe, the sampler's 2B-row call fails in
-    predict_q_sample: HTTP 500 'The size of tensor a (4) must match the size of tensor b (2)'."""
+    so unless InitEdit makes CN forget it after the probe, the sampler's 2B-row call fails (reference-only: in
+    predict_q_sample, HTTP 500 'The size of tensor a (4) must match the size of tensor b (2)')."""
     ui, model = cnui
-    units = [canny(model), reference()]
+    units = [canny(model), reference()] if kind == "reference_only" else [inpaint_only(model)]
     status, js = post(ui, body(units=units, spec=LAYOUT_HEATMAPS, steps=3, batch_size=2))
     assert status == 200, f"HTTP {status}: {js}"
     assert len(digests(js)) == 2
