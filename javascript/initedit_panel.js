@@ -124,7 +124,7 @@
         }}, [h("option", {value: "swap", text: "swap blocks"}), h("option", {value: "rebuild", text: "rebuild"})]);
         this.layers = h("select", {"data-field": "layers", title: "Which cross-attention layers the probe reads", onchange: function(e) {
             self.editor.setOption("layers", e.target.value);
-        }}, [h("option", {value: "paper", text: "as the paper"}), h("option", {value: "level", text: "one level"})]);
+        }}, [h("option", {value: "level", text: "all layers of the level"}), h("option", {value: "paper", text: "one layer (paper)"})]);
         this.heatmaps = h("input", {type: "checkbox", "data-field": "heatmaps", onchange: function(e) {
             self.editor.setOption("heatmaps", e.target.checked);
         }});

@@ -4,7 +4,7 @@
     "use strict";
 
     // mirrors lib_initedit/spec.py (VARY_MODES, METHODS, LAYER_CHOICES, MAX_SEED, MAX_ROUNDS)
-    var DEFAULTS = {vary: "seed", rounds: 1, hires: false, method: "swap", layers: "paper", heatmaps: false};
+    var DEFAULTS = {vary: "seed", rounds: 1, hires: false, method: "swap", layers: "level", heatmaps: false};
     var VARY = ["seed", "reroll"];
     var METHODS = ["swap", "rebuild"];
     var LAYERS = ["paper", "level"];

@@ -54,7 +54,7 @@ def probe_maps(model: nn.Module, call: UnetCall, noise: torch.Tensor, layers: Se
 
 def run_layout(model: nn.Module, call: UnetCall, noise: torch.Tensor,
                phrase_positions: Sequence[Sequence[Sequence[int]]], boxes: Sequence[Sequence[Sequence[float]]],
-               rounds: int = 1, method: str = "swap", layers: str | Sequence[str] = "paper",
+               rounds: int = 1, method: str = "swap", layers: str | Sequence[str] = "level",
                measure_after: bool = True, stop_early: bool = True,
                should_stop: Callable[[], bool] = lambda: False) -> LayoutResult:
     """Edit a batch of initial noises so each box's phrase tends to appear inside its box.

@@ -64,7 +64,7 @@ class InitEditSpec:
     rounds: int = 1
     hires: bool = False
     method: str = "swap"
-    layers: str = "paper"
+    layers: str = "level"
     heatmaps: bool = False
 
     @property
@@ -119,7 +119,7 @@ def parse_spec(value: Any) -> InitEditSpec:
         rounds=_int(value.get("rounds", 1), "rounds", 1, MAX_ROUNDS),
         hires=_bool(value.get("hires", False), "hires"),
         method=_choice(value.get("method", "swap"), METHODS, "method"),
-        layers=_choice(value.get("layers", "paper"), LAYER_CHOICES, "layers"),
+        layers=_choice(value.get("layers", "level"), LAYER_CHOICES, "layers"),
         heatmaps=_bool(value.get("heatmaps", False), "heatmaps"),
     )
 

@@ -20,7 +20,7 @@ FULL = {
                {"mask": png_b64(), "seed": 7, "strength": 1.0, "feather": 0.0}],
     "vary": "reroll",
     "layout": [{"phrase": "red car", "box": [0.0, 0.0, 0.5, 1.0]}, {"phrase": "cat", "box": [0.5, 0.25, 1.0, 0.75]}],
-    "rounds": 2, "hires": True, "method": "rebuild", "layers": "level", "heatmaps": True,
+    "rounds": 2, "hires": True, "method": "rebuild", "layers": "paper", "heatmaps": True,
 }
 
 

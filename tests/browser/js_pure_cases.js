@@ -23,9 +23,9 @@ assert.strictEqual(S.serialize(S.parse("").spec), "{}");
 assert.ok(S.parse("{oops").error.includes("not valid JSON"));
 assert.ok(S.parse("[1]").error);
 // a pasted, still-quoted infotext value
-r = S.parse(JSON.stringify(JSON.stringify({layout: [{phrase: "cat", box: [0, 0, 0.5, 0.5]}], heatmaps: true, layers: "level"})));
+r = S.parse(JSON.stringify(JSON.stringify({layout: [{phrase: "cat", box: [0, 0, 0.5, 0.5]}], heatmaps: true, layers: "paper"})));
 out.push(S.serialize(r.spec));
-assert.deepStrictEqual(JSON.parse(out[1]), {layout: [{phrase: "cat", box: [0, 0, 0.5, 0.5]}], layers: "level", heatmaps: true});
+assert.deepStrictEqual(JSON.parse(out[1]), {layout: [{phrase: "cat", box: [0, 0, 0.5, 0.5]}], layers: "paper", heatmaps: true});
 // masks keep their payload, a data: prefix is stripped; seeds are clamped to the parser's range
 r = S.parse(JSON.stringify({reroll: [{mask: "data:image/png;base64,AAAA", seed: 1e12}]}));
 assert.strictEqual(r.spec.reroll[0].mask, "AAAA");

@@ -127,7 +127,7 @@ def test_missing_phrase_is_dropped_and_said(webui):
 
 
 def test_layout_rounds_and_methods(webui):
-    for extra in ({"rounds": 3}, {"method": "rebuild"}, {"layers": "level"}):
+    for extra in ({"rounds": 3}, {"method": "rebuild"}, {"layers": "paper"}):
         js = webui.txt2img({**LAYOUT, **extra}, width=128, height=128)
         assert initedit_of(js)[next(iter(extra))] == next(iter(extra.values()))
 
