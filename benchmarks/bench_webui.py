@@ -6,7 +6,12 @@
 Requests: plain, reroll (one box), layout (two phrases, 1 round), layout (3 rounds); the order is
 rotated every repeat and the medians are compared. Also reports the server's RSS before and after
 (a leak check, not a peak). Writes JSON with --out.
+
+On a shared machine wall time is meaningless (other processes take the cores); with ``--pid`` (the
+server's process id, local servers only) the server's own CPU time per request is measured instead.
+Start that server with OMP_NUM_THREADS=1, or spinning OpenMP threads inflate CPU time under load.
 """
+import os
 import argparse
 import json
 import statistics
@@ -29,14 +34,22 @@ def call(url, path, body=None):
         return json.loads(resp.read())
 
 
+def cpu_seconds(pid):
+    """utime + stime of a process and its threads, from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(url, spec, a):
     body = {"prompt": "a cat and a red car", "sampler_name": a.sampler, "width": a.size, "height": a.size,
             "steps": a.steps, "seed": 1, "cfg_scale": 7, "send_images": False, "save_images": False}
     if spec:
         body["alwayson_scripts"] = {"InitEdit": {"args": [spec]}}
-    t = time.perf_counter()
+    clock = (lambda: cpu_seconds(a.pid)) if a.pid else time.perf_counter
+    t = clock()
     call(url, "/sdapi/v1/txt2img", body)
-    return time.perf_counter() - t
+    return clock() - t
 
 
 def main():
@@ -46,6 +59,7 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--sampler", default="Euler")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--pid", type=int, help="measure this server process's CPU time instead of wall time")
     ap.add_argument("--out")
     a = ap.parse_args()
     rss_before = call(a.url, "/sdapi/v1/memory").get("ram", {}).get("used")
@@ -62,7 +76,9 @@ def main():
               "median_s": {k: statistics.median(v) for k, v in times.items()},
               "ratio_to_plain": {k: statistics.median(v) / base for k, v in times.items()},
               "server_ram_used_before": rss_before, "server_ram_used_after": rss_after}
-    print(f"{a.size}x{a.size}, {a.steps} steps, {a.sampler}, {a.repeats} interleaved repeats (median)")
+    clock = f"server CPU s (pid {a.pid})" if a.pid else "wall s"
+    result["clock"] = clock
+    print(f"{a.size}x{a.size}, {a.steps} steps, {a.sampler}, {a.repeats} interleaved repeats (median), {clock}")
     print(f"{'case':<10} {'seconds':>8} {'ratio':>7}")
     for k in CASES:
         print(f"{k:<10} {result['median_s'][k]:8.3f} {result['ratio_to_plain'][k]:7.3f}")
