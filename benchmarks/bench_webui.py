@@ -75,13 +75,17 @@ def main():
     result = {"size": a.size, "steps": a.steps, "sampler": a.sampler, "repeats": a.repeats,
               "median_s": {k: statistics.median(v) for k, v in times.items()},
               "ratio_to_plain": {k: statistics.median(v) / base for k, v in times.items()},
+              "min_s": {k: min(v) for k, v in times.items()},
+              "min_ratio_to_plain": {k: min(v) / min(times["plain"]) for k, v in times.items()},
+              "samples_s": times,
               "server_ram_used_before": rss_before, "server_ram_used_after": rss_after}
     clock = f"server CPU s (pid {a.pid})" if a.pid else "wall s"
     result["clock"] = clock
     print(f"{a.size}x{a.size}, {a.steps} steps, {a.sampler}, {a.repeats} interleaved repeats (median), {clock}")
-    print(f"{'case':<10} {'seconds':>8} {'ratio':>7}")
+    print(f"{'case':<10} {'median':>8} {'ratio':>7} {'min':>8} {'ratio':>7}")
     for k in CASES:
-        print(f"{k:<10} {result['median_s'][k]:8.3f} {result['ratio_to_plain'][k]:7.3f}")
+        print(f"{k:<10} {result['median_s'][k]:8.3f} {result['ratio_to_plain'][k]:7.3f} "
+              f"{result['min_s'][k]:8.3f} {result['min_ratio_to_plain'][k]:7.3f}")
     if rss_before and rss_after:
         print(f"server RAM used: {rss_before / 2**20:.0f} MiB before, {rss_after / 2**20:.0f} MiB after")
     if a.out:

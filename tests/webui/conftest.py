@@ -72,14 +72,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(webui_dir: str):
+def start_server(webui_dir: str, extensions: dict | None = None, ready_path: str | None = None):
+    """Start a WebUI with a temporary data dir linking this checkout (and ``extensions``: name -> folder).
+
+    Returns (process, url, log path). With ``ready_path`` it also waits for that route (an extension's
+    API is added after the WebUI's own answers) and gives up on it, not on the server, after 90 s.
+    """
     python = os.environ.get("INITEDIT_WEBUI_PYTHON") or next(
         (p for p in (os.path.join(webui_dir, "venv/bin/python"), os.path.join(webui_dir, "../venv/bin/python"))
          if os.path.exists(p)), "python3")
     models = os.environ.get("INITEDIT_WEBUI_MODELS") or os.path.join(webui_dir, "../models")
     data = tempfile.mkdtemp(prefix="initedit-e2e-")
     os.makedirs(os.path.join(data, "extensions"))
-    os.symlink(ROOT, os.path.join(data, "extensions", "sd-webui-initedit"))
+    for name, folder in {"sd-webui-initedit": ROOT, **(extensions or {})}.items():
+        os.symlink(os.path.abspath(folder), os.path.join(data, "extensions", name))
     port = _free_port()
     ckpt = os.path.join(models, "Stable-diffusion", "tiny-sd15.safetensors")
     env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
@@ -92,14 +98,20 @@ def _start(webui_dir: str):
          "--disable-console-progressbars"] + (["--ckpt", ckpt] if os.path.exists(ckpt) else []),
         cwd=webui_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 300
+    deadline, up = time.time() + 300, None
     while time.time() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"the WebUI exited early; see {log.name}")
         try:
             urllib.request.urlopen(url + "/sdapi/v1/sd-models", timeout=2)
+            up = up or time.time()
+            if ready_path:
+                urllib.request.urlopen(url + ready_path, timeout=2)
             return proc, url, log.name
-        except OSError:
+        except OSError:  # urllib's HTTPError is an OSError too: 404 until an extension's routes exist
+            if up and time.time() - up > 90:
+                print(f"[initedit e2e] {ready_path} did not answer within 90 s; see {log.name}")
+                return proc, url, log.name
             time.sleep(1)
     proc.kill()
     raise RuntimeError(f"the WebUI did not answer in 300 s; see {log.name}")
@@ -114,7 +126,7 @@ def webui():
     webui_dir = os.environ.get("INITEDIT_WEBUI_DIR")
     if not webui_dir:
         pytest.skip(SKIP_REASON)
-    proc, url, log = _start(webui_dir)
+    proc, url, log = start_server(webui_dir)
     try:
         yield WebUI(url)
     finally:

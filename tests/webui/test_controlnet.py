@@ -18,14 +18,11 @@ import io
 import json
 import os
 import subprocess
-import tempfile
-import time
-import urllib.request
 
 import pytest
 
 from tests.tooling.cn_api_smoke import cn_unit, control_image
-from tests.webui.conftest import WebUI, _free_port
+from tests.webui.conftest import WebUI, start_server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAB = os.environ.get("LAB") or os.path.join(os.path.expanduser("~"), "webui-lab")
@@ -59,44 +56,10 @@ def _start_with_controlnet(webui_dir: str):
     cn = _cn_dir()
     if not os.path.isfile(os.path.join(cn, "scripts", "controlnet.py")):
         pytest.skip(f"sd-webui-controlnet not found at {cn} (set INITEDIT_CONTROLNET_DIR; docs/controlnet.md)")
-    python = os.environ.get("INITEDIT_WEBUI_PYTHON") or next(
-        (p for p in (os.path.join(webui_dir, "venv/bin/python"), os.path.join(webui_dir, "../venv/bin/python"))
-         if os.path.exists(p)), "python3")
-    models = os.environ.get("INITEDIT_WEBUI_MODELS") or os.path.join(webui_dir, "../models")
-    data = tempfile.mkdtemp(prefix="initedit-e2e-cn-")
-    ext = os.path.join(data, "extensions")
-    os.makedirs(ext)
-    os.symlink(ROOT, os.path.join(ext, "sd-webui-initedit"))
-    os.symlink(os.path.abspath(cn), os.path.join(ext, "sd-webui-controlnet"))
-    os.symlink(os.path.join(ROOT, "tests", "tooling", "lab_ext_cn_tiny_config"), os.path.join(ext, "zz-lab-cn-tiny-config"))
-    port = _free_port()
-    ckpt = os.path.join(models, "Stable-diffusion", "tiny-sd15.safetensors")
-    env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
-    log = open(os.path.join(data, "webui.log"), "w")
-    proc = subprocess.Popen(
-        [python, "launch.py", "--skip-prepare-environment", "--skip-install", "--skip-python-version-check",
-         "--skip-torch-cuda-test", "--skip-version-check", "--use-cpu", "all", "--no-half", "--precision", "full",
-         "--api", "--port", str(port), "--data-dir", data, "--models-dir", models, "--no-download-sd-model",
-         "--disable-console-progressbars"] + (["--ckpt", ckpt] if os.path.exists(ckpt) else []),
-        cwd=webui_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline, up = time.time() + 300, None
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the WebUI (with ControlNet) exited early; see {log.name}")
-        try:  # CN adds its routes in an app_started callback, after /sdapi/v1 answers
-            urllib.request.urlopen(url + "/sdapi/v1/sd-models", timeout=2)
-            up = up or time.time()
-            urllib.request.urlopen(url + "/controlnet/version", timeout=2)
-            return proc, url
-        except OSError:  # (urllib's HTTPError is an OSError too: 404 until CN's routes are there)
-            if up and time.time() - up > 90:  # CN did not load: the fixture skips, naming the log
-                print(f"[test_controlnet] no ControlNet API after 90 s; see {log.name}")
-                return proc, url
-            time.sleep(1)
-    proc.kill()
-    raise RuntimeError(f"the WebUI (with ControlNet) did not answer in 300 s; see {log.name}")
+    extensions = {"sd-webui-controlnet": cn,
+                  "zz-lab-cn-tiny-config": os.path.join(ROOT, "tests", "tooling", "lab_ext_cn_tiny_config")}
+    proc, url, _ = start_server(webui_dir, extensions, ready_path="/controlnet/version")  # CN's routes come later
+    return proc, url
 
 
 @pytest.fixture(scope="module")
