@@ -60,9 +60,6 @@ class Session:
             if isinstance(getattr(p, "extra_generation_params", None), dict):
                 p.extra_generation_params[NOTE_KEY] = "; ".join(self.notes)
 
-    def infotext_values(self) -> list[str]:
-        return [s.to_json() for s in self.image_specs]
-
     # ---------------------------------------------------------------- first pass
     def edit_first_noise(self, p, x: torch.Tensor, c, base_rng) -> tuple[torch.Tensor, Any]:
         """Edit this batch's initial noise; returns (new x, the rng later steps should draw from)."""
@@ -119,7 +116,9 @@ class Session:
                 self.layouts.append(LayoutOutcome(first + i, phrases[i], boxes[i], result.maps_before[i].cpu(),
                                                   result.maps_after[i].cpu(), shares))
                 summary = ", ".join(f"{ph!r} {a:.0%}->{b:.0%}" for ph, (a, b) in zip(phrases[i], shares))
-                print(f"{LOG_PREFIX} image {first + i}: attention inside its box {summary} ({result.probes} probe(s))")
+                how = "measured" if result.measured_after else "predicted"
+                print(f"{LOG_PREFIX} image {first + i}: attention inside its box {summary} "
+                      f"({how}; {result.probes} probe(s))")
         return result.noise
 
     def _locate_phrases(self, p, prompt: str, cond_rows: list[int], image: int):
