@@ -13,7 +13,6 @@ The end-to-end counterparts are in tests/webui/test_controlnet.py; findings in d
 """
 from __future__ import annotations
 
-import types
 
 import pytest
 import torch

@@ -8,7 +8,6 @@ palette-quantized to stay small.
 """
 from __future__ import annotations
 
-import base64
 import io
 import json
 import os

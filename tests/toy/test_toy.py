@@ -2,7 +2,6 @@
 shapes, and a tiny benchmark run completes. Pure torch, CPU, well under a minute."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
