@@ -45,15 +45,14 @@ def _draw_box(im, box, colour, width=2):
 def build(out: str, seed: int = 3, layout_seed: int = 12, steps: int = 20, scale: int = 5, layers: str = "level") -> None:
     from PIL import Image, ImageDraw
 
-    from .noise import reroll_noise
+    from .noise import reroll_batch
     from .probe import run_layout
     from .spec import RerollRegion
     from .toy.data import RGB
     from .toy.detect import detect_all
-    from .toy.pipe import ToyPipe, seed_noise
+    from .toy.pipe import SeedStream, ToyPipe, seed_noise
 
     pipe = ToyPipe(steps=steps)
-    fresh = lambda s, shape: seed_noise(s, shape)  # noqa: E731
 
     # Row 1: region reroll around the first object of the seed's image.
     cap1 = "a yellow triangle and a green circle"
@@ -67,8 +66,8 @@ def build(out: str, seed: int = 3, layout_seed: int = 12, steps: int = 20, scale
         box = (max(0, x0 - pad) / 32, max(0, y0 - pad) / 32, min(32, x1 + pad) / 32, min(32, y1 + pad) / 32)
     else:
         box = (0.1, 0.1, 0.5, 0.5)
-    rerolled = torch.stack([reroll_noise(base, [RerollRegion(box=box, seed=1000 + r, strength=1.0)], fresh)
-                            for r in range(3)])
+    rerolled, _ = reroll_batch(base.expand(3, *base.shape), [[RerollRegion(box=box, seed=1000 + r)] for r in range(3)],
+                               lambda seeds: SeedStream(base.shape, seeds))
 
     # Rows 2-3: layout.
     cap2 = "a red circle and a blue square"

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from .spec import RerollRegion, SpecError
 
-FreshNoise = Callable[[int, tuple], torch.Tensor]  # (seed, shape) -> standard normal tensor
+NoiseStream = Any  # ``next() -> (B, C, H, W)`` standard normal draws, one generator per image (the WebUI's ImageRNG)
+StreamFactory = Callable[[list], NoiseStream]  # seeds of the batch's images -> their noise stream
 
 
 def box_coverage(box: Sequence[float], height: int, width: int) -> torch.Tensor:
@@ -105,16 +107,45 @@ def blend(base: torch.Tensor, fresh: torch.Tensor, weight: torch.Tensor) -> torc
     return out.to(base.dtype)
 
 
-def reroll_noise(base: torch.Tensor, regions: Sequence[RerollRegion], fresh: FreshNoise) -> torch.Tensor:
-    """Reroll the regions of one image's noise (C, H, W). Regions apply in order, each variance-preserving."""
-    _, height, width = base.shape
-    out = base
-    for region in regions:
-        weight = region_weight(region, height, width)
+@dataclass
+class BatchReroll:
+    """The regions of one batch, ready to blend: ``weights[r]`` (B, 1, H, W) and ``streams[r]`` (region r's
+    seeds, one per image). The first draw of the streams rerolls x_T; every later draw of the host's noise
+    (ancestral / SDE steps) is blended with the streams' next draw, so the regions follow their seeds."""
+
+    weights: list[torch.Tensor]
+    streams: list[NoiseStream]
+
+    def blend_next(self, x: torch.Tensor) -> torch.Tensor:
+        """Blend one draw of every region's stream into x, region by region, in order."""
+        for stream, weight in zip(self.streams, self.weights):
+            x = blend(x, stream.next(), weight)
+        return x
+
+
+def plan_reroll(regions: Sequence[Sequence[RerollRegion]], latent_hw: tuple[int, int],
+                streams_for: StreamFactory, device: Any = None) -> BatchReroll | None:
+    """regions[b]: image b's regions (same count for every image; geometry and seeds may differ).
+
+    Regions that select nothing in every image are dropped; None when nothing is left.
+    """
+    height, width = latent_hw
+    weights, streams = [], []
+    for r in range(len(regions[0]) if regions else 0):
+        weight = torch.stack([region_weight(item[r], height, width) for item in regions])[:, None]
         if not bool(weight.any()):
             continue
-        out = blend(out, fresh(region.seed, tuple(base.shape)), weight)
-    return out
+        weights.append(weight if device is None else weight.to(device))
+        streams.append(streams_for([item[r].seed for item in regions]))
+    return BatchReroll(weights, streams) if streams else None
+
+
+def reroll_batch(x: torch.Tensor, regions: Sequence[Sequence[RerollRegion]], streams_for: StreamFactory
+                 ) -> tuple[torch.Tensor, BatchReroll | None]:
+    """Reroll the regions of a batch of initial noise (B, C, H, W): the one reroll path (extension, bench,
+    demo, tests). Returns the new noise and the plan, whose ``blend_next`` serves the later draws."""
+    plan = plan_reroll(regions, (int(x.shape[-2]), int(x.shape[-1])), streams_for, x.device)
+    return (plan.blend_next(x), plan) if plan is not None else (x, None)
 
 
 def _smoothstep(t: torch.Tensor) -> torch.Tensor:

@@ -6,33 +6,25 @@ at strength 1 reproduces that seed's image exactly, ancestral samplers included.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import torch
 
-from .noise import blend
+from .noise import BatchReroll
 
 
 class RerollStream:
-    """Delegates to ``base`` and blends every draw with the region seeds' own streams (same weights)."""
+    """Delegates to ``base`` and blends every draw with the regions' own streams (``BatchReroll.blend_next``)."""
 
-    def __init__(self, base: Any, fresh: Sequence[Any], weights: Sequence[torch.Tensor]):
+    def __init__(self, base: Any, reroll: BatchReroll):
         self.base = base
-        self.fresh = list(fresh)
-        self.weights = list(weights)
+        self.reroll = reroll
 
     def next(self) -> torch.Tensor:
-        return blend_streams(self.base.next(), self.fresh, self.weights)
+        return self.reroll.blend_next(self.base.next())
 
     def __getattr__(self, name):  # seeds, shape, generators, is_first ... stay the base's
         return getattr(self.base, name)
-
-
-def blend_streams(x: torch.Tensor, fresh: Sequence[Any], weights: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Blend one draw of every fresh stream into x, region by region. weights[r]: (B, 1, H, W)."""
-    for stream, weight in zip(fresh, weights):
-        x = blend(x, stream.next(), weight)
-    return x
 
 
 class FirstDrawHook:

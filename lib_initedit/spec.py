@@ -17,7 +17,24 @@ VARY_MODES = ("seed", "reroll")
 METHODS = ("swap", "rebuild")
 LAYER_CHOICES = ("paper", "level")
 MAX_SEED = 2**32 - 1
+SEED_SPAN = MAX_SEED + 1  # seeds wrap around modulo this (vary "reroll", X/Y/Z seed axis)
+RANDOM_SEED_LIMIT = 4294967294  # -1 resolves to randrange(this), as the WebUI resolves its own seed
 MAX_ROUNDS = 8
+MAX_REGIONS = 16  # reroll regions per spec
+MAX_BOXES = 16  # layout boxes per spec
+MAX_MASK_PIXELS = 4096 * 4096  # a mask PNG larger than this is refused before it is decoded
+MAX_GUIDANCE = 20.0  # additive score bias, logits
+
+# Infotext keys: the resolved spec, a refusal, and what was skipped.
+INFOTEXT_KEY = "InitEdit"
+ERROR_KEY = "InitEdit error"
+NOTE_KEY = "InitEdit note"
+
+# What a spec written before a field existed meant by leaving it out. Infotexts are read with these
+# (``parse_infotext``), so an old image reproduces exactly although the field's default has changed;
+# ``to_dict`` always writes these fields so that new infotexts never rely on a default.
+LEGACY_VALUES = {"keep": 0.0, "guidance": 0.0}
+_SECTION_OF = {"keep": "reroll", "guidance": "layout"}  # written whenever this list is not empty
 
 
 class SpecError(ValueError):
@@ -66,6 +83,9 @@ class InitEditSpec:
     method: str = "swap"
     layers: str = "level"
     heatmaps: bool = False
+    keep: float = 0.0  # fraction of the steps during which the outside of the regions follows the base image
+    guidance: float = 0.0  # layout: score bias (logits) for each phrase inside its box, minus outside; 0 = off
+    guidance_steps: float = 0.3  # layout: fraction of the steps that are guided
 
     @property
     def is_empty(self) -> bool:
@@ -82,8 +102,10 @@ class InitEditSpec:
         if self.layout:
             d["layout"] = [b.to_dict() for b in self.layout]
         for f in dataclasses.fields(self):
-            if f.name not in ("reroll", "layout") and getattr(self, f.name) != f.default:
-                d[f.name] = getattr(self, f.name)
+            value = getattr(self, f.name)
+            pinned = f.name in _SECTION_OF and bool(getattr(self, _SECTION_OF[f.name]))
+            if f.name not in ("reroll", "layout") and (value != f.default or pinned):
+                d[f.name] = value
         return d
 
     def to_json(self) -> str:
@@ -112,8 +134,10 @@ def parse_spec(value: Any) -> InitEditSpec:
     if not isinstance(value, dict):
         raise SpecError(f"spec: must be an object, got {_show(value)}")
     _no_unknown_keys(value, _TOP_KEYS, "spec")
+    regions = _list(value, "reroll", MAX_REGIONS)
+    default = InitEditSpec()
     return InitEditSpec(
-        reroll=tuple(_parse_region(r, f"reroll[{i}]") for i, r in enumerate(_list(value, "reroll"))),
+        reroll=tuple(_parse_region(r, f"reroll[{i}]") for i, r in enumerate(regions)),
         vary=_choice(value.get("vary", "seed"), VARY_MODES, "vary"),
         layout=_parse_layout(_list(value, "layout")),
         rounds=_int(value.get("rounds", 1), "rounds", 1, MAX_ROUNDS),
@@ -121,7 +145,23 @@ def parse_spec(value: Any) -> InitEditSpec:
         method=_choice(value.get("method", "swap"), METHODS, "method"),
         layers=_choice(value.get("layers", "level"), LAYER_CHOICES, "layers"),
         heatmaps=_bool(value.get("heatmaps", False), "heatmaps"),
+        keep=_float(value.get("keep", default.keep), "keep", 0.0, 1.0),
+        guidance=_float(value.get("guidance", default.guidance), "guidance", 0.0, MAX_GUIDANCE),
+        guidance_steps=_float(value.get("guidance_steps", default.guidance_steps), "guidance_steps", 0.0, 1.0),
     )
+
+
+def parse_infotext(value: Any) -> InitEditSpec:
+    """Parse the spec stored in an image's infotext: fields it lacks take their LEGACY_VALUES."""
+    if isinstance(value, (str, bytes)):
+        text = value.decode() if isinstance(value, bytes) else value
+        try:
+            value = json.loads(text) if text.strip() else {}
+        except json.JSONDecodeError as e:
+            raise SpecError(f"spec: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    if isinstance(value, dict):
+        value = {**LEGACY_VALUES, **value}
+    return parse_spec(value)
 
 
 def _parse_region(value: Any, where: str) -> RerollRegion:
@@ -144,6 +184,8 @@ def _parse_region(value: Any, where: str) -> RerollRegion:
 
 def _parse_layout(items: list) -> tuple[LayoutBox, ...]:
     boxes = []
+    if len(items) > MAX_BOXES:
+        raise SpecError(f"layout: {len(items)} boxes; at most {MAX_BOXES}")
     for i, value in enumerate(items):
         where = f"layout[{i}]"
         if not isinstance(value, dict):
@@ -158,12 +200,14 @@ def _parse_layout(items: list) -> tuple[LayoutBox, ...]:
     return tuple(boxes)
 
 
-def _list(d: dict, key: str) -> list:
+def _list(d: dict, key: str, most: int | None = None) -> list:
     v = d.get(key, [])
     if v is None:
         return []
     if not isinstance(v, list):
         raise SpecError(f"{key}: must be a list, got {_show(v)}")
+    if most is not None and len(v) > most:
+        raise SpecError(f"{key}: {len(v)} items; at most {most}")
     return v
 
 
@@ -193,9 +237,32 @@ def _mask(value: Any, where: str) -> str:
         raw = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         raise SpecError(f"{where}: not valid base64") from None
-    if not raw.startswith(b"\x89PNG\r\n\x1a\n"):
+    if not raw.startswith(b"\x89PNG\r\n\x1a\n") or len(raw) < 24:
         raise SpecError(f"{where}: not a PNG image")
+    width, height = int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")  # IHDR, before decoding
+    if width * height > MAX_MASK_PIXELS:
+        raise SpecError(f"{where}: {width}x{height} pixels; at most {MAX_MASK_PIXELS} pixels (e.g. 4096x4096)")
+    if not _has_region_pixel(raw, where):
+        raise SpecError(f"{where}: has no white pixel, so it selects nothing")
     return payload
+
+
+def _has_region_pixel(raw: bytes, where: str) -> bool:
+    """Whether the mask selects anything (gray > 0 where alpha > 0), read as noise.mask_from_png reads it."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        img = Image.open(io.BytesIO(raw))
+        img.load()
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+        raise SpecError(f"{where}: cannot be read as an image ({e})") from None
+    gray = img.convert("L")
+    if "A" in img.getbands():
+        alpha = img.getchannel("A").point(lambda a: 255 if a else 0)
+        gray = Image.composite(gray, Image.new("L", gray.size, 0), alpha)
+    return gray.getbbox() is not None
 
 
 def _float(value: Any, where: str, lo: float, hi: float) -> float:

@@ -4,12 +4,19 @@ import io
 import pytest
 import torch
 
-from lib_initedit.noise import blend, box_coverage, mask_from_png, region_weight, reroll_noise
+from lib_initedit.noise import blend, box_coverage, mask_from_png, region_weight, reroll_batch
 from lib_initedit.spec import RerollRegion
+from lib_initedit.toy.pipe import SeedStream
 
 
 def fresh_from_seed(seed, shape):
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def reroll_noise(base, regions, fresh=None):
+    """One image through the shipped batch path."""
+    out, _ = reroll_batch(base[None], [regions], lambda seeds: SeedStream(base.shape, seeds))
+    return out[0]
 
 
 def test_blend_keeps_standard_normal():
@@ -111,3 +118,25 @@ def test_overlapping_regions_keep_unit_variance():
     regions = [RerollRegion(box=(0, 0, 1, 1), seed=1, strength=0.7), RerollRegion(box=(0, 0, 1, 1), seed=2, strength=0.6)]
     out = reroll_noise(base, regions, fresh_from_seed)
     assert abs(out.std().item() - 1) < 0.02 and abs(out.mean().item()) < 0.02
+
+
+def test_batch_reroll_per_image_geometry_and_later_draws_follow():
+    """Per-image boxes and seeds in one batch; the plan's later draws blend the region streams' next draws."""
+    base = torch.stack([fresh_from_seed(1, (4, 16, 16)), fresh_from_seed(2, (4, 16, 16))])
+    regions = [[RerollRegion(box=(0, 0, 0.5, 1), seed=7)], [RerollRegion(box=(0.5, 0, 1, 1), seed=8)]]
+    out, plan = reroll_batch(base, regions, lambda seeds: SeedStream((4, 16, 16), seeds))
+    assert torch.equal(out[0, :, :, :8], fresh_from_seed(7, (4, 16, 16))[:, :, :8])
+    assert torch.equal(out[0, :, :, 8:], base[0, :, :, 8:])
+    assert torch.equal(out[1, :, :, 8:], fresh_from_seed(8, (4, 16, 16))[:, :, 8:])
+    g7 = torch.Generator().manual_seed(7)
+    torch.randn(4, 16, 16, generator=g7)  # the first draw went to x_T
+    later = plan.blend_next(torch.zeros(2, 4, 16, 16))
+    assert torch.equal(later[0, :, :, :8], torch.randn(4, 16, 16, generator=g7)[:, :, :8])
+    assert torch.equal(later[1, :, :, :8], torch.zeros(4, 16, 8))
+
+
+def test_nothing_selected_gives_no_plan():
+    base = fresh_from_seed(1, (4, 16, 16))[None]
+    out, plan = reroll_batch(base, [[RerollRegion(box=(0, 0, 1, 1), seed=3, strength=0.0)]],
+                             lambda seeds: SeedStream((4, 16, 16), seeds))
+    assert plan is None and out is base

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from lib_initedit.spec import InitEditSpec, LayoutBox, RerollRegion, SpecError, parse_spec
+from lib_initedit.spec import (LEGACY_VALUES, MAX_BOXES, MAX_REGIONS, InitEditSpec, LayoutBox, RerollRegion, SpecError,
+                                parse_infotext, parse_spec)
 
 
 def png_b64(size=(8, 8), color=255):
@@ -21,6 +22,7 @@ FULL = {
     "vary": "reroll",
     "layout": [{"phrase": "red car", "box": [0.0, 0.0, 0.5, 1.0]}, {"phrase": "cat", "box": [0.5, 0.25, 1.0, 0.75]}],
     "rounds": 2, "hires": True, "method": "rebuild", "layers": "paper", "heatmaps": True,
+    "keep": 0.5, "guidance": 3.0, "guidance_steps": 0.25,
 }
 
 
@@ -90,6 +92,13 @@ BAD = [
     ({"method": "shuffle"}, 'method: "shuffle" is not one of swap, rebuild'),
     ({"layers": "all"}, 'layers: "all" is not one of paper, level'),
     ({"heatmaps": 1}, "heatmaps: must be true or false"),
+    ({"keep": 1.5}, "keep: 1.5 is outside 0..1"),
+    ({"guidance": -1}, "guidance: -1 is outside 0..20"),
+    ({"guidance_steps": "all"}, "guidance_steps: must be a number"),
+    ({"reroll": [{"box": [0, 0, 1, 1]}] * (MAX_REGIONS + 1)}, f"reroll: {MAX_REGIONS + 1} items; at most {MAX_REGIONS}"),
+    ({"layout": [{"phrase": "cat", "box": [0, 0, 1, 1]}] * (MAX_BOXES + 1)}, f"layout: {MAX_BOXES + 1} boxes; at most"),
+    ({"reroll": [{"mask": png_b64(color=0)}]}, "reroll[0].mask: has no white pixel"),
+    ({"reroll": [{"mask": png_b64(size=(5000, 4000), color=255)}]}, "reroll[0].mask: 5000x4000 pixels; at most"),
 ]
 
 
@@ -104,3 +113,29 @@ def test_data_url_mask_is_accepted():
     spec = parse_spec({"reroll": [{"mask": "data:image/png;base64," + png_b64()}]})
     assert not spec.reroll[0].mask.startswith("data:")
     json.loads(spec.to_json())
+
+
+def test_infotext_without_new_fields_means_their_legacy_values():
+    """An infotext written before keep/guidance existed reproduces as it was made, whatever the defaults."""
+    old = {"reroll": [{"box": [0, 0, 1, 1], "seed": 3}], "layout": [{"phrase": "cat", "box": [0, 0, 1, 1]}]}
+    spec = parse_infotext(json.dumps(old))
+    for name, legacy in LEGACY_VALUES.items():
+        assert getattr(spec, name) == legacy
+    new = parse_spec({**old, "keep": 0.75, "guidance": 2.0})
+    assert parse_infotext(new.to_json()) == new  # fields written, never left to a default
+
+
+def test_legacy_fields_are_always_written_with_their_section():
+    assert "keep" in parse_spec({"reroll": [{"box": [0, 0, 1, 1]}]}).to_dict()
+    assert "guidance" not in parse_spec({"reroll": [{"box": [0, 0, 1, 1]}]}).to_dict()
+    assert "guidance" in parse_spec({"layout": [{"phrase": "a", "box": [0, 0, 1, 1]}]}).to_dict()
+    assert InitEditSpec().to_dict() == {}
+
+
+def test_mask_with_only_transparent_white_selects_nothing():
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGBA", (8, 8), (255, 255, 255, 0)).save(buf, format="PNG")
+    with pytest.raises(SpecError, match="has no white pixel"):
+        parse_spec({"reroll": [{"mask": base64.b64encode(buf.getvalue()).decode()}]})

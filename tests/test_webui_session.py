@@ -11,15 +11,7 @@ from lib_initedit.webui.session import Session, spec_for_image
 from tests.ldm_like import UNetModel
 
 
-class SeedRNG:
-    """Like the WebUI's ImageRNG: one generator per seed; first() and next() draw (B, C, H, W)."""
-
-    def __init__(self, shape, seeds):
-        self.shape, self.seeds = shape, seeds
-        self.generators = [torch.Generator().manual_seed(s) for s in seeds]
-
-    def next(self):
-        return torch.stack([torch.randn(self.shape, generator=g) for g in self.generators])
+from lib_initedit.toy.pipe import SeedStream as SeedRNG  # like the WebUI's ImageRNG
 
 
 VOCAB = {}

@@ -15,11 +15,11 @@ import numpy as np
 import torch
 
 from .. import probe
-from ..noise import reroll_noise
+from ..noise import reroll_batch
 from ..spec import RerollRegion
 from . import detect
 from .data import SIZE, random_prompt
-from .pipe import ToyPipe, seed_noise
+from .pipe import SeedStream, ToyPipe, seed_noise
 
 METHODS = {  # key -> run_layout kwargs (None: no edit)
     "none": None,
@@ -130,15 +130,13 @@ def bench_reroll(pipe: ToyPipe, n: int) -> dict:
         boxes.append(random_boxes(rng, 1, 0.3, 0.5)[0])
         base.append(seed_noise(20_000 + i))
     base = torch.stack(base)
-    fresh = lambda seed, shape: seed_noise(seed, shape)  # noqa: E731
+    streams = lambda seeds: SeedStream(base.shape[1:], seeds)  # noqa: E731
     variants = {}
     for strength in (1.0, 0.5):
-        variants[f"region, strength {strength}"] = torch.stack([
-            reroll_noise(base[i], [RerollRegion(box=boxes[i], seed=90_000 + i, strength=strength)], fresh)
-            for i in range(n)])
-        variants[f"global variation, strength {strength}"] = torch.stack([
-            reroll_noise(base[i], [RerollRegion(box=(0, 0, 1, 1), seed=90_000 + i, strength=strength)], fresh)
-            for i in range(n)])
+        variants[f"region, strength {strength}"] = reroll_batch(
+            base, [[RerollRegion(box=boxes[i], seed=90_000 + i, strength=strength)] for i in range(n)], streams)[0]
+        variants[f"global variation, strength {strength}"] = reroll_batch(
+            base, [[RerollRegion(box=(0, 0, 1, 1), seed=90_000 + i, strength=strength)] for i in range(n)], streams)[0]
     img0 = pipe.generate(base, caps)
     masks = torch.zeros(n, SIZE, SIZE, dtype=torch.bool)
     for i, (x0, y0, x1, y1) in enumerate(boxes):

@@ -16,6 +16,19 @@ def seed_noise(seed: int, shape=SHAPE) -> torch.Tensor:
     return torch.randn(tuple(shape), generator=torch.Generator().manual_seed(int(seed)))
 
 
+class SeedStream:
+    """The toy's noise source, like the WebUI's ImageRNG: one generator per image seed; each ``next()``
+    draws (B, *shape); the first draw of seed s is ``seed_noise(s)``."""
+
+    def __init__(self, shape, seeds):
+        self.shape = tuple(shape)
+        self.seeds = list(seeds)
+        self.generators = [torch.Generator().manual_seed(int(s)) for s in self.seeds]
+
+    def next(self) -> torch.Tensor:
+        return torch.stack([torch.randn(self.shape, generator=g) for g in self.generators])
+
+
 class ToyPipe:
     def __init__(self, model: ToyModel | None = None, steps: int = 20, guidance: float = 5.0):
         self.model = model or load()
@@ -35,15 +48,20 @@ class ToyPipe:
         return self.model.encode(captions)
 
     @torch.no_grad()
-    def generate(self, x_T: torch.Tensor, captions: list[str], chunk: int = 64) -> torch.Tensor:
-        """Images (B, 3, S, S) in [-1, 1] from noises (B, 3, S, S)."""
+    def generate(self, x_T: torch.Tensor, captions: list[str], chunk: int = 64, step_start=None,
+                 denoised=None) -> torch.Tensor:
+        """Images (B, 3, S, S) in [-1, 1] from noises (B, 3, S, S). With hooks (see ``ddim_sample``) the
+        batch is one chunk, so the hooks see every image at once."""
+        if step_start is not None or denoised is not None:
+            chunk = max(chunk, x_T.shape[0])
         if self._uncond is None:
             self._uncond = self.cond([""])
         out = []
         for i in range(0, x_T.shape[0], chunk):
             xs, caps = x_T[i:i + chunk], captions[i:i + chunk]
             c = self.cond(caps)
-            out.append(ddim_sample(self.unet, xs, c, self._uncond.expand_as(c), self.steps, self.guidance))
+            out.append(ddim_sample(self.unet, xs, c, self._uncond.expand_as(c), self.steps, self.guidance,
+                                   step_start=step_start, denoised=denoised))
         return torch.cat(out)
 
     def probe_call(self, captions: list[str]):

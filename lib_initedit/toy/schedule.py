@@ -21,12 +21,21 @@ def q_sample(x0, t, eps):
 
 
 @torch.no_grad()
-def ddim_sample(unet, x_T, cond, uncond, steps: int = 20, guidance: float = 5.0, clip: bool = True):
-    """Deterministic DDIM (eta=0) with CFG. `cond`/`uncond`: (B, 77, D) contexts."""
+def ddim_sample(unet, x_T, cond, uncond, steps: int = 20, guidance: float = 5.0, clip: bool = True,
+                step_start=None, denoised=None):
+    """Deterministic DDIM (eta=0) with CFG. `cond`/`uncond`: (B, 77, D) contexts; the UNet's batch is
+    [uncond rows, cond rows].
+
+    Host hooks, as a WebUI offers them: ``step_start(i, steps)`` before step i's model call;
+    ``denoised(i, steps, x0) -> x0`` may replace the x0 prediction after CFG (and clipping), from which
+    the step then continues (like the WebUI's ``cfg_after_cfg`` callback).
+    """
     x = x_T
     ts = ddim_timesteps(steps)
     ctx = torch.cat([uncond, cond])
     for i, t in enumerate(ts):
+        if step_start is not None:
+            step_start(i, steps)
         tt = torch.full((x.shape[0] * 2,), t, dtype=torch.long)
         e_u, e_c = unet(torch.cat([x, x]), tt, context=ctx).chunk(2)
         eps = e_u + guidance * (e_c - e_u)
@@ -35,6 +44,9 @@ def ddim_sample(unet, x_T, cond, uncond, steps: int = 20, guidance: float = 5.0,
         x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
         if clip:
             x0 = x0.clamp(-1, 1)
+        if denoised is not None:
+            x0 = denoised(i, steps, x0)
+        if clip or denoised is not None:
             eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
         x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
     return x0

@@ -74,19 +74,9 @@ class Session:
 
     def _reroll(self, p, x: torch.Tensor, specs: list[InitEditSpec], follow):
         shape = tuple(x.shape[1:])
-        streams, weights = [], []
-        for r in range(len(self.spec.reroll)):
-            seeds = [s.reroll[r].seed for s in specs]
-            weight = noise.region_weight(specs[0].reroll[r], shape[1], shape[2])
-            if not bool(weight.any()):
-                continue
-            streams.append(self.host.noise_stream(p, shape, seeds))
-            weights.append(weight.to(x.device))
-        if not streams:
-            return x, follow
-        x = noise_stream.blend_streams(x, streams, weights)  # the first draw of each stream: initial noise
-        if follow is not None and self.host.opt("initedit_ancestral_follow", True):
-            follow = noise_stream.RerollStream(follow, streams, weights)
+        x, plan = noise.reroll_batch(x, [s.reroll for s in specs], lambda seeds: self.host.noise_stream(p, shape, seeds))
+        if plan is not None and follow is not None and self.host.opt("initedit_ancestral_follow", True):
+            follow = noise_stream.RerollStream(follow, plan)
         return x, follow
 
     def _layout(self, p, x: torch.Tensor, c, first: int, specs: list[InitEditSpec]) -> torch.Tensor:
