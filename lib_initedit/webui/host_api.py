@@ -1,0 +1,56 @@
+"""What a WebUI host gives the session: the one interface every backend adapter implements.
+
+``host.py`` (A1111 1.6-1.10, ldm/sgm) implements it as module functions; a Forge adapter would be a
+module beside it. The session only ever calls these, so a stand-in (tests) or another backend can be
+checked against this Protocol (``tests/test_host_api.py``).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol, runtime_checkable
+
+import torch
+
+Stream = Any  # ``next() -> (B, C, H, W)`` standard normal draws, one generator per image seed
+
+
+@runtime_checkable
+class Host(Protocol):
+    # ---- noise
+    def noise_stream(self, p: Any, shape: tuple, seeds: list) -> Stream:
+        """The WebUI's own noise for these seeds (same source, variation seed and resize as ``p``)."""
+
+    def opt(self, name: str, default: Any) -> Any:
+        """A setting's value."""
+
+    # ---- model and probe
+    def unet_module(self) -> torch.nn.Module:
+        """The module that holds the ``attn2`` layers (hooks go there)."""
+
+    def probe_call(self, p: Any, x: torch.Tensor, c: Any, rows: list) -> Callable[[torch.Tensor], Any]:
+        """``call(noise)`` runs the UNet once at the first timestep with the conditional rows ``rows``."""
+
+    def cond_rows_of(self, c: Any) -> list:
+        """Per image of the batch: the cond rows of its AND sub-prompts, in prompt order."""
+
+    def forget_controlnet_batch_caches(self, p: Any) -> None:
+        """Make other extensions recompute what they cached from the probe's batch."""
+
+    # ---- text
+    def subprompts_at_step0(self, prompt: str, steps: int) -> list:
+        """AND sub-prompts, each as its text at step 0."""
+
+    def prompt_chunks(self, prompt: str) -> list:
+        """Content token ids of each 75-token chunk (no BOS/EOS/padding)."""
+
+    def encode_phrase(self, phrase: str) -> list:
+        """Token ids of a phrase as the prompt's tokenizer writes them."""
+
+    def decode_tokens(self, ids: list) -> str | None:
+        """Text of token ids, for messages; None when unknown."""
+
+    # ---- state
+    def set_textinfo(self, text: str) -> None:
+        """Progress text shown in the UI."""
+
+    def should_stop(self) -> bool:
+        """Interrupt or skip was asked for."""
