@@ -7,10 +7,9 @@ ones the forward itself projected (kept by hooks on ``to_q`` / ``to_k``). The ho
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -46,7 +45,7 @@ def find_cross_attention(unet: nn.Module) -> list[CrossAttentionLayer]:
             down += 1
         elif cls == "Upsample" and path == "output":
             up += 1
-        elif name.endswith("attn2") and all(hasattr(module, a) for a in ("to_q", "to_k", "heads", "scale")):
+        elif name.endswith("attn2") and all(hasattr(module, a) for a in ("to_q", "to_k", "heads")):
             level = down if path == "input" else (down - up if path == "output" else down)
             found.append((name, module, path, level))
     layers = []
@@ -88,123 +87,170 @@ def select_layers(layers: Sequence[CrossAttentionLayer], choice: str = "paper",
 
 
 @dataclass
-class AttentionRecord:
-    """maps[name]: (B, h, w, K) float32 head-averaged probabilities of the requested columns."""
+class CaptureResult:
+    """What a capture recorded: maps[name] (B, h, w, K) float32 head-averaged probabilities of the columns."""
 
     columns: list[int]
     maps: dict[str, torch.Tensor] = field(default_factory=dict)
     latent_hw: tuple[int, int] | None = None
     stopped_early: bool = False
-    unet_input: torch.Tensor | None = None  # the x the UNet was called with
-    main_pass: bool = True  # False while a wrapper runs the blocks on another input first
 
 
-@contextlib.contextmanager
-def capture_cross_attention(unet: nn.Module, layers: Sequence[CrossAttentionLayer], columns: Sequence[int],
-                            stop_early: bool = True, query_chunk: int = 4096) -> Iterator[AttentionRecord]:
-    """Record the cross-attention of ``layers`` while the body runs the UNet once.
+def attention_scale(module: nn.Module) -> float:
+    """The module's softmax scale: ``scale`` (ldm/sgm) or dim_head ** -0.5 (Forge's CrossAttention has none)."""
+    scale = getattr(module, "scale", None)
+    if scale is not None:
+        return float(scale)
+    dim_head = getattr(module, "dim_head", None)
+    if dim_head is None:
+        dim_head = module.to_q.out_features // int(module.heads)
+    return float(dim_head) ** -0.5
 
-    With ``stop_early`` the forward is aborted (StopProbe, swallowed here) right after the last layer.
+
+class AttentionCapture:
+    """Records the cross-attention of ``layers`` during one UNet call; a context manager (or ``install`` /
+    ``remove``). The result, ``self.result``, is a plain value, filled in while the UNet runs.
+
+    Per layer: a pre-hook on the SpatialTransformer-like parent records the spatial size; forward hooks on
+    ``to_q`` / ``to_k`` keep the projections the forward itself made; a forward hook on ``attn2`` turns them
+    into probabilities (``observe``). With ``stop_early`` the UNet is aborted by ``StopProbe`` after the last
+    layer; leaving the ``with`` block swallows it. A host whose attention runs outside ``attn2.forward``
+    (e.g. a patch API) can call ``observe`` itself with the q / k it sees.
     """
-    record = AttentionRecord(columns=list(columns))
-    wanted = {layer.name for layer in layers}
-    last = next((layer.name for layer in reversed(find_cross_attention(unet)) if layer.name in wanted), None)
-    sizes: dict[str, tuple[int, int]] = {}
-    handles = []
-    try:
-        handles.append(unet.register_forward_pre_hook(_record_latent(record), with_kwargs=True))
-        parents = dict(unet.named_modules())
-        first_block = parents.get("input_blocks.0")
-        if first_block is not None:  # tell the pass over x_T from a pre-pass over another input
-            handles.append(first_block.register_forward_pre_hook(_mark_pass(record), with_kwargs=True))
-        for layer in layers:
-            if layer.parent and layer.parent in parents and layer.parent not in sizes:
-                handles.append(parents[layer.parent].register_forward_pre_hook(_record_size(layer.parent, sizes), with_kwargs=True))
-            stash: dict = {}  # this call's own to_q / to_k outputs, reused instead of projecting again
-            handles.append(layer.module.register_forward_pre_hook(_clear(stash)))
-            for key in ("q", "k"):
-                projection = getattr(layer.module, f"to_{key}")
-                if isinstance(projection, nn.Module):
-                    handles.append(projection.register_forward_hook(_keep(stash, key)))
-            hook = _attention_hook(layer, sizes, record, stash, stop_early and layer.name == last, query_chunk)
-            handles.append(layer.module.register_forward_hook(hook, with_kwargs=True))
-        yield record
-    except StopProbe:
-        record.stopped_early = True
-    finally:
+
+    def __init__(self, unet: nn.Module, layers: Sequence[CrossAttentionLayer], columns: Sequence[int],
+                 stop_early: bool = True, query_chunk: int = 4096):
+        self.unet = unet
+        self.layers = list(layers)
+        self.stop_early = stop_early
+        self.query_chunk = query_chunk
+        self.result = CaptureResult(columns=list(columns))
+        wanted = {layer.name for layer in self.layers}
+        self._last = next((layer.name for layer in reversed(find_cross_attention(unet)) if layer.name in wanted), None)
+        self._sizes: dict[str, tuple[int, int]] = {}  # parent name -> (h, w) of the current call
+        self._stash: dict[str, dict] = {layer.name: {} for layer in self.layers}  # this call's q / k per layer
+        self._unet_input: torch.Tensor | None = None  # the x the UNet was called with
+        self._main_pass = True  # False while a wrapper runs the blocks on another input first
+        self._handles: list = []
+
+    # ---------------------------------------------------------------- lifetime
+    def install(self) -> "AttentionCapture":
+        if self._handles:
+            return self
+        try:
+            self._hook(self.unet.register_forward_pre_hook(self._on_unet, with_kwargs=True))
+            modules = dict(self.unet.named_modules())
+            first_block = modules.get("input_blocks.0")
+            if first_block is not None:  # tell the pass over x_T from a pre-pass over another input
+                self._hook(first_block.register_forward_pre_hook(self._on_first_block, with_kwargs=True))
+            parents = set()
+            for layer in self.layers:
+                if layer.parent and layer.parent in modules and layer.parent not in parents:
+                    parents.add(layer.parent)
+                    self._hook(modules[layer.parent].register_forward_pre_hook(self._size_hook(layer.parent),
+                                                                               with_kwargs=True))
+                stash = self._stash[layer.name]
+                self._hook(layer.module.register_forward_pre_hook(lambda m, a, stash=stash: stash.clear()))
+                for key in ("q", "k"):
+                    projection = getattr(layer.module, f"to_{key}", None)
+                    if isinstance(projection, nn.Module):
+                        self._hook(projection.register_forward_hook(self._keep_hook(stash, key)))
+                self._hook(layer.module.register_forward_hook(self._attention_hook(layer), with_kwargs=True))
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def remove(self) -> None:
+        handles, self._handles = self._handles, []
         for handle in handles:
             handle.remove()
+        self._unet_input = None
+        for stash in self._stash.values():
+            stash.clear()
+
+    def __enter__(self) -> CaptureResult:
+        self.install()
+        return self.result
+
+    def __exit__(self, kind, error, trace) -> bool:
+        self.remove()
+        if kind is not None and issubclass(kind, StopProbe):
+            self.result.stopped_early = True
+            return True
+        return False
+
+    def _hook(self, handle) -> None:
+        self._handles.append(handle)
+
+    # ---------------------------------------------------------------- recording
+    def observe(self, layer: CrossAttentionLayer, q: torch.Tensor, k: torch.Tensor, heads: int, scale: float) -> None:
+        """Probabilities of the columns from projected q (B, N, H*d) and k (B|1, T, H*d); may raise StopProbe."""
+        probs = probabilities_from_qk(q, k, heads, scale, self.result.columns, self.query_chunk)
+        h, w = self._sizes.get(layer.parent) or infer_hw(probs.shape[1], self.result.latent_hw)
+        self.result.maps[layer.name] = probs.reshape(probs.shape[0], h, w, probs.shape[2])
+        if self.stop_early and layer.name == self._last:
+            raise StopProbe(layer.name)
+
+    def _on_unet(self, module, args, kwargs):
+        x = _first_tensor(args, kwargs, "x")
+        if x is not None and x.dim() == 4 and self.result.latent_hw is None:
+            self.result.latent_hw = (int(x.shape[-2]), int(x.shape[-1]))
+            self._unet_input = x
+
+    def _on_first_block(self, module, args, kwargs):
+        """ControlNet's reference-only runs the UNet's blocks on a noised reference image before the real
+        input, inside the same call; only the pass whose input is the probed noise counts."""
+        x, ref = _first_tensor(args, kwargs, "x"), self._unet_input
+        if x is None or ref is None:
+            return
+        c = min(x.shape[1], ref.shape[1])
+        self._main_pass = x is ref or (x.shape[0] == ref.shape[0] and x.shape[-2:] == ref.shape[-2:]
+                                       and torch.equal(x[:, :c], ref[:, :c]))
+
+    def _size_hook(self, parent: str):
+        def hook(module, args, kwargs):
+            x = _first_tensor(args, kwargs, "x")
+            if x is not None and x.dim() == 4:
+                self._sizes[parent] = (int(x.shape[-2]), int(x.shape[-1]))
+        return hook
+
+    @staticmethod
+    def _keep_hook(stash: dict, key: str):
+        def hook(module, args, output):
+            if isinstance(output, torch.Tensor):
+                stash[key] = output
+        return hook
+
+    def _attention_hook(self, layer: CrossAttentionLayer):
+        """q and k from the module's own forward (LoRA, hypernetworks and patched forwards honoured, nothing
+        projected twice); recomputed from the inputs when the forward did not call to_q / to_k as modules.
+        The output is returned untouched."""
+        stash = self._stash[layer.name]
+
+        def hook(module, args, kwargs, output):
+            x = _first_tensor(args, kwargs, "x")
+            context = kwargs.get("context", args[1] if len(args) > 1 else None)
+            q, k = stash.pop("q", None), stash.pop("k", None)
+            if x is None or context is None or not self._main_pass:
+                return None
+            if q is None or k is None or q.shape[:-1] != x.shape[:-1] or k.shape[1] != context.shape[1]:
+                q, k = module.to_q(x), module.to_k(context)
+            with torch.no_grad():
+                self.observe(layer, q, k, int(module.heads), attention_scale(module))
+            return None
+        return hook
+
+
+def capture_cross_attention(unet: nn.Module, layers: Sequence[CrossAttentionLayer], columns: Sequence[int],
+                            stop_early: bool = True, query_chunk: int = 4096) -> AttentionCapture:
+    """``with capture_cross_attention(...) as result:`` run the UNet once; ``result.maps`` is filled in."""
+    return AttentionCapture(unet, layers, columns, stop_early, query_chunk)
 
 
 def _first_tensor(args, kwargs, key):
     x = args[0] if args else kwargs.get(key)
     return x if isinstance(x, torch.Tensor) else None
-
-
-def _record_latent(record: AttentionRecord):
-    def hook(module, args, kwargs):
-        x = _first_tensor(args, kwargs, "x")
-        if x is not None and x.dim() == 4 and record.latent_hw is None:
-            record.latent_hw = (int(x.shape[-2]), int(x.shape[-1]))
-            record.unet_input = x
-    return hook
-
-
-def _mark_pass(record: AttentionRecord):
-    """ControlNet's reference-only runs the UNet's blocks on a noised reference image before the real
-    input, inside the same call; only the pass whose input is the probed noise counts."""
-    def hook(module, args, kwargs):
-        x, ref = _first_tensor(args, kwargs, "x"), record.unet_input
-        if x is None or ref is None:
-            return
-        c = min(x.shape[1], ref.shape[1])
-        record.main_pass = x is ref or (x.shape[0] == ref.shape[0] and x.shape[-2:] == ref.shape[-2:]
-                                        and torch.equal(x[:, :c], ref[:, :c]))
-    return hook
-
-
-def _record_size(parent: str, sizes: dict):
-    def hook(module, args, kwargs):
-        x = _first_tensor(args, kwargs, "x")
-        if x is not None and x.dim() == 4:
-            sizes[parent] = (int(x.shape[-2]), int(x.shape[-1]))
-    return hook
-
-
-def _clear(stash: dict):
-    def hook(module, args):
-        stash.clear()
-    return hook
-
-
-def _keep(stash: dict, key: str):
-    def hook(module, args, output):
-        if isinstance(output, torch.Tensor):
-            stash[key] = output
-    return hook
-
-
-def _attention_hook(layer: CrossAttentionLayer, sizes: dict, record: AttentionRecord, stash: dict, stop_after: bool,
-                    chunk: int):
-    """Forward hook: probabilities from the q and k the module's own forward projected (LoRA, hypernetworks
-    and patched forwards honoured, nothing projected twice); recomputed from the inputs when the forward
-    did not call to_q / to_k as modules. The output is returned untouched."""
-    def hook(module, args, kwargs, output):
-        x = _first_tensor(args, kwargs, "x")
-        context = kwargs.get("context", args[1] if len(args) > 1 else None)
-        q, k = stash.pop("q", None), stash.pop("k", None)
-        if x is None or context is None or not record.main_pass:
-            return None
-        if q is not None and k is not None and q.shape[:-1] == x.shape[:-1] and k.shape[1] == context.shape[1]:
-            probs = probabilities_from_qk(q, k, int(module.heads), float(module.scale), record.columns, chunk)
-        else:
-            probs = attention_probabilities(module, x, context, record.columns, chunk)  # (B, N, K)
-        h, w = sizes.get(layer.parent) or infer_hw(probs.shape[1], record.latent_hw)
-        record.maps[layer.name] = probs.reshape(probs.shape[0], h, w, probs.shape[2])
-        if stop_after:
-            raise StopProbe(layer.name)
-        return None
-    return hook
 
 
 @torch.no_grad()
@@ -214,7 +260,7 @@ def attention_probabilities(module: nn.Module, x: torch.Tensor, context: torch.T
 
     to_q / to_k are called as modules so that LoRA patches on Linear layers apply.
     """
-    return probabilities_from_qk(module.to_q(x), module.to_k(context), int(module.heads), float(module.scale),
+    return probabilities_from_qk(module.to_q(x), module.to_k(context), int(module.heads), attention_scale(module),
                                  columns, chunk)
 
 

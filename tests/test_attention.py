@@ -188,3 +188,60 @@ def test_maps_use_the_q_and_k_the_forward_itself_projected(unet):
         spy.remove()
     expected = reference_maps(module, seen["x"], seen["ctx"] * 2.0, [2, 5])
     assert torch.allclose(rec.maps[layer.name].reshape(2, -1, 2), expected, atol=1e-6)
+
+
+def test_capture_object_installs_once_removes_everything_and_result_is_plain(unet):
+    from lib_initedit.attention import AttentionCapture, CaptureResult
+
+    x, t, ctx = inputs(batch=1)
+    before = hook_count(unet)
+    layers = select_layers(find_cross_attention(unet), "level")
+    capture = AttentionCapture(unet, layers, [1, 3], stop_early=False)
+    capture.install()
+    after_one = hook_count(unet)
+    capture.install()  # idempotent
+    assert hook_count(unet) == after_one > before
+    with torch.no_grad():
+        unet(x, t, context=ctx)
+    capture.remove()
+    capture.remove()
+    assert hook_count(unet) == before
+    assert isinstance(capture.result, CaptureResult) and set(capture.result.maps) == {l.name for l in layers}
+    ref = reference_maps(layers[0].module, *_attn2_inputs(unet, layers[0].module, x, t, ctx), [1, 3])
+    assert torch.allclose(capture.result.maps[layers[0].name].flatten(1, 2), ref, atol=1e-5)
+
+
+def _attn2_inputs(unet, module, x, t, ctx):
+    seen = {}
+    handle = module.register_forward_pre_hook(lambda m, a, k: seen.update(x=a[0], c=k.get("context", a[1] if len(a) > 1 else None)),
+                                              with_kwargs=True)
+    try:
+        with torch.no_grad():
+            unet(x, t, context=ctx)
+    finally:
+        handle.remove()
+    return seen["x"], seen["c"]
+
+
+def test_observe_serves_a_host_without_attn2_hooks_and_modules_without_scale(unet):
+    """A second host (e.g. Forge's patch API) hands q / k to ``observe``; Forge's attn2 has no ``scale``."""
+    from lib_initedit.attention import AttentionCapture, attention_scale
+
+    layer = select_layers(find_cross_attention(unet), "paper")[0]
+    module = layer.module
+    x, t, ctx = inputs(batch=1)
+    hx, hc = _attn2_inputs(unet, module, x, t, ctx)
+    capture = AttentionCapture(unet, [layer], [2], stop_early=True)
+    capture.result.latent_hw = (32, 32)
+    with pytest.raises(StopProbe):
+        capture.observe(layer, module.to_q(hx), module.to_k(hc), module.heads, attention_scale(module))
+    assert torch.allclose(capture.result.maps[layer.name].flatten(1, 2), reference_maps(module, hx, hc, [2]), atol=1e-5)
+
+    class NoScale(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.heads, self.dim_head = 4, 16
+            self.to_q = torch.nn.Linear(8, 64)
+
+    assert attention_scale(NoScale()) == pytest.approx(16 ** -0.5)
+    assert attention_scale(module) == module.scale
