@@ -115,11 +115,16 @@ class BatchReroll:
 
     weights: list[torch.Tensor]
     streams: list[NoiseStream]
+    regions: list[int]  # which of the spec's regions each entry is (regions selecting nothing are left out)
 
     def blend_next(self, x: torch.Tensor) -> torch.Tensor:
         """Blend one draw of every region's stream into x, region by region, in order."""
-        for stream, weight in zip(self.streams, self.weights):
-            x = blend(x, stream.next(), weight)
+        return self.blend(x, [stream.next() for stream in self.streams])
+
+    def blend(self, x: torch.Tensor, draws: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Blend region r's draw ``draws[r]`` (any unit-variance noise of x's shape) into x, in order."""
+        for draw, weight in zip(draws, self.weights):
+            x = blend(x, draw, weight)
         return x
 
 
@@ -130,14 +135,15 @@ def plan_reroll(regions: Sequence[Sequence[RerollRegion]], latent_hw: tuple[int,
     Regions that select nothing in every image are dropped; None when nothing is left.
     """
     height, width = latent_hw
-    weights, streams = [], []
+    weights, streams, kept = [], [], []
     for r in range(len(regions[0]) if regions else 0):
         weight = torch.stack([region_weight(item[r], height, width) for item in regions])[:, None]
         if not bool(weight.any()):
             continue
         weights.append(weight if device is None else weight.to(device))
         streams.append(streams_for([item[r].seed for item in regions]))
-    return BatchReroll(weights, streams) if streams else None
+        kept.append(r)
+    return BatchReroll(weights, streams, kept) if streams else None
 
 
 def reroll_batch(x: torch.Tensor, regions: Sequence[Sequence[RerollRegion]], streams_for: StreamFactory

@@ -27,6 +27,21 @@ class RerollStream:
         return getattr(self.base, name)
 
 
+class RerollNoiseSampler:
+    """The same for SDE samplers' noise (``noise_sampler(sigma, sigma_next)``, a Brownian increment per image):
+    a variance-preserving blend of independent Brownian motions is again one, so inside the regions the
+    noise follows the regions' seeds exactly as ``RerollStream`` does for ancestral steps."""
+
+    def __init__(self, base: Callable, reroll: BatchReroll, region_samplers: list):
+        self.base = base
+        self.reroll = reroll
+        self.region_samplers = region_samplers
+
+    def __call__(self, sigma, sigma_next) -> torch.Tensor:
+        draws = [sampler(sigma, sigma_next) for sampler in self.region_samplers]
+        return self.reroll.blend(self.base(sigma, sigma_next), draws)
+
+
 class FirstDrawHook:
     """Runs ``edit(first_noise) -> (noise, follow)`` on the first draw; later draws come from ``follow``.
 

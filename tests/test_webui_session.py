@@ -21,12 +21,48 @@ def encode(text):
     return [VOCAB.setdefault(w, len(VOCAB) + 10) for w in text.lower().split()]
 
 
+class FakeBrownian:
+    """Stands in for k-diffusion's BrownianTreeNoiseSampler: a unit-variance draw per (seed, sigma, sigma_next)."""
+
+    def __init__(self, shape, seeds):
+        self.shape, self.seeds = tuple(shape), list(seeds)
+
+    def __call__(self, sigma, sigma_next):
+        return torch.stack([torch.randn(self.shape, generator=torch.Generator().manual_seed(
+            s * 1000 + int(sigma * 10) + int(sigma_next))) for s in self.seeds])
+
+
+class FakeSampler:
+    def create_noise_sampler(self, x, sigmas, p):
+        return FakeBrownian(x.shape[1:], p.all_seeds)
+
+
 class FakeHost:
     def __init__(self):
         torch.manual_seed(0)
         self.unet = UNetModel(model_channels=32, context_dim=32).eval()
         self.options = {}
         self.textinfo = None
+
+    def follow_brownian_noise(self, p, make):
+        sampler = getattr(p, "sampler", None)
+        if sampler is None:
+            return lambda: None
+        original = sampler.create_noise_sampler
+
+        def create(x, sigmas, p_):
+            restore()
+            base = original(x, sigmas, p_)
+            return make(base, x, sigmas) or base
+
+        def restore():
+            vars(sampler).pop("create_noise_sampler", None)
+
+        sampler.create_noise_sampler = create
+        return restore
+
+    def brownian_noise(self, x, sigmas, seeds):
+        return FakeBrownian(x.shape[1:], seeds)
 
     def noise_stream(self, p, shape, seeds):
         return SeedRNG(shape, seeds)
@@ -124,13 +160,13 @@ def test_whole_reroll_equals_the_seed_stream_first_and_later_draws():
     p = make_p(batch=2)
     session = Session.start(p, parse_spec({"reroll": [{"box": [0, 0, 1, 1], "seed": 7}]}), host)
     x = p.rng.next()
-    new, follow = session.edit_first_noise(p, x, None, p.rng)
+    new, follow = session.edit_first_noise(x, None, p.rng)
     ref = SeedRNG((4, 32, 32), [7, 7])
     assert torch.equal(new, ref.next())
     assert isinstance(follow, RerollStream)
     assert torch.equal(follow.next(), ref.next())  # ancestral steps follow the reroll seed too
     host.options["initedit_ancestral_follow"] = False
-    _, follow = session.edit_first_noise(p, SeedRNG((4, 32, 32), [1, 2]).next(), None, p.rng)
+    _, follow = session.edit_first_noise(SeedRNG((4, 32, 32), [1, 2]).next(), None, p.rng)
     assert follow is p.rng
 
 
@@ -139,7 +175,7 @@ def test_partial_reroll_keeps_the_outside_and_unit_variance():
     p = make_p(batch=1)
     session = Session.start(p, parse_spec({"reroll": [{"box": [0, 0, 0.5, 1], "seed": 3, "strength": 0.6}]}), host)
     x = torch.randn(1, 4, 256, 256, generator=torch.Generator().manual_seed(0))
-    new, _ = session.edit_first_noise(p, x.clone(), None, None)
+    new, _ = session.edit_first_noise(x.clone(), None, None)
     assert torch.equal(new[..., 128:], x[..., 128:])
     assert abs(new[..., :128].std().item() - 1) < 0.01
 
@@ -152,8 +188,9 @@ def test_layout_session_edits_and_reports():
     session = Session.start(p, spec, host)
     x = p.rng.next()
     c = torch.randn(2, 77, 32, generator=torch.Generator().manual_seed(1))
-    new, _ = session.edit_first_noise(p, x.clone(), c, p.rng)
-    assert torch.equal(new.flatten(1).sort().values, x.flatten(1).sort().values)
+    new, _ = session.edit_first_noise(x.clone(), c, p.rng)
+    assert torch.equal(new.flatten(1).sort().values, x.flatten(1).sort().values)  # same values...
+    assert not torch.equal(new, x)  # ...moved
     assert len(session.layouts) == 2 and host.textinfo and host.caches_forgotten == 1
     (index, sheet), _ = session.heatmap_images((64, 64))
     assert index == 0 and sheet.size[0] == 128
@@ -164,7 +201,7 @@ def test_missing_phrase_is_dropped_noted_and_recorded():
     p = make_p(batch=1, prompt="a cat on a sofa")
     spec = parse_spec({"layout": [{"phrase": "cat", "box": [0, 0, 0.5, 1]}, {"phrase": "zebra", "box": [0.5, 0, 1, 1]}]})
     session = Session.start(p, spec, host)
-    session.edit_first_noise(p, p.rng.next(), torch.randn(1, 77, 32), p.rng)
+    session.edit_first_noise(p.rng.next(), torch.randn(1, 77, 32), p.rng)
     assert [b.phrase for b in session.image_specs[0].layout] == ["cat"]
     assert "zebra" in p.extra_generation_params["InitEdit note"] and p.comments
 
@@ -174,8 +211,9 @@ def test_and_subprompt_with_most_phrases_is_probed():
     p = make_p(batch=1, prompt="a tree AND a cat and a red car")
     spec = parse_spec({"layout": [{"phrase": "cat", "box": [0, 0, 0.5, 1]}, {"phrase": "red car", "box": [0.5, 0, 1, 1]}]})
     session = Session.start(p, spec, host)
-    row, found, kept = session._locate_phrases(p, p.prompts[0], [4, 9], 0)
-    assert row == 9 and len(kept) == 2
+    found = session.locate_phrases(p.prompts[0], [4, 9])
+    assert found.row == 9 and len(found.kept) == 2 and not found.missing
+    assert session.image_specs[0] == session.spec  # looking up changes nothing
 
 
 def test_first_draw_hook_edits_once_then_follows():
@@ -193,3 +231,53 @@ def test_infotext_index_is_global():
     p = types.SimpleNamespace(prompts=["a", "b"], iteration=1, batch_size=2)
     assert _image_index(4, p=p, index=1, all_prompts=p.prompts) == 3
     assert _image_index(4, p=p, index=1, all_prompts=["a", "b", "c", "d"]) == 1
+
+
+def test_sde_noise_follows_the_reroll_seed_and_the_patch_is_undone():
+    host = FakeHost()
+    p = make_p(batch=2)
+    p.sampler = FakeSampler()
+    session = Session.start(p, parse_spec({"reroll": [{"box": [0, 0, 0.5, 1], "seed": 7}]}), host)
+    session.edit_first_noise(p.rng.next(), None, p.rng)
+    assert "create_noise_sampler" in vars(p.sampler)
+    x = torch.zeros(2, 4, 32, 32)
+    sampler = p.sampler.create_noise_sampler(x, torch.tensor([14.6, 1.0, 0.0]), p)
+    assert "create_noise_sampler" not in vars(p.sampler)  # gone after its one use
+    draw = sampler(14.6, 1.0)
+    region = FakeBrownian((4, 32, 32), [7, 7])(14.6, 1.0)
+    base = FakeBrownian((4, 32, 32), p.all_seeds)(14.6, 1.0)
+    assert torch.equal(draw[..., :16], region[..., :16])  # inside: the reroll seed's Brownian noise
+    assert torch.equal(draw[..., 16:], base[..., 16:])  # outside: the image's own
+    session.close()
+
+
+def test_sde_patch_is_undone_by_close_when_never_used_and_not_made_without_follow():
+    host = FakeHost()
+    p = make_p(batch=1)
+    p.sampler = FakeSampler()
+    session = Session.start(p, parse_spec({"reroll": [{"box": [0, 0, 0.5, 1], "seed": 7}]}), host)
+    session.edit_first_noise(p.rng.next(), None, p.rng)
+    session.close()
+    assert "create_noise_sampler" not in vars(p.sampler)
+    host.options["initedit_ancestral_follow"] = False
+    session.edit_first_noise(p.rng.next(), None, p.rng)
+    assert "create_noise_sampler" not in vars(p.sampler)
+
+
+def test_fake_host_and_real_host_follow_the_host_interface():
+    """Both the stand-in and host.py (read without importing the WebUI) have the Protocol's functions."""
+    import ast
+    import inspect
+    import pathlib
+
+    from lib_initedit.webui import host_api
+
+    wanted = {name: [p for p in inspect.signature(fn).parameters if p != "self"]
+              for name, fn in vars(host_api.Host).items() if inspect.isfunction(fn) and not name.startswith("_")}
+    assert isinstance(FakeHost(), host_api.Host)
+    for name, params in wanted.items():
+        assert list(inspect.signature(getattr(FakeHost(), name)).parameters) == params, name
+    tree = ast.parse(pathlib.Path(host_api.__file__).with_name("host.py").read_text())
+    real = {node.name: [a.arg for a in node.args.args] for node in tree.body if isinstance(node, ast.FunctionDef)}
+    for name, params in wanted.items():
+        assert real.get(name) == params, f"host.py: {name}{tuple(params)} missing or different"

@@ -51,18 +51,18 @@ def on_before_sampling(p, x, noise, c) -> None:
     if session is None:
         return
     if getattr(p, "is_hr_pass", False):
-        _guarded(session, p, lambda: session.edit_hires_noise(p, noise))
+        _guarded(session, lambda: session.edit_hires_noise(noise))
         return
     if getattr(p, "firstpass_image", None) is not None:
         return
 
     def run():
-        new, follow = session.edit_first_noise(p, x, c, getattr(p, "rng", None))
+        new, follow = session.edit_first_noise(x, c, getattr(p, "rng", None))
         x.copy_(new)
         if follow is not None:
             p.rng = follow
 
-    _guarded(session, p, run)
+    _guarded(session, run)
 
 
 def on_process_batch(p) -> None:
@@ -76,9 +76,9 @@ def on_process_batch(p) -> None:
 
     def edit(x):
         try:
-            return session.edit_first_noise(p, x, p.c, base)
+            return session.edit_first_noise(x, p.c, base)
         except Exception as e:  # the generation goes on with the unedited noise
-            session.note(p, f"skipped for this batch: {type(e).__name__}: {e}")
+            session.note(f"skipped for this batch: {type(e).__name__}: {e}")
             return x, base
 
     p.rng = FirstDrawHook(base, edit)
@@ -89,14 +89,15 @@ def on_postprocess(p, processed) -> None:
     if session is None:
         return
     setattr(p, SESSION_ATTR, None)
+    session.close()
     if session.spec.heatmaps and session.layouts:
         for index, image in session.heatmap_images((p.width, p.height)):
             processed.images.append(image)
             processed.infotexts.append(f"InitEdit probe heatmaps of image {index}")
 
 
-def _guarded(session, p, fn) -> None:
+def _guarded(session, fn) -> None:
     try:
         fn()
     except Exception as e:  # never break the generation: it goes on with the noise as it was
-        session.note(p, f"skipped for this batch: {type(e).__name__}: {e}")
+        session.note(f"skipped for this batch: {type(e).__name__}: {e}")

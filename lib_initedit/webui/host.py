@@ -40,6 +40,40 @@ def noise_stream(p, shape, seeds):
                         seed_resize_from_w=getattr(p, "seed_resize_from_w", 0))
 
 
+def follow_brownian_noise(p, make):
+    """SDE samplers (DPM++ SDE, 2M SDE, 2M SDE Heun, 3M SDE) ask ``p.sampler.create_noise_sampler(x, sigmas,
+    p)`` once per batch for their Brownian noise; an instance attribute on this batch's sampler routes that
+    through ``make``. It removes itself on first use; the returned function removes it otherwise."""
+    sampler = getattr(p, "sampler", None)
+    original = getattr(sampler, "create_noise_sampler", None)
+    if original is None:
+        return lambda: None
+    had_own = "create_noise_sampler" in vars(sampler)
+
+    def restore():
+        if vars(sampler).get("create_noise_sampler") is create:
+            if had_own:
+                sampler.create_noise_sampler = original
+            else:
+                del sampler.create_noise_sampler
+
+    def create(x, sigmas, p_):
+        restore()
+        base = original(x, sigmas, p_)
+        return make(base, x, sigmas) or base
+
+    sampler.create_noise_sampler = create
+    return restore
+
+
+def brownian_noise(x, sigmas, seeds):
+    """The WebUI's Brownian noise for these seeds, made as ``create_noise_sampler`` makes it."""
+    from modules.sd_samplers_kdiffusion import k_diffusion  # the WebUI's own k-diffusion
+
+    sigma_min, sigma_max = sigmas[sigmas > 0].min(), sigmas.max()
+    return k_diffusion.sampling.BrownianTreeNoiseSampler(x, sigma_min, sigma_max, seed=list(seeds))
+
+
 def unet_module() -> torch.nn.Module:
     return shared.sd_model.model.diffusion_model
 

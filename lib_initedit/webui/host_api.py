@@ -19,6 +19,13 @@ class Host(Protocol):
     def noise_stream(self, p: Any, shape: tuple, seeds: list) -> Stream:
         """The WebUI's own noise for these seeds (same source, variation seed and resize as ``p``)."""
 
+    def follow_brownian_noise(self, p: Any, make: Callable) -> Callable[[], None]:
+        """Route this batch's SDE noise sampler through ``make(base_sampler | None, x, sigmas)``; returns
+        a function that undoes it (also undone by itself once used)."""
+
+    def brownian_noise(self, x: torch.Tensor, sigmas: torch.Tensor, seeds: list) -> Callable:
+        """The SDE samplers' Brownian noise ``f(sigma, sigma_next)`` for these image seeds."""
+
     def opt(self, name: str, default: Any) -> Any:
         """A setting's value."""
 

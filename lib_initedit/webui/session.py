@@ -1,22 +1,22 @@
 """One generation with InitEdit: resolve the spec per image, edit each batch's first noise, report.
 
-The WebUI calls in through ``scripts/initedit.py``; WebUI access goes through ``host`` (a module with
-the functions of ``host.py``), so tests can pass a stand-in.
+The WebUI calls in through ``scripts/initedit.py``; WebUI access goes through ``host`` (anything that
+satisfies ``host_api.Host``: ``host.py`` for A1111, a stand-in in tests).
 """
 from __future__ import annotations
 
 import dataclasses
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from .. import heatmaps, noise, noise_stream, probe, tokens
-from ..spec import InitEditSpec
+from ..spec import NOTE_KEY, RANDOM_SEED_LIMIT, SEED_SPAN, InitEditSpec, LayoutBox
+from .host_api import Host
 
 LOG_PREFIX = "InitEdit:"
-NOTE_KEY = "InitEdit note"
 
 
 @dataclass
@@ -30,28 +30,43 @@ class LayoutOutcome:
 
 
 @dataclass
+class PhraseLookup:
+    """Where the boxes' phrases are in one image's prompt (the AND sub-prompt naming most of them)."""
+
+    row: int  # the cond row of that sub-prompt
+    positions: list[list[int]]  # token positions per kept box
+    kept: list[LayoutBox]
+    missing: list[tuple[LayoutBox, str]]  # box, why it was not found
+
+
+@dataclass
 class Session:
+    """One generation: owns ``p`` and the resolved spec; the WebUI is reached only through ``host``."""
+
+    p: Any
     spec: InitEditSpec  # seeds resolved (never -1)
-    host: Any
+    host: Host
     image_specs: list[InitEditSpec] = field(default_factory=list)  # per global image index
     notes: list[str] = field(default_factory=list)
     layouts: list[LayoutOutcome] = field(default_factory=list)
+    restorers: list[Callable[[], None]] = field(default_factory=list)
 
     # ---------------------------------------------------------------- set-up (script.process)
     @classmethod
-    def start(cls, p, spec: InitEditSpec, host, notes=()) -> "Session":
+    def start(cls, p, spec: InitEditSpec, host: Host, notes=()) -> "Session":
         spec = resolve_seeds(spec)
         count = len(getattr(p, "all_seeds", []) or [0])
         if spec.vary == "reroll" and spec.reroll:
             # every image keeps the base seed; image i gets reroll seeds + i
             p.all_seeds = [p.all_seeds[0]] * count
-        session = cls(spec=spec, host=host)
+        session = cls(p=p, spec=spec, host=host)
         session.image_specs = [spec_for_image(spec, i) for i in range(count)]
         for note in notes:
-            session.note(p, note)
+            session.note(note)
         return session
 
-    def note(self, p, text: str) -> None:
+    def note(self, text: str) -> None:
+        p = self.p
         if text not in self.notes:
             self.notes.append(text)
             print(f"{LOG_PREFIX} {text}")
@@ -60,36 +75,70 @@ class Session:
             if isinstance(getattr(p, "extra_generation_params", None), dict):
                 p.extra_generation_params[NOTE_KEY] = "; ".join(self.notes)
 
+    def batch_specs(self, size: int) -> list[InitEditSpec]:
+        """The specs of the current batch's images."""
+        first = batch_first_index(self.p)
+        return [self.image_specs[min(first + i, len(self.image_specs) - 1)] for i in range(size)]
+
     # ---------------------------------------------------------------- first pass
-    def edit_first_noise(self, p, x: torch.Tensor, c, base_rng) -> tuple[torch.Tensor, Any]:
-        """Edit this batch's initial noise; returns (new x, the rng later steps should draw from)."""
-        first = batch_first_index(p)
-        specs = [self.image_specs[min(first + i, len(self.image_specs) - 1)] for i in range(x.shape[0])]
+    def edit_first_noise(self, x: torch.Tensor, c, base_rng) -> tuple[torch.Tensor, Any]:
+        """Edit this batch's initial noise; returns (new x, the rng later steps should draw from).
+
+        Also makes the SDE samplers' Brownian noise follow the regions (``host.follow_brownian_noise``).
+        """
+        specs = self.batch_specs(x.shape[0])
         if self.spec.layout:
-            x = self._layout(p, x, c, first, specs)
+            x = self._layout(x, c, specs)
         follow = base_rng
         if self.spec.reroll:
-            x, follow = self._reroll(p, x, specs, follow)
+            x, follow = self._reroll(x, specs, follow, sde=True)
         return x, follow
 
-    def _reroll(self, p, x: torch.Tensor, specs: list[InitEditSpec], follow):
+    def _reroll(self, x: torch.Tensor, specs: list[InitEditSpec], follow, sde: bool = False):
+        p, host = self.p, self.host
         shape = tuple(x.shape[1:])
-        x, plan = noise.reroll_batch(x, [s.reroll for s in specs], lambda seeds: self.host.noise_stream(p, shape, seeds))
-        if plan is not None and follow is not None and self.host.opt("initedit_ancestral_follow", True):
+        x, plan = noise.reroll_batch(x, [s.reroll for s in specs], lambda seeds: host.noise_stream(p, shape, seeds))
+        if plan is None or not host.opt("initedit_ancestral_follow", True):
+            return x, follow
+        if follow is not None:
             follow = noise_stream.RerollStream(follow, plan)
+        if sde:
+            seeds = [[s.reroll[r].seed for s in specs] for r in range(len(specs[0].reroll))]
+
+            def follow_sde(base, x_, sigmas):
+                if base is None:  # the WebUI lets k-diffusion seed it at random: nothing to follow
+                    self.note("SDE noise not rerolled: the setting 'Do not make DPM++ SDE deterministic across "
+                              "different batch sizes' is on")
+                    return None
+                return noise_stream.RerollNoiseSampler(base, plan, [host.brownian_noise(x_, sigmas, seeds[r])
+                                                                    for r in plan.regions])
+
+            self.restorers.append(host.follow_brownian_noise(p, follow_sde))
         return x, follow
 
-    def _layout(self, p, x: torch.Tensor, c, first: int, specs: list[InitEditSpec]) -> torch.Tensor:
-        host = self.host
+    def close(self) -> None:
+        """Undo every per-instance patch this session made (idempotent)."""
+        restorers, self.restorers = self.restorers, []
+        for restore in restorers:
+            restore()
+
+    def _layout(self, x: torch.Tensor, c, specs: list[InitEditSpec]) -> torch.Tensor:
+        p, host = self.p, self.host
+        first = batch_first_index(p)
         rows_of = host.cond_rows_of(c)
         positions, boxes, rows, phrases = [], [], [], []
         for i in range(x.shape[0]):
             prompt = p.prompts[i] if i < len(p.prompts) else p.prompts[-1]
-            row, found, kept = self._locate_phrases(p, prompt, rows_of[i], first + i)
-            rows.append(row)
-            positions.append(found)
-            boxes.append([b.box for b in kept])
-            phrases.append([b.phrase for b in kept])
+            found = self.locate_phrases(prompt, rows_of[i])
+            for box, message in found.missing:
+                self.note(f"layout box {self.spec.layout.index(box)} skipped: {message}")
+            if found.missing:
+                index = min(first + i, len(self.image_specs) - 1)
+                self.image_specs[index] = specs[i].replace(layout=tuple(found.kept))
+            rows.append(found.row)
+            positions.append(found.positions)
+            boxes.append([b.box for b in found.kept])
+            phrases.append([b.phrase for b in found.kept])
         if not any(boxes):
             return x
         host.set_textinfo("InitEdit: probing the initial noise")
@@ -111,39 +160,31 @@ class Session:
                       f"({how}; {result.probes} probe(s))")
         return result.noise
 
-    def _locate_phrases(self, p, prompt: str, cond_rows: list[int], image: int):
-        """Pick the AND sub-prompt naming most boxes; boxes whose phrase is absent are dropped, and said."""
+    def locate_phrases(self, prompt: str, cond_rows: list[int]) -> PhraseLookup:
+        """Pick the AND sub-prompt naming most boxes; boxes whose phrase is absent are listed as missing."""
         host = self.host
-        texts = host.subprompts_at_step0(prompt, getattr(p, "steps", 20))
+        texts = host.subprompts_at_step0(prompt, getattr(self.p, "steps", 20))
         best = None
         for j, text in enumerate(texts[:len(cond_rows)]):
             chunks = host.prompt_chunks(text)
-            found, kept, missing = [], [], []
+            found = PhraseLookup(row=cond_rows[j], positions=[], kept=[], missing=[])
             for box in self.spec.layout:
                 try:
-                    found.append(tokens.phrase_positions(chunks, box.phrase, host.encode_phrase, host.decode_tokens))
-                    kept.append(box)
+                    found.positions.append(tokens.phrase_positions(chunks, box.phrase, host.encode_phrase,
+                                                                   host.decode_tokens))
+                    found.kept.append(box)
                 except tokens.PhraseNotFound as e:
-                    missing.append((box, str(e)))
-            if best is None or len(kept) > len(best[2]):
-                best = (cond_rows[j], found, kept, missing)
-        row, found, kept, missing = best
-        for box, message in missing:
-            self.note(p, f"layout box {self.spec.layout.index(box)} skipped: {message}")
-        if missing:
-            spec = self.image_specs[min(image, len(self.image_specs) - 1)]
-            self.image_specs[min(image, len(self.image_specs) - 1)] = spec.replace(
-                layout=tuple(b for b in spec.layout if b in kept))
-        return row, found, kept
+                    found.missing.append((box, str(e)))
+            if best is None or len(found.kept) > len(best.kept):
+                best = found
+        return best
 
     # ---------------------------------------------------------------- hires pass
-    def edit_hires_noise(self, p, noise_tensor: torch.Tensor) -> None:
+    def edit_hires_noise(self, noise_tensor: torch.Tensor) -> None:
         """With "hires": true, reroll the regions of the hires pass's noise too (in place)."""
         if not (self.spec.hires and self.spec.reroll):
             return
-        first = batch_first_index(p)
-        specs = [self.image_specs[min(first + i, len(self.image_specs) - 1)] for i in range(noise_tensor.shape[0])]
-        edited, _ = self._reroll(p, noise_tensor, specs, None)
+        edited, _ = self._reroll(noise_tensor, self.batch_specs(noise_tensor.shape[0]), None)
         noise_tensor.copy_(edited)
 
     # ---------------------------------------------------------------- results
@@ -159,7 +200,7 @@ def batch_first_index(p) -> int:
 
 def resolve_seeds(spec: InitEditSpec) -> InitEditSpec:
     """-1 -> a random seed, as the WebUI resolves its own seed."""
-    regions = tuple(r if r.seed >= 0 else dataclasses.replace(r, seed=int(random.randrange(4294967294)))
+    regions = tuple(r if r.seed >= 0 else dataclasses.replace(r, seed=int(random.randrange(RANDOM_SEED_LIMIT)))
                     for r in spec.reroll)
     return spec.replace(reroll=regions)
 
@@ -168,7 +209,7 @@ def spec_for_image(spec: InitEditSpec, index: int) -> InitEditSpec:
     """The spec image ``index`` was made with: with vary "reroll" its reroll seeds are seed + index."""
     if spec.vary != "reroll" or not spec.reroll:
         return spec
-    return spec.replace(reroll=tuple(dataclasses.replace(r, seed=(r.seed + index) % 4294967296) for r in spec.reroll))
+    return spec.replace(reroll=tuple(dataclasses.replace(r, seed=(r.seed + index) % SEED_SPAN) for r in spec.reroll))
 
 
 def infotext_image_index(count: int, p=None, index=0, all_prompts=None, **_) -> int:

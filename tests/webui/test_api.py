@@ -49,11 +49,40 @@ def test_strength_zero_changes_nothing(webui, baseline):
     assert np.array_equal(pixels(js), baseline)
 
 
-@pytest.mark.parametrize("sampler", ["Euler", "Euler a", "DPM++ 2M", "DDIM"])
+SDE_SAMPLERS = ["DPM++ SDE", "DPM++ 2M SDE", "DPM++ 2M SDE Heun", "DPM++ 3M SDE"]
+
+
+@pytest.mark.parametrize("sampler", ["Euler", "Euler a", "DPM++ 2M", "DDIM", "LMS", "UniPC", "PLMS", "DPM++ 2S a",
+                                     "DPM2 a"] + SDE_SAMPLERS)
 def test_whole_image_reroll_is_the_reroll_seeds_image(webui, sampler):
     rerolled = pixels(webui.txt2img(WHOLE, sampler_name=sampler))
     plain = pixels(webui.txt2img(seed=4242, sampler_name=sampler))
     assert np.array_equal(rerolled, plain)
+
+
+@pytest.mark.parametrize("sampler", SDE_SAMPLERS)
+def test_sde_samplers_follow_the_reroll_in_batches(webui, sampler):
+    """Brownian noise inside the region follows the reroll seed: vary "reroll" (image i: seed S, reroll R+i)
+    equals a plain batch of seeds R, R+1; vary "seed" gives R's image twice; strength 0 changes nothing."""
+    plain = webui.txt2img(seed=4242, sampler_name=sampler, batch_size=2)
+    js = webui.txt2img({**WHOLE, "vary": "reroll"}, sampler_name=sampler, batch_size=2)
+    for i in range(2):
+        assert np.array_equal(pixels(js, i), pixels(plain, i))
+    js = webui.txt2img(WHOLE, sampler_name=sampler, batch_size=2)
+    assert np.array_equal(pixels(js, 0), pixels(plain, 0)) and np.array_equal(pixels(js, 1), pixels(plain, 0))
+    base = webui.txt2img(sampler_name=sampler, batch_size=2)
+    js = webui.txt2img({"reroll": [{"box": [0, 0, 1, 1], "seed": 4242, "strength": 0.0}]}, sampler_name=sampler,
+                       batch_size=2)
+    assert all(np.array_equal(pixels(js, i), pixels(base, i)) for i in range(2))
+
+
+def test_sde_follow_setting_off_leaves_the_brownian_noise_to_the_image_seed(webui):
+    """With the follow setting off the initial noise is rerolled but the SDE noise is the base seed's,
+    so the image is not seed R's (the setting does something)."""
+    settings = {"initedit_ancestral_follow": False}
+    off = pixels(webui.txt2img(WHOLE, sampler_name="DPM++ 2M SDE", override_settings=settings))
+    plain = pixels(webui.txt2img(seed=4242, sampler_name="DPM++ 2M SDE"))
+    assert not np.array_equal(off, plain)
 
 
 def test_positional_ui_args_work_like_the_dict(webui):
