@@ -18,13 +18,20 @@ import statistics
 import time
 import urllib.request
 
-CASES = {
-    "plain": None,
-    "reroll": {"reroll": [{"box": [0.25, 0.25, 0.75, 0.75], "seed": 7, "strength": 1.0, "feather": 0.05}]},
-    "layout-1": {"layout": [{"phrase": "cat", "box": [0, 0, 0.5, 1]}, {"phrase": "red car", "box": [0.5, 0, 1, 1]}]},
-    "layout-3": {"layout": [{"phrase": "cat", "box": [0, 0, 0.5, 1]}, {"phrase": "red car", "box": [0.5, 0, 1, 1]}],
-                 "rounds": 3},
+BOX = [{"box": [0.25, 0.25, 0.75, 0.75], "seed": 7, "strength": 1.0, "feather": 0.05}]
+BOXES = [{"phrase": "cat", "box": [0, 0, 0.5, 1]}, {"phrase": "red car", "box": [0.5, 0, 1, 1]}]
+NO_RECORDING = {"override_settings": {"initedit_keep_cache_mb": 0}}
+CASES = {  # name -> (spec, extra request fields); "plain" is the reference
+    "plain": (None, {}),
+    "plain, no recording": (None, NO_RECORDING),
+    "reroll keep 0": ({"reroll": BOX, "keep": 0.0}, {}),
+    "reroll keep 1 (hit)": ({"reroll": BOX, "keep": 1.0}, {}),  # "plain" (same seed) recorded its base
+    "reroll keep 1 (miss)": ({"reroll": BOX, "keep": 1.0}, {"seed": None}),  # a seed never generated before
+    "layout, no guidance": ({"layout": BOXES, "guidance": 0.0}, {}),
+    "layout, default": ({"layout": BOXES}, {}),
+    "layout, 3 rounds": ({"layout": BOXES, "rounds": 3}, {}),
 }
+_fresh_seed = iter(range(10_000, 10**9))
 
 
 def call(url, path, body=None):
@@ -41,9 +48,12 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run(url, spec, a):
+def run(url, case, a):
+    spec, extra = case
     body = {"prompt": "a cat and a red car", "sampler_name": a.sampler, "width": a.size, "height": a.size,
-            "steps": a.steps, "seed": 1, "cfg_scale": 7, "send_images": False, "save_images": False}
+            "steps": a.steps, "seed": 1, "cfg_scale": 7, "send_images": False, "save_images": False, **extra}
+    if body["seed"] is None:
+        body["seed"] = next(_fresh_seed)
     if spec:
         body["alwayson_scripts"] = {"InitEdit": {"args": [spec]}}
     clock = (lambda: cpu_seconds(a.pid)) if a.pid else time.perf_counter
@@ -82,9 +92,9 @@ def main():
     clock = f"server CPU s (pid {a.pid})" if a.pid else "wall s"
     result["clock"] = clock
     print(f"{a.size}x{a.size}, {a.steps} steps, {a.sampler}, {a.repeats} interleaved repeats (median), {clock}")
-    print(f"{'case':<10} {'median':>8} {'ratio':>7} {'min':>8} {'ratio':>7}")
+    print(f"{'case':<22} {'median':>8} {'ratio':>7} {'min':>8} {'ratio':>7}")
     for k in CASES:
-        print(f"{k:<10} {result['median_s'][k]:8.3f} {result['ratio_to_plain'][k]:7.3f} "
+        print(f"{k:<22} {result['median_s'][k]:8.3f} {result['ratio_to_plain'][k]:7.3f} "
               f"{result['min_s'][k]:8.3f} {result['min_ratio_to_plain'][k]:7.3f}")
     if rss_before and rss_after:
         print(f"server RAM used: {rss_before / 2**20:.0f} MiB before, {rss_after / 2**20:.0f} MiB after")

@@ -7,6 +7,7 @@ import torch
 from lib_initedit.noise_stream import FirstDrawHook, RerollStream
 from lib_initedit.spec import parse_spec
 from lib_initedit.webui.args import XYZ_REROLL_SEED, XYZ_REROLL_STRENGTH, XYZ_ROUNDS, read_args, spec_from_args
+from lib_initedit.webui import settings
 from lib_initedit.webui.session import Session, spec_for_image
 from tests.ldm_like import UNetModel
 
@@ -165,7 +166,7 @@ def test_whole_reroll_equals_the_seed_stream_first_and_later_draws():
     assert torch.equal(new, ref.next())
     assert isinstance(follow, RerollStream)
     assert torch.equal(follow.next(), ref.next())  # ancestral steps follow the reroll seed too
-    host.options["initedit_ancestral_follow"] = False
+    host.options[settings.FOLLOW_OPTION] = False
     _, follow = session.edit_first_noise(SeedRNG((4, 32, 32), [1, 2]).next(), None, p.rng)
     assert follow is p.rng
 
@@ -259,7 +260,7 @@ def test_sde_patch_is_undone_by_close_when_never_used_and_not_made_without_follo
     session.edit_first_noise(p.rng.next(), None, p.rng)
     session.close()
     assert "create_noise_sampler" not in vars(p.sampler)
-    host.options["initedit_ancestral_follow"] = False
+    host.options[settings.FOLLOW_OPTION] = False
     session.edit_first_noise(p.rng.next(), None, p.rng)
     assert "create_noise_sampler" not in vars(p.sampler)
 

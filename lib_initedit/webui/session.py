@@ -14,6 +14,7 @@ import torch
 
 from .. import heatmaps, noise, noise_stream, probe, tokens
 from ..spec import NOTE_KEY, RANDOM_SEED_LIMIT, SEED_SPAN, InitEditSpec, LayoutBox
+from . import settings
 from .host_api import Host
 
 LOG_PREFIX = "InitEdit:"
@@ -98,7 +99,7 @@ class Session:
         p, host = self.p, self.host
         shape = tuple(x.shape[1:])
         x, plan = noise.reroll_batch(x, [s.reroll for s in specs], lambda seeds: host.noise_stream(p, shape, seeds))
-        if plan is None or not host.opt("initedit_ancestral_follow", True):
+        if plan is None or not host.opt(settings.FOLLOW_OPTION, settings.FOLLOW_DEFAULT):
             return x, follow
         if follow is not None:
             follow = noise_stream.RerollStream(follow, plan)
