@@ -5,6 +5,7 @@ A1111 1.6-1.10 (ldm/sgm UNets). Forge would get its own module beside this one.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 
@@ -72,6 +73,160 @@ def brownian_noise(x, sigmas, seeds):
 
     sigma_min, sigma_max = sigmas[sigmas > 0].min(), sigmas.max()
     return k_diffusion.sampling.BrownianTreeNoiseSampler(x, sigma_min, sigma_max, seed=list(seeds))
+
+
+def hook_sampling(p, hooks) -> Callable[[], None]:
+    """Run ``hooks`` around this batch's sampling (first pass): ``hooks.enter()`` right before the sampler
+    starts and ``hooks.leave(completed)`` after it, also on error and interrupt; around every call of the
+    sampler's CFG denoiser ``hooks.before_call(index, total, cond_rows)`` (cond_rows: the conditional context
+    rows of the call, (N, T, D)) and ``hooks.after_call(index, total, denoised) -> tensor | None``.
+    An instance attribute on this batch's sampler, removed when it runs; the returned function removes it
+    otherwise."""
+    sampler = getattr(p, "sampler", None)
+    if sampler is None or not hasattr(sampler, "model_wrap_cfg"):
+        return lambda: None
+    original = sampler.sample
+    had_own = "sample" in vars(sampler)
+
+    def restore():
+        if vars(sampler).get("sample") is sample:
+            if had_own:
+                sampler.sample = original
+            else:
+                del sampler.sample
+
+    def sample(*args, **kwargs):
+        restore()
+        denoiser = sampler.model_wrap_cfg
+        calls = {"index": 0}
+
+        def before(module, args_, kwargs_):
+            cond = kwargs_.get("cond", args_[3] if len(args_) > 3 else None)
+            hooks.before_call(calls["index"], int(module.total_steps or 1), _context_rows(cond, calls["index"]))
+
+        def after(module, args_, kwargs_, output):
+            index = calls["index"]
+            calls["index"] += 1
+            return hooks.after_call(index, int(module.total_steps or 1), output)
+
+        handles = []
+        completed = False
+        try:
+            handles.append(denoiser.register_forward_pre_hook(before, with_kwargs=True))
+            handles.append(denoiser.register_forward_hook(after, with_kwargs=True))
+            hooks.enter()
+            result = original(*args, **kwargs)
+            completed = not should_stop() and calls["index"] >= int(denoiser.total_steps or 0)
+            return result
+        finally:
+            for handle in handles:
+                handle.remove()
+            hooks.leave(completed)
+
+    sampler.sample = sample
+    return restore
+
+
+def _context_rows(cond, index):
+    """The conditional cross-attention context of a denoiser call, as the UNet will see it."""
+    if cond is None:
+        return None
+    _, tensor = prompt_parser.reconstruct_multicond_batch(cond, index)
+    return tensor.get("crossattn") if isinstance(tensor, dict) else tensor
+
+
+def sample_base(p, x: torch.Tensor, c, uc, hooks) -> None:
+    """Generate this batch's first pass from ``x`` with a sampler of its own (the base a reroll keeps to),
+    ``hooks`` attached as in ``hook_sampling``; the real sampler, ``p.rng`` and the result are untouched."""
+    from modules import sd_samplers
+
+    base_sampler = sd_samplers.create_sampler(p.sampler_name, p.sd_model)
+    real_sampler, real_rng = p.sampler, p.rng
+    try:
+        p.sampler = base_sampler
+        p.rng = noise_stream(p, tuple(x.shape[1:]), p.seeds)
+        p.rng.next()  # the draw that was x_T: later draws (ancestral steps) are the base's own
+        hook_sampling(p, hooks)
+        base_sampler.sample(p, x.clone(), c, uc, image_conditioning=p.txt2img_image_conditioning(x))
+    finally:
+        p.sampler, p.rng = real_sampler, real_rng
+
+
+def base_key(p, x_T: torch.Tensor, c, uc, index: int, extra: str) -> str:
+    """What decides image ``index``'s first pass, hashed: its initial noise (seed, variation, resize, source,
+    ENSD and any layout edit all show there), its conditioning at step 0, prompt texts, model, sampler,
+    schedule, CFG, the sampler settings, and every other script's arguments; ``extra``: InitEdit's own."""
+    import hashlib
+
+    h = hashlib.sha1()
+
+    def feed(value):
+        if isinstance(value, torch.Tensor):
+            h.update(str((tuple(value.shape), str(value.dtype))).encode())
+            h.update(value.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            h.update(repr(value).encode())
+            h.update(b"\0")
+
+    feed(x_T)
+    _, cond = prompt_parser.reconstruct_multicond_batch(c, 0)
+    rows = cond_rows_of(c)[index]
+    for key in sorted(cond) if isinstance(cond, dict) else [None]:
+        feed((cond[key] if key else cond)[rows])
+    uncond = prompt_parser.reconstruct_cond_batch(uc, 0)
+    for key in sorted(uncond) if isinstance(uncond, dict) else [None]:
+        feed((uncond[key] if key else uncond)[index])
+    prompts, negatives = getattr(p, "prompts", [""]), getattr(p, "negative_prompts", [""])
+    feed((prompts[min(index, len(prompts) - 1)], negatives[min(index, len(negatives) - 1)]))
+    model = shared.sd_model
+    feed((getattr(model, "sd_model_hash", None), getattr(getattr(model, "sd_checkpoint_info", None), "filename", None)))
+    feed((p.sampler_name, getattr(p, "scheduler", None), p.steps, p.cfg_scale, p.width, p.height,
+          getattr(p, "eta", None), getattr(p, "s_churn", None), getattr(p, "s_tmin", None),
+          getattr(p, "s_tmax", None), getattr(p, "s_noise", None), getattr(p, "s_min_uncond", None),
+          getattr(p, "override_settings", None)))
+    for name in ("eta_ancestral", "eta_ddim", "eta_noise_seed_delta", "randn_source", "CLIP_stop_at_last_layers",
+                 "sgm_noise_multiplier", "always_discard_next_to_last_sigma", "uni_pc_variant", "uni_pc_skip_type",
+                 "uni_pc_order", "uni_pc_lower_order_final", "skip_early_cond", "s_min_uncond_all",
+                 "batch_cond_uncond", "pad_cond_uncond", "pad_cond_uncond_v0", "sd_unet", "sd_vae",
+                 "no_dpmpp_sde_batch_determinism", "cross_attention_optimization"):
+        feed((name, getattr(shared.opts, name, None)))
+    feed(_other_scripts_args(p))
+    feed(extra)
+    return h.hexdigest()
+
+
+def _other_scripts_args(p):
+    """Every script argument except InitEdit's own, as hashable text (arrays by content)."""
+    import hashlib
+
+    import numpy as np
+
+    args = list(getattr(p, "script_args", None) or [])
+    runner = getattr(p, "scripts", None)
+    for script in getattr(runner, "alwayson_scripts", None) or []:
+        if type(script).__module__.endswith("initedit.py") or getattr(script, "title", lambda: "")() == "InitEdit":
+            for i in range(script.args_from, script.args_to):
+                if i < len(args):
+                    args[i] = None
+
+    def norm(value, depth=0):
+        if depth > 6:
+            return "..."
+        if isinstance(value, np.ndarray):
+            return ("ndarray", value.shape, hashlib.sha1(np.ascontiguousarray(value).tobytes()).hexdigest())
+        if isinstance(value, torch.Tensor):
+            return ("tensor", tuple(value.shape), hashlib.sha1(value.detach().cpu().contiguous().numpy().tobytes()).hexdigest())
+        if isinstance(value, dict):
+            return tuple((str(k), norm(v, depth + 1)) for k, v in sorted(value.items(), key=lambda kv: str(kv[0])))
+        if isinstance(value, (list, tuple)):
+            return tuple(norm(v, depth + 1) for v in value)
+        if hasattr(value, "__dict__") and not isinstance(value, type):
+            return (type(value).__name__, norm(vars(value), depth + 1))
+        if hasattr(value, "tobytes"):  # PIL images
+            return (type(value).__name__, hashlib.sha1(value.tobytes()).hexdigest())
+        return repr(value)
+
+    return repr(norm(args))
 
 
 def unet_module() -> torch.nn.Module:
