@@ -1,0 +1,48 @@
+"""Which host adapter serves the running WebUI, chosen by feature, each imported only when chosen.
+
+- A1111 (ldm/sgm UNets): ``host``.
+- Forge 2 / Forge Neo (the ``backend`` package with ``backend.patcher.unet``): ``host_forge``.
+- reForge / Forge Classic (``ldm_patched``): no adapter yet; ``host`` answers, and its
+  ``unsupported_reason()`` says so for their models (they have ``forge_objects``).
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from types import ModuleType
+
+A1111, FORGE, LDM_PATCHED = "a1111", "forge", "ldm_patched"
+
+
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a parent that is not a package, or a broken module spec
+        return False
+
+
+def loaded_model():
+    """The loaded model, without loading one (``shared.sd_model`` would load the default checkpoint)."""
+    try:
+        from modules import sd_models
+    except ImportError:
+        return None
+    return getattr(getattr(sd_models, "model_data", None), "sd_model", None)
+
+
+def backend_kind(model=None) -> str:
+    """"forge" (backend/ UNet patcher), "ldm_patched" (reForge / Forge Classic) or "a1111"."""
+    model = loaded_model() if model is None else model
+    if model is not None and not hasattr(model, "forge_objects"):
+        return A1111
+    if _importable("backend") and _importable("backend.patcher.unet"):
+        return FORGE
+    if _importable("ldm_patched"):
+        return LDM_PATCHED
+    return A1111
+
+
+def select_host(model=None) -> ModuleType:
+    """The host module for the running WebUI (A1111 -> ``host``, Forge backend -> ``host_forge``)."""
+    kind = backend_kind(model)
+    return importlib.import_module(f"{__package__}.host_forge" if kind == FORGE else f"{__package__}.host")

@@ -1,0 +1,261 @@
+"""InitEdit in Forge (the ``backend/`` line: lllyasviel's Forge 2 ``main``, Forge Neo), through its API.
+
+Either ``INITEDIT_FORGE_URL``: a running Forge with InitEdit installed (e.g. ``tests/tooling/forge_lab.sh
+link && tests/tooling/forge_lab.sh run 7870``), or ``INITEDIT_FORGE_DIR``: an installed Forge (the lab's
+``$FORGE_LAB/webui``), with ``INITEDIT_FORGE_PYTHON`` (default DIR/../venv/bin/python) and
+``INITEDIT_FORGE_MODELS`` (default DIR/../models, holding ``Stable-diffusion/tiny-forge-sd15.safetensors``);
+then a server is started on a free loopback port with a temporary data dir linking this checkout, plus a
+small test extension that registers attn2 *replace* patches on a UNet clone (as IP-Adapter does).
+Without either: skipped. Images are compared as decoded pixels (the PNGs carry the infotext).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import textwrap
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+from tests.webui.conftest import ROOT, WebUI, _free_port, pixels
+
+SKIP_REASON = ("no Forge given: set INITEDIT_FORGE_URL to a running Forge with InitEdit installed, or "
+               "INITEDIT_FORGE_DIR to an installed Forge (tests/tooling/forge_lab.sh builds one; docs/forge.md)")
+WHOLE = {"reroll": [{"box": [0, 0, 1, 1], "seed": 4242, "strength": 1.0}]}
+LAYOUT = {"layout": [{"phrase": "cat", "box": [0, 0, 0.5, 1]}]}
+PROMPT = "a cat and a dog"
+HIRES = dict(enable_hr=True, hr_scale=2, hr_upscaler="Latent", denoising_strength=0.6, hr_second_pass_steps=3,
+             hr_additional_modules=["Use same choices"])  # Forge's API fails on hires without this field
+REPLACE_EXT = "lab-attn2-replace"
+REPLACE_SCRIPT = '''
+"""Test extension: attn2 replace patches (plain attention) on a clone of the UNet patcher, like IP-Adapter."""
+import gradio as gr
+import modules.scripts as scripts
+from backend.attention import attention_function
+
+BLOCKS = [("input", i) for i in range(12)] + [("middle", 0)] + [("output", i) for i in range(12)]
+
+
+class LabAttn2Replace(scripts.Script):
+    def title(self):
+        return "lab attn2 replace"
+
+    def show(self, is_img2img):
+        return scripts.AlwaysVisible
+
+    def ui(self, is_img2img):
+        return [gr.Checkbox(False, label="lab attn2 replace")]
+
+    def process_before_every_sampling(self, p, enabled=False, *args, **kwargs):
+        if not enabled:
+            return
+        calls = self.calls = getattr(self, "calls", {"n": 0})
+
+        def patch(q, k, v, extra_options):
+            calls["n"] += 1
+            return attention_function(q, k, v, extra_options["n_heads"])
+
+        unet = p.sd_model.forge_objects.unet.clone()
+        for block, number in BLOCKS:
+            for index in range(2):
+                unet.set_model_attn2_replace(patch, block, number, index)
+        p.sd_model.forge_objects.unet = unet
+
+    def postprocess_batch(self, p, enabled=False, *args, **kwargs):
+        if enabled:
+            p.extra_generation_params["Lab attn2 replace calls"] = getattr(self, "calls", {"n": 0})["n"]
+            self.calls = {"n": 0}
+'''
+
+
+class Forge(WebUI):
+    started_with_test_extension = False
+
+    def txt2img(self, spec=None, checkpoint=None, replace=None, **fields):
+        fields.setdefault("prompt", PROMPT)
+        if replace is not None:
+            fields.setdefault("alwayson_scripts", {})["lab attn2 replace"] = {"args": [bool(replace)]}
+        return super().txt2img(spec, checkpoint, **fields)
+
+
+def infotext(js, i=0):
+    return js["info"]["infotexts"][i]
+
+
+def initedit_of(js, i=0):
+    text = infotext(js, i)
+    start = text.index('InitEdit: "') + len("InitEdit: ")
+    quoted, _ = json.JSONDecoder().raw_decode(text[start:])
+    return json.loads(quoted)
+
+
+def start_forge(forge_dir: str):
+    python = os.environ.get("INITEDIT_FORGE_PYTHON") or os.path.join(forge_dir, "..", "venv", "bin", "python")
+    models = os.environ.get("INITEDIT_FORGE_MODELS") or os.path.join(forge_dir, "..", "models")
+    ckpt = os.path.join(models, "Stable-diffusion", "tiny-forge-sd15.safetensors")
+    data = tempfile.mkdtemp(prefix="initedit-forge-e2e-")
+    os.makedirs(os.path.join(data, "extensions", REPLACE_EXT, "scripts"))
+    with open(os.path.join(data, "extensions", REPLACE_EXT, "scripts", "lab_attn2_replace.py"), "w") as f:
+        f.write(textwrap.dedent(REPLACE_SCRIPT))
+    os.symlink(ROOT, os.path.join(data, "extensions", "sd-webui-initedit"))
+    port = _free_port()
+    env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               HF_DATASETS_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
+    log = open(os.path.join(data, "forge.log"), "w")
+    proc = subprocess.Popen(
+        [python, "launch.py", "--skip-prepare-environment", "--skip-install", "--skip-python-version-check",
+         "--skip-torch-cuda-test", "--skip-version-check", "--always-cpu", "--api", "--port", str(port),
+         "--data-dir", data, "--models-dir", models, "--no-download-sd-model", "--disable-console-progressbars"]
+        + (["--ckpt", ckpt] if os.path.exists(ckpt) else []),
+        cwd=forge_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"Forge exited early; see {log.name}")
+        try:
+            urllib.request.urlopen(url + "/sdapi/v1/sd-models", timeout=2)
+            return proc, url, log.name
+        except OSError:
+            time.sleep(1)
+    proc.kill()
+    raise RuntimeError(f"Forge did not answer in 300 s; see {log.name}")
+
+
+@pytest.fixture(scope="module")
+def forge():
+    url = os.environ.get("INITEDIT_FORGE_URL")
+    if url:
+        yield Forge(url)
+        return
+    forge_dir = os.environ.get("INITEDIT_FORGE_DIR")
+    if not forge_dir:
+        pytest.skip(SKIP_REASON)
+    proc, url, log = start_forge(forge_dir)
+    try:
+        server = Forge(url)
+        server.started_with_test_extension = True
+        server.log = log
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def baseline(forge):
+    return pixels(forge.txt2img())
+
+
+def test_it_is_forge_and_initedit_is_listed(forge):
+    status, scripts = forge.get("/sdapi/v1/script-info")
+    ours = [s for s in scripts if s["name"] == "initedit" and not s["is_img2img"]]
+    assert ours and ours[0]["is_alwayson"]
+    assert [a["label"] for a in ours[0]["args"]][:2] == ["InitEdit", "InitEdit spec (JSON)"]
+    version = infotext(forge.txt2img())
+    assert "Version: f" in version, f"not a Forge 2 / Neo build: {version}"
+
+
+def test_plain_generation_is_deterministic(forge, baseline):
+    assert np.array_equal(pixels(forge.txt2img()), baseline)
+    assert not np.array_equal(pixels(forge.txt2img(seed=2)), baseline)
+
+
+def test_initedit_applies_on_forge(forge):
+    """Fails while the controller still asks the A1111 host (which says Forge is not supported)."""
+    text = infotext(forge.txt2img(WHOLE))
+    assert "not applied" not in text and "InitEdit error" not in text and "InitEdit note" not in text, text
+    assert initedit_of(forge.txt2img(WHOLE))["reroll"][0]["seed"] == 4242
+
+
+def test_disabled_and_empty_change_nothing(forge, baseline):
+    assert np.array_equal(pixels(forge.txt2img([False, json.dumps(WHOLE)])), baseline)
+    js = forge.txt2img({})
+    assert np.array_equal(pixels(js), baseline) and "InitEdit" not in infotext(js)
+
+
+def test_strength_zero_changes_nothing(forge, baseline):
+    js = forge.txt2img({"reroll": [{"box": [0, 0, 1, 1], "seed": 4242, "strength": 0.0}]})
+    assert np.array_equal(pixels(js), baseline)
+
+
+@pytest.mark.parametrize("sampler", ["Euler", "Euler a", "DPM++ 2M", "DDIM", "DPM++ 2M SDE"])
+def test_whole_image_reroll_is_the_reroll_seeds_image(forge, sampler):
+    """Forge's own modules.rng gives region noise: at strength 1 the image is exactly seed R's."""
+    rerolled = pixels(forge.txt2img(WHOLE, sampler_name=sampler))
+    plain = pixels(forge.txt2img(seed=4242, sampler_name=sampler))
+    assert np.array_equal(rerolled, plain)
+
+
+def test_partial_box_changes_inside_far_more_than_outside(forge):
+    js = forge.txt2img({"reroll": [{"box": [0, 0, 0.5, 0.5], "seed": 7, "strength": 1.0}]}, width=128, height=128)
+    diff = np.abs(pixels(js) - pixels(forge.txt2img(width=128, height=128))).sum(-1)
+    inside = diff[:64, :64].mean()
+    outside = np.concatenate([diff[64:].ravel(), diff[:64, 64:].ravel()]).mean()
+    assert inside > 2 * outside, (inside, outside)
+
+
+def test_layout_runs_and_is_recorded(forge, baseline):
+    js = forge.txt2img(LAYOUT)
+    text = infotext(js)
+    assert "InitEdit note" not in text and "InitEdit error" not in text, text
+    assert initedit_of(js)["layout"] == LAYOUT["layout"]
+    assert np.array_equal(pixels(forge.txt2img(LAYOUT)), pixels(js))
+
+
+def test_layout_heatmaps_show_the_probe_read_the_attention(forge):
+    js = forge.txt2img({**LAYOUT, "heatmaps": True}, width=128, height=128)
+    assert len(js["images"]) == 2  # the image and its heatmap sheet: the hooks saw Forge's attn2 calls
+
+
+def test_missing_phrase_is_dropped_and_said(forge):
+    js = forge.txt2img({"layout": [{"phrase": "cat", "box": [0, 0, 0.5, 1]}, {"phrase": "zebra", "box": [0.5, 0, 1, 1]}]})
+    assert "InitEdit note" in infotext(js) and "zebra" in infotext(js)
+    assert [b["phrase"] for b in initedit_of(js)["layout"]] == ["cat"]
+
+
+@pytest.mark.parametrize("spec,message", [
+    ({"reroll": [{"box": [0, 0, 2, 1]}]}, "reroll[0].box"),
+    ({"reroll": [{"box": [0, 0, 1, 1]}], "bogus": 1}, "bogus"),
+    ({"layout": [{"phrase": "", "box": [0, 0, 1, 1]}]}, "layout[0].phrase"),
+])
+def test_bad_spec_is_named_and_harmless(forge, baseline, spec, message):
+    js = forge.txt2img(spec)
+    text = infotext(js)
+    assert "InitEdit error" in text and message in text, text
+    assert np.array_equal(pixels(js), baseline)
+
+
+def test_hires_first_pass_only_unless_asked(forge):
+    first_only = pixels(forge.txt2img(WHOLE, **HIRES))
+    both = pixels(forge.txt2img({**WHOLE, "hires": True}, **HIRES))
+    plain_r = pixels(forge.txt2img(seed=4242, **HIRES))
+    assert np.array_equal(both, plain_r)
+    assert not np.array_equal(first_only, plain_r)
+
+
+def test_layout_through_an_attn2_replace_patch(forge):
+    """With attn2 replace patches registered (IP-Adapter style), attn2.forward never runs during sampling; the
+    probe leaves them out of its own call, so the layout and heatmaps still work and match the unpatched run."""
+    if not forge.started_with_test_extension:
+        pytest.skip("needs the test extension that INITEDIT_FORGE_DIR mode installs")
+    plain = forge.txt2img(replace=True)
+    assert int(infotext(plain).split("Lab attn2 replace calls: ")[1].split(",")[0]) > 0  # the patch ran
+    assert np.array_equal(pixels(plain), pixels(forge.txt2img(replace=False)))  # and is plain attention
+    patched = forge.txt2img({**LAYOUT, "heatmaps": True}, replace=True, width=128, height=128)
+    assert len(patched["images"]) == 2 and "InitEdit note" not in infotext(patched), infotext(patched)
+    unpatched = forge.txt2img({**LAYOUT, "heatmaps": True}, replace=False, width=128, height=128)
+    assert np.array_equal(pixels(patched), pixels(unpatched))
+    with open(forge.log) as f:  # the probe ran on the patched clone and said what it left out
+        assert "leaves out attn2 replace patches" in f.read()
+
+
+def test_after_everything_a_plain_generation_is_unchanged(forge, baseline):
+    assert np.array_equal(pixels(forge.txt2img()), baseline)
