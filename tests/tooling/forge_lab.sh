@@ -136,8 +136,8 @@ EOF
   fi
   # openai CLIP: the launcher pip-installs it from a GitHub archive; the same code is on the registry
   "$VPY" -c "import clip" >/dev/null 2>&1 || pipq install --no-deps --no-build-isolation "openai-clip==1.0.1" -c "$FORGE_LAB/constraints.txt"
-  # pytest + requests for the e2e tests run from the lab's python
-  "$VPY" -c "import pytest, requests" >/dev/null 2>&1 || pipq install pytest requests -c "$FORGE_LAB/constraints.txt"
+  # joblib: the built-in soft-inpainting script imports it (not pinned by Forge); pytest for the e2e tests
+  "$VPY" -c "import joblib, pytest" >/dev/null 2>&1 || pipq install joblib pytest -c "$FORGE_LAB/constraints.txt"
 
   say "environment check"
   [[ "$(tv torch)" == "$TORCH_VER" && "$(tv torchvision)" == "$TV_VER" ]] || { echo "ERROR: torch/torchvision replaced: $(tv torch) $(tv torchvision)" >&2; exit 1; }
@@ -205,7 +205,8 @@ smoke() {
   wait_ready "$PORT"
   local rc=0
   "$VPY" - "$PORT" <<'EOF' || rc=1
-import base64, hashlib, json, sys, urllib.request
+import base64, hashlib, io, json, sys, urllib.request
+from PIL import Image
 port = sys.argv[1]
 def txt2img(seed):
     body = {"prompt": "a cat and a dog", "seed": seed, "steps": 4, "width": 64, "height": 64,
@@ -213,9 +214,10 @@ def txt2img(seed):
     req = urllib.request.Request(f"http://127.0.0.1:{port}/sdapi/v1/txt2img", json.dumps(body).encode(),
                                  {"Content-Type": "application/json"})
     out = json.loads(urllib.request.urlopen(req, timeout=600).read())
-    return hashlib.sha256(base64.b64decode(out["images"][0])).hexdigest()[:16], json.loads(out["info"])
+    image = Image.open(io.BytesIO(base64.b64decode(out["images"][0]))).convert("RGB")  # pixels: the PNG has the infotext
+    return hashlib.sha256(image.tobytes()).hexdigest()[:16], json.loads(out["info"])
 a, info = txt2img(1234); b, _ = txt2img(1234); c, _ = txt2img(99)
-print(f"   seed 1234: {a}  again: {b}  seed 99: {c}   model {info.get('sd_model_name')}")
+print(f"   pixels sha256  seed 1234: {a}  again: {b}  seed 99: {c}   model {info.get('sd_model_name')}, {info.get('version')}")
 assert a == b, "same seed, different image"
 assert a != c, "different seeds, same image"
 print("   smoke OK: generates; same seed pixel-identical")
