@@ -1,0 +1,251 @@
+"""Keep the rest: while a region is rerolled, the outside of the regions follows the base generation.
+
+The base generation is the same request without the reroll. A ``Recorder`` remembers its denoised
+prediction after CFG (x0) at every call of the host's CFG denoiser; a ``BaseCache`` keeps recent records
+within a byte budget; in the reroll generation ``KeepBlend`` replaces, for the first ``keep`` fraction of
+those calls, the denoised outside the regions by the base's:
+
+    x0' = m * x0 + (1 - m) * x0_base[i]
+
+with ``m`` the regions' soft geometry at latent resolution (coverage x feather ramp, strength NOT included:
+``noise.region_weight`` at strength 1, united over the regions as ``1 - prod(1 - m_r)``).
+
+Why the outside is then exact: outside the regions x_T is the base's (the reroll never changes noise
+there), and the usual samplers' updates are elementwise in (x, denoised) (Euler, DDIM, Heun, DPM++ 2M ...;
+ancestral and SDE steps add noise that is the base's outside the regions). By induction x outside the
+regions equals the base's x at every kept call, bit for bit, whatever the UNet saw across the edge.
+After the kept calls the outside runs free again and can drift, from a state that is already the base's.
+
+Every part is host-agnostic (plain torch) and fits ``sampling_hooks.SamplingHooks``: ``Recorder`` and
+``KeepBlend`` have ``enter`` / ``after_call`` / ``leave``; for the toy DDIM both are also
+``denoised(i, steps, x0) -> x0`` callables.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable, Hashable, Sequence
+
+import torch
+
+from .noise import region_weight
+from .spec import RerollRegion
+
+
+def kept_calls(keep: float, calls: int) -> int:
+    """How many of a generation's ``calls`` denoiser calls are kept: ``floor(keep * calls)`` (with a tiny
+    tolerance, so 0.3 * 20 is 6, not 5 or 7); keep 0 -> 0, keep 1 -> all."""
+    if keep <= 0 or calls <= 0:
+        return 0
+    return min(calls, int(math.floor(keep * calls + 1e-6)))
+
+
+def keep_mask(regions: Sequence[RerollRegion], height: int, width: int) -> torch.Tensor:
+    """(height, width) soft geometry of one image's regions, 0..1: each region's coverage x feather ramp at
+    strength 1 (``noise.region_weight``), united as ``1 - prod(1 - m_r)``. 1 = runs free, 0 = follows the base."""
+    rest = torch.ones(height, width)
+    for region in regions:
+        rest = rest * (1.0 - region_weight(dataclasses.replace(region, strength=1.0), height, width))
+    return (1.0 - rest).clamp(0.0, 1.0)
+
+
+def bytes_per_call(shape: Sequence[int], dtype: torch.dtype = torch.float32) -> int:
+    """What a record costs per image per denoiser call: C * H * W * element size of the latent.
+    SD 512x512 (4x64x64, fp32): 65,536 bytes; 20 steps of Euler: 1.25 MiB an image. SDXL 1024x1024: the same
+    per call (4x128x128 fp32 = 256 KiB), i.e. 5 MiB an image at 20 steps."""
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n * torch.empty((), dtype=dtype).element_size()
+
+
+@dataclass
+class BaseRecord:
+    """One image's base generation: its denoised prediction after CFG at every denoiser call, on the CPU,
+    each (C, H, W). ``complete``: the generation ran to its end (only complete records are cached)."""
+
+    calls: list[torch.Tensor] = field(default_factory=list)
+    complete: bool = False
+
+    def __len__(self) -> int:
+        return len(self.calls)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.calls)
+
+
+class Recorder:
+    """Records a batch's denoised prediction at every call, one ``BaseRecord`` per image.
+
+    Attach it to every generation (``SamplingHooks`` part, or ``denoised=`` hook of the toy). It never
+    changes the prediction. ``on_complete(records)`` runs when the generation completed (``leave(True)``);
+    the host stores the records in its ``BaseCache`` there, under the keys it built for the images.
+    """
+
+    def __init__(self, on_complete: Callable[[list[BaseRecord]], None] | None = None):
+        self.on_complete = on_complete
+        self.records: list[BaseRecord] = []
+        self._broken = False
+
+    def enter(self) -> None:
+        self.records = []
+        self._broken = False
+
+    def after_call(self, index: int, total: int, denoised: torch.Tensor) -> None:
+        expected = len(self.records[0]) if self.records else 0
+        if index != expected or (self.records and len(self.records) != denoised.shape[0]):
+            self._broken = True  # out of order or a different batch: never cached (never raises into the sampler)
+            return None
+        if not self.records:
+            self.records = [BaseRecord() for _ in range(denoised.shape[0])]
+        cpu = denoised.detach().to("cpu")
+        for record, row in zip(self.records, cpu):
+            record.calls.append(row.clone())  # own storage: the host may reuse its tensor
+        return None
+
+    def leave(self, completed: bool) -> None:
+        ok = bool(completed) and not self._broken
+        for record in self.records:
+            record.complete = ok
+        if ok and self.on_complete is not None and self.records:
+            self.on_complete(self.records)
+
+    def __call__(self, i: int, steps: int, x0: torch.Tensor) -> torch.Tensor:
+        """The toy's ``denoised`` hook: records, returns x0 unchanged; marks complete after the last step."""
+        if i == 0:
+            self.enter()
+        self.after_call(i, steps, x0)
+        if i == steps - 1:
+            self.leave(True)
+        return x0
+
+
+class BaseCache:
+    """Bounded LRU of complete base records: ``key`` is any hashable the host builds (what decides one
+    image's first pass); one entry per image. Never holds more than ``max_bytes`` (0 = holds nothing);
+    the least recently used entries are evicted first. Thread-safe."""
+
+    def __init__(self, max_bytes: int):
+        self._entries: OrderedDict[Hashable, BaseRecord] = OrderedDict()
+        self._lock = threading.Lock()
+        self.max_bytes = max(0, int(max_bytes))
+        self.nbytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._entries
+
+    def get(self, key: Hashable) -> BaseRecord | None:
+        """The record, or None: a miss means the host has to generate the base first."""
+        with self._lock:
+            record = self._entries.get(key)
+            if record is not None:
+                self._entries.move_to_end(key)
+            return record
+
+    def put(self, key: Hashable, record: BaseRecord) -> bool:
+        """Store a complete record (replacing the key's old one); False when it is incomplete or alone larger
+        than the cap (then nothing is stored and nothing evicted)."""
+        size = record.nbytes
+        if not record.complete or size > self.max_bytes or not len(record):
+            return False
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self.nbytes -= old.nbytes
+            self._entries[key] = record
+            self.nbytes += size
+            self._evict()
+        return True
+
+    def resize(self, max_bytes: int) -> None:
+        """A new cap (the host's setting changed); evicts down to it."""
+        with self._lock:
+            self.max_bytes = max(0, int(max_bytes))
+            self._evict()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.nbytes = 0
+
+    def _evict(self) -> None:
+        while self.nbytes > self.max_bytes and self._entries:
+            _, old = self._entries.popitem(last=False)
+            self.nbytes -= old.nbytes
+
+
+class KeepBlend:
+    """The keep step: for calls ``i < kept_calls(keep, len(base))``, ``x0' = m * x0 + (1 - m) * base[i]``.
+
+    ``bases[b]``: image b's base record (the same object may serve several images: with ``vary: reroll``
+    every image of the batch has the same base); ``masks``: (B, H, W) or (B, 1, H, W) soft geometry, 1 =
+    free (``keep_mask``). Calls are counted in the base's own units (denoiser calls, so second-order
+    samplers that call twice per step are kept for the same fraction of the schedule); a call past the
+    record is left alone. keep 0 -> never changes anything.
+    """
+
+    def __init__(self, bases: Sequence[BaseRecord], masks: torch.Tensor, keep: float):
+        if len(bases) != masks.shape[0]:
+            raise ValueError(f"KeepBlend: {len(bases)} base records for a batch of {masks.shape[0]}")
+        self.bases = list(bases)
+        self.masks = (masks if masks.dim() == 4 else masks[:, None]).float()
+        self.keep = float(keep)
+        lengths = {len(b) for b in self.bases}
+        self.calls = kept_calls(self.keep, min(lengths)) if lengths else 0
+
+    @classmethod
+    def from_regions(cls, bases: Sequence[BaseRecord], regions: Sequence[Sequence[RerollRegion]],
+                     latent_hw: tuple[int, int], keep: float) -> "KeepBlend":
+        """``regions[b]``: image b's reroll regions (as given to ``noise.reroll_batch``)."""
+        h, w = latent_hw
+        return cls(bases, torch.stack([keep_mask(r, h, w) for r in regions]), keep)
+
+    def applies(self, index: int) -> bool:
+        return index < self.calls
+
+    def base_at(self, index: int, like: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) base prediction of call ``index`` on ``like``'s device and dtype; one transfer per
+        distinct record."""
+        rows, seen = [], {}
+        for record in self.bases:
+            key = id(record)
+            if key not in seen:
+                seen[key] = record.calls[index].to(device=like.device, dtype=like.dtype)
+            rows.append(seen[key])
+        if len(seen) == 1:
+            return rows[0].expand(like.shape)
+        return torch.stack(rows)
+
+    def after_call(self, index: int, total: int, denoised: torch.Tensor) -> torch.Tensor | None:
+        """``SamplingHooks`` part: the blended prediction, or None (unchanged) past the kept calls."""
+        if not self.applies(index):
+            return None
+        m = self.masks.to(device=denoised.device)
+        out = m * denoised.float() + (1.0 - m) * self.base_at(index, denoised).float()
+        return out.to(denoised.dtype)
+
+    def __call__(self, i: int, steps: int, x0: torch.Tensor) -> torch.Tensor:
+        """The toy's ``denoised`` hook."""
+        out = self.after_call(i, steps, x0)
+        return x0 if out is None else out
+
+
+def chain(*hooks: Callable | None) -> Callable[[int, int, torch.Tensor], torch.Tensor] | None:
+    """The toy's ``denoised`` hooks run in order (e.g. ``chain(keep_blend, recorder)``)."""
+    hooks = [h for h in hooks if h is not None]
+    if not hooks:
+        return None
+
+    def run(i, steps, x0):
+        for h in hooks:
+            x0 = h(i, steps, x0)
+        return x0
+
+    return run
