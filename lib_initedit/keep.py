@@ -211,16 +211,16 @@ class KeepBlend:
         return index < self.calls
 
     def base_at(self, index: int, like: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) base prediction of call ``index`` on ``like``'s device and dtype; one transfer per
-        distinct record."""
+        """(B, C, H, W) base prediction of call ``index`` on ``like``'s device (in the record's dtype); one
+        transfer per distinct record."""
         rows, seen = [], {}
         for record in self.bases:
             key = id(record)
             if key not in seen:
-                seen[key] = record.calls[index].to(device=like.device, dtype=like.dtype)
+                seen[key] = record.calls[index].to(device=like.device)
             rows.append(seen[key])
         if len(seen) == 1:
-            return rows[0].expand(like.shape)
+            return rows[0].expand(like.shape[0], *rows[0].shape)
         return torch.stack(rows)
 
     def after_call(self, index: int, total: int, denoised: torch.Tensor) -> torch.Tensor | None:
