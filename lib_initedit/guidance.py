@@ -1,0 +1,356 @@
+"""Early-step layout guidance: an additive bias on each box phrase's cross-attention scores, pure torch.
+
+During the first ``fraction`` of the sampling steps, on the conditional rows of the batch only, the score of
+every token column of box k's phrase gets ``+strength`` at the query cells inside box k and ``-strength``
+outside it (logits, before the softmax). Nothing else changes: the unconditional rows, the other columns,
+the other layers, and every step after the guided fraction run exactly as without guidance.
+
+How it is computed (exact, composable, memory-light). Each guided ``attn2`` module's *current* instance
+``forward`` (whatever it is: the class's, the WebUI's optimised one, another extension's per-instance patch
+such as an IP-Adapter forward that adds image attention) is wrapped, called unchanged, and the q / k / v it
+projected are kept by forward hooks on ``to_q`` / ``to_k`` / ``to_v`` (so LoRA and hypernetworks apply; when
+the forward did not call them as modules they are recomputed from the inputs). For the guided rows the
+wrapper adds ``to_out(delta) - to_out(0)`` to the output, where per head
+
+    delta = softmax(s + b) v - softmax(s) v,  s = q k^T * scale,  b != 0 only on the phrase columns C.
+
+With p = softmax(s) and f_c = p_c (e^{b_c} - 1) for c in C, Z = 1 + sum_c f_c:
+
+    delta = (sum_c f_c v_c - (Z - 1) * (p v)) / Z
+
+so only one softmax and one ``p v`` product over all T tokens are computed, in chunks of ``query_chunk``
+query positions: the probabilities are never materialised at full size. ``to_out`` is affine (its dropout
+is the identity in eval), so ``to_out(delta) - to_out(0)`` is exactly the change of the output.
+
+Host protocol (also the ``SamplingHooks`` part protocol, see ``sampling_hooks.py``)::
+
+    g = LayoutGuidance(unet, layers, strength, fraction, columns, boxes)   # or from_spec(...)
+    with g:                                   # install(): wraps the forwards; exit restores exactly them
+        for i in range(total):
+            g.set_step(i, total, conds)       # conds[b]: (T, D) conditional context of image b this step
+            ... the model call(s) of step i ...
+
+``enter()`` / ``leave(completed)`` / ``before_call(index, total, cond_rows)`` are the same for a
+``SamplingHooks`` composite; ``rows[b]`` says which row of ``cond_rows`` is image b's (default b).
+Rows of an incoming ``context`` are matched to ``conds`` by value (``torch.equal`` after a dtype cast),
+in order: the j-th row equal to image b's conditioning with b not yet matched is image b's. Unmatched
+rows (unconditional, other sub-prompts) are left untouched.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from . import attention
+
+DEFAULT_QUERY_CHUNK = 1024
+GUIDE_LAYER_CHOICES = ("level", "down", "all")  # which attn2 modules are guided, see select_guided_layers
+
+
+def select_guided_layers(unet: nn.Module, choice: str = "all", probe_level: int | None = None) -> list:
+    """The attn2 layers to guide: "level" = the probe layers ("level" choice of ``attention.select_layers``),
+    "down" = every down-path attn2, "all" = every attn2 of the UNet (down, middle, up)."""
+    found = attention.find_cross_attention(unet)
+    if choice == "all":
+        return found
+    if choice == "down":
+        return [layer for layer in found if layer.path == "input"]
+    if choice == "level":
+        return attention.select_layers(found, "level") if probe_level is None else \
+            attention.select_layers(found, "level", probe_level)
+    raise ValueError(f"guided layers: unknown choice {choice!r}; one of {', '.join(GUIDE_LAYER_CHOICES)}")
+
+
+@dataclass
+class _Item:
+    columns: list[int]  # distinct token columns of this image's box phrases
+    signs: list[list[tuple[int, float]]]  # per column: (box index, weight) pairs
+    boxes: list[tuple]
+
+
+class LayoutGuidance:
+    """Bias each box phrase's cross-attention towards its box during the first steps (see the module doc).
+
+    unet: where ``set_step`` learns the latent size (a forward pre-hook, while installed).
+    layers: ``attention.CrossAttentionLayer`` items (or attn2 modules) to guide.
+    strength: bias in logits (0 = off: every output bit-identical). fraction: share of the steps guided.
+    columns[b][k]: token positions of box k's phrase in image b's conditioning; boxes[b][k]: (x0, y0, x1, y1).
+    size_power: small boxes get ``strength * (size_ref / area) ** size_power`` (capped at 3x; 0 = no scaling).
+    rows: per image, the row of ``before_call``'s ``cond_rows`` that is its conditioning (default: b).
+    """
+
+    def __init__(self, unet: nn.Module, layers: Sequence[Any], strength: float, fraction: float,
+                 columns: Sequence[Sequence[Sequence[int]]], boxes: Sequence[Sequence[Sequence[float]]],
+                 rows: Sequence[int] | None = None, size_power: float = 0.0, size_ref: float = 0.16,
+                 query_chunk: int = DEFAULT_QUERY_CHUNK):
+        self.unet = unet
+        self.modules = [getattr(layer, "module", layer) for layer in layers]
+        self.strength = float(strength)
+        self.fraction = float(fraction)
+        self.size_power, self.size_ref = float(size_power), float(size_ref)
+        self.query_chunk = max(1, int(query_chunk))
+        self.rows = list(rows) if rows is not None else None
+        self.items: list[_Item] = []
+        for b, item_boxes in enumerate(boxes):
+            cols = columns[b] if b < len(columns) else []
+            distinct: dict[int, list[tuple[int, float]]] = {}
+            for k, (positions, box) in enumerate(zip(cols, item_boxes)):
+                for p in positions:
+                    distinct.setdefault(int(p), []).append((k, self._box_strength(box)))
+            self.items.append(_Item(sorted(distinct), [distinct[c] for c in sorted(distinct)],
+                                    [tuple(float(v) for v in box) for box in item_boxes]))
+        self.active = False
+        self.calls_guided = 0  # guided attn2 calls so far (for tests and reports)
+        self._conds: list[torch.Tensor | None] = []
+        self._cast: dict = {}
+        self._match_cache: tuple | None = None
+        self._bias_cache: dict = {}
+        self._latent_hw: tuple[int, int] | None = None
+        self._installed: list[tuple[nn.Module, Any, bool, Any]] = []  # (module, saved forward, had own, wrapper)
+        self._handles: list = []
+
+    @classmethod
+    def from_spec(cls, unet: nn.Module, spec, columns, boxes, rows=None, **kw) -> "LayoutGuidance":
+        """Built from an ``InitEditSpec``'s layout fields (``guidance``, ``guidance_steps``, and, when the spec
+        has them, ``guidance_layers`` / ``guidance_size``)."""
+        choice = getattr(spec, "guidance_layers", "all")
+        return cls(unet, select_guided_layers(unet, choice), spec.guidance, spec.guidance_steps, columns, boxes,
+                   rows=rows, size_power=getattr(spec, "guidance_size", 0.0), **kw)
+
+    def _box_strength(self, box) -> float:
+        if self.size_power <= 0:
+            return 1.0
+        area = max(1e-6, (box[2] - box[0]) * (box[3] - box[1]))
+        return float(min(3.0, max(1.0, (self.size_ref / area) ** self.size_power)))
+
+    @property
+    def enabled(self) -> bool:
+        return self.strength > 0 and self.fraction > 0 and any(item.columns for item in self.items)
+
+    # ------------------------------------------------------------------ lifetime
+    def install(self) -> "LayoutGuidance":
+        if self._installed or not self.enabled:
+            return self
+        try:
+            self._handles.append(self.unet.register_forward_pre_hook(self._on_unet, with_kwargs=True))
+            for module in dict.fromkeys(self.modules):  # each module once, in order
+                had_own = "forward" in vars(module)
+                saved = vars(module)["forward"] if had_own else None
+                wrapper = self._wrap(module, module.forward)
+                module.forward = wrapper
+                self._installed.append((module, saved, had_own, wrapper))
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def remove(self) -> None:
+        """Restore exactly the forwards found at install (also after an error). A module whose forward was
+        patched again on top of ours keeps that patch; our wrapper then passes through (``active`` off)."""
+        self.active = False
+        installed, self._installed = self._installed, []
+        for module, saved, had_own, wrapper in reversed(installed):
+            if vars(module).get("forward") is wrapper:
+                if had_own:
+                    module.forward = saved
+                else:
+                    del module.forward
+        handles, self._handles = self._handles, []
+        for handle in handles:
+            handle.remove()
+        self._match_cache = None
+        self._cast.clear()
+
+    def __enter__(self) -> "LayoutGuidance":
+        return self.install()
+
+    def __exit__(self, kind, error, trace) -> bool:
+        self.remove()
+        return False
+
+    # SamplingHooks part protocol
+    def enter(self) -> None:
+        self.install()
+
+    def leave(self, completed: bool) -> None:
+        self.remove()
+
+    def before_call(self, index: int, total: int, cond_rows) -> None:
+        if cond_rows is None:
+            self.set_step(index, total, None)
+            return
+        rows = self.rows if self.rows is not None else range(len(self.items))
+        self.set_step(index, total, [cond_rows[r] if r is not None and r < len(cond_rows) else None for r in rows])
+
+    # ------------------------------------------------------------------ steps
+    def guided_at(self, i: int, total: int) -> bool:
+        return self.enabled and i < self.fraction * max(1, int(total))
+
+    def set_step(self, i: int, total: int, conds) -> None:
+        """Before the model call(s) of step i of total: guidance is on while i < fraction * total."""
+        self._match_cache = None
+        self._cast.clear()
+        self.active = bool(self._installed) and conds is not None and self.guided_at(i, total)
+        self._conds = list(conds) if self.active else []
+
+    # ------------------------------------------------------------------ the wrapper
+    def _on_unet(self, module, args, kwargs):
+        x = args[0] if args else kwargs.get("x")
+        if isinstance(x, torch.Tensor) and x.dim() == 4:
+            self._latent_hw = (int(x.shape[-2]), int(x.shape[-1]))
+
+    def _wrap(self, module: nn.Module, current):
+        guidance = self
+
+        def forward(*args, **kwargs):
+            if not guidance.active:
+                return current(*args, **kwargs)
+            x = args[0] if args else kwargs.get("x")
+            context = kwargs["context"] if "context" in kwargs else (args[1] if len(args) > 1 else None)
+            matched = guidance._match(context) if isinstance(context, torch.Tensor) else []
+            if not matched or not isinstance(x, torch.Tensor):
+                return current(*args, **kwargs)
+            stash: dict[str, torch.Tensor] = {}
+            handles = []
+            try:
+                for key in ("q", "k", "v"):
+                    projection = getattr(module, f"to_{key}", None)
+                    if isinstance(projection, nn.Module):
+                        handles.append(projection.register_forward_hook(_keep(stash, key, x, context)))
+                out = current(*args, **kwargs)
+            finally:
+                for handle in handles:
+                    handle.remove()
+            return guidance._add_delta(module, out, x, context, stash, matched)
+
+        forward.__wrapped__ = current
+        forward._initedit_guidance = self
+        return forward
+
+    def _match(self, context: torch.Tensor) -> list[tuple[int, int]]:
+        """(batch row, image) pairs of the incoming context rows that are a guided image's conditioning."""
+        if self._match_cache is not None and self._match_cache[0] is context:
+            return self._match_cache[1]
+        pairs = []
+        free = [b for b, c in enumerate(self._conds) if c is not None and b < len(self.items) and self.items[b].columns]
+        if free:
+            # a cheap fingerprint first (sums in float64), torch.equal only where it agrees
+            rows_fp = context.detach().flatten(1).double().sum(dim=1).cpu()
+            conds_fp = {b: self._fingerprint(b, context[0]) for b in free}
+            for j in range(context.shape[0]):
+                fp = float(rows_fp[j])
+                for b in free:
+                    if conds_fp[b] is not None and abs(conds_fp[b] - fp) <= 1e-6 * max(1.0, abs(fp)) and torch.equal(context[j], self._cond_as(b, context[j])):
+                        pairs.append((j, b))
+                        free.remove(b)
+                        break
+        self._match_cache = (context, pairs)
+        return pairs
+
+    def _fingerprint(self, b: int, row: torch.Tensor) -> float | None:
+        key = ("fp", b, row.dtype, row.device)
+        if key not in self._cast:
+            cond = self._cond_as(b, row)
+            self._cast[key] = None if cond is None else float(cond.double().sum())
+        return self._cast[key]
+
+    def _cond_as(self, b: int, row: torch.Tensor) -> torch.Tensor | None:
+        key = (b, row.dtype, row.device)
+        if key not in self._cast:
+            cond = self._conds[b]
+            self._cast[key] = cond.to(device=row.device, dtype=row.dtype) if isinstance(cond, torch.Tensor) else None
+        cond = self._cast[key]
+        return cond if cond is not None and cond.shape == row.shape else None
+
+    @torch.no_grad()
+    def _add_delta(self, module, out, x, context, stash, matched):
+        idx = torch.tensor([j for j, _ in matched], device=x.device)
+        q, k, v = stash.get("q"), stash.get("k"), stash.get("v")
+        if q is None or k is None or v is None:  # the forward did not call the projections as modules
+            q, k, v = module.to_q(x), module.to_k(context), module.to_v(context)
+        heads = int(module.heads)
+        scale = attention.attention_scale(module)
+        n = x.shape[1]
+        h, w = _layer_hw(n, self._latent_hw)
+        deltas = []
+        for j, b in matched:
+            kj = k[j if k.shape[0] > 1 else 0]
+            vj = v[j if v.shape[0] > 1 else 0]
+            bias, cols = self._bias(b, h, w, x.device)
+            deltas.append(attention_delta(q[j], kj, vj, heads, scale, cols, bias, self.query_chunk))
+        delta = torch.stack(deltas).to(out.dtype)
+        proj = module.to_out[0] if isinstance(module.to_out, nn.Sequential) else module.to_out
+        change = proj(delta) - proj(torch.zeros_like(delta[:1, :1]))
+        out = out.clone()
+        out[idx] += change
+        self.calls_guided += 1
+        return out
+
+    def _bias(self, b: int, h: int, w: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(h*w, C) additive bias for image b's phrase columns at a layer of h x w cells, and the columns."""
+        key = (b, h, w, str(device))
+        if key not in self._bias_cache:
+            item = self.items[b]
+            from .layout import box_cells
+            inside = [box_cells(box, h, w).flatten() for box in item.boxes]
+            bias = torch.zeros(h * w, len(item.columns), dtype=torch.float32)
+            for c, pairs in enumerate(item.signs):
+                for k, weight in pairs:
+                    s = self.strength * weight
+                    bias[:, c] += torch.where(inside[k], torch.tensor(s), torch.tensor(-s))
+            self._bias_cache[key] = (bias.to(device), torch.tensor(item.columns, dtype=torch.long, device=device))
+        return self._bias_cache[key]
+
+
+def attention_delta(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, scale: float,
+                    columns: torch.Tensor, bias: torch.Tensor, chunk: int = DEFAULT_QUERY_CHUNK) -> torch.Tensor:
+    """softmax(s + b) v - softmax(s) v for one image, heads merged back: (N, H*d) float32.
+
+    q (N, H*d), k / v (T, H*d); b is ``bias`` (N, C) on ``columns`` (C,) and 0 elsewhere. Chunked over the
+    N query positions; nothing of size (H, N, T) is ever allocated."""
+    n, inner = q.shape
+    d = inner // heads
+    qh = q.float().reshape(n, heads, d).transpose(0, 1)  # (H, N, d)
+    kh = k.float().reshape(k.shape[0], heads, d).transpose(0, 1)  # (H, T, d)
+    vh = v.float().reshape(v.shape[0], heads, -1).transpose(0, 1)  # (H, T, dv)
+    vc = vh.index_select(1, columns)  # (H, C, dv)
+    gain = torch.expm1(bias.float())  # (N, C)
+    out = torch.empty(heads, n, vh.shape[-1], dtype=torch.float32, device=q.device)
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        probs = torch.matmul(qh[:, start:stop], kh.transpose(-1, -2)).mul_(scale).softmax(dim=-1)  # (H, n, T)
+        old = torch.matmul(probs, vh)  # (H, n, dv)
+        f = probs.index_select(-1, columns) * gain[start:stop]  # (H, n, C)
+        z1 = f.sum(dim=-1, keepdim=True)  # Z - 1
+        out[:, start:stop] = (torch.matmul(f, vc) - z1 * old) / (1 + z1)
+    return out.transpose(0, 1).reshape(n, -1)
+
+
+def _keep(stash: dict, key: str, x: torch.Tensor, context: torch.Tensor):
+    """Keep the first output of to_q (from x) / to_k, to_v (from the text context) of this call."""
+    def hook(mod, args, output):
+        if key in stash or not isinstance(output, torch.Tensor) or output.dim() != 3:
+            return None
+        ref = x if key == "q" else context
+        if output.shape[:2] == ref.shape[:2] or (key != "q" and output.shape[0] == 1
+                                                  and output.shape[1] == ref.shape[1]):
+            stash[key] = output
+        return None
+    return hook
+
+
+def _layer_hw(n: int, latent_hw: tuple[int, int] | None) -> tuple[int, int]:
+    if latent_hw is not None:
+        h, w = latent_hw
+        for _ in range(8):
+            if h * w == n:
+                return h, w
+            h, w = (h + 1) // 2, (w + 1) // 2
+    side = math.isqrt(n)
+    if side * side != n:
+        raise ValueError(f"cannot tell the spatial size of a layer with {n} positions")
+    return side, side

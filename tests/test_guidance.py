@@ -1,0 +1,310 @@
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from lib_initedit.attention import find_cross_attention
+from lib_initedit.guidance import LayoutGuidance, attention_delta, select_guided_layers
+from lib_initedit.layout import box_cells
+from tests.ldm_like import CrossAttention, UNetModel
+
+BOXES = [[(0.0, 0.0, 0.5, 0.5), (0.5, 0.25, 1.0, 1.0)], [(0.25, 0.25, 0.75, 0.75)]]
+COLUMNS = [[[2], [4, 5]], [[3]]]
+
+
+@pytest.fixture(scope="module")
+def unet():
+    torch.manual_seed(0)
+    return UNetModel(model_channels=32, context_dim=32).eval()
+
+
+def inputs(b=2, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, 4, 32, 32, generator=g)
+    cond = torch.randn(b, 77, 32, generator=g)
+    uncond = torch.randn(1, 77, 32, generator=g).expand(b, -1, -1)
+    return x, cond, uncond
+
+
+def cfg_call(unet, x, cond, uncond):
+    t = torch.full((2 * x.shape[0],), 981)
+    with torch.no_grad():
+        return unet(torch.cat([x, x]), t, context=torch.cat([uncond, cond]))
+
+
+def reference_attention(module, x, context, bias_cols, bias):
+    """Full softmax with the bias added to the columns, then to_out: the slow, obvious way."""
+    b, n, _ = x.shape
+    h = module.heads
+    q, k, v = module.to_q(x), module.to_k(context), module.to_v(context)
+    q, k, v = (t.reshape(b, t.shape[1], h, -1).transpose(1, 2) for t in (q, k, v))
+    sim = q @ k.transpose(-1, -2) * module.scale  # (b, h, n, T)
+    full = torch.zeros(n, sim.shape[-1])
+    full[:, bias_cols] = bias
+    out = (sim + full).softmax(dim=-1) @ v
+    return module.to_out(out.transpose(1, 2).reshape(b, n, -1))
+
+
+def test_strength_zero_and_after_the_fraction_are_bit_identical(unet):
+    x, cond, uncond = inputs()
+    plain = cfg_call(unet, x, cond, uncond)
+    layers = select_guided_layers(unet, "all")
+    off = LayoutGuidance(unet, layers, 0.0, 0.3, COLUMNS, BOXES)
+    with off:
+        off.set_step(0, 10, cond)
+        assert torch.equal(cfg_call(unet, x, cond, uncond), plain)
+    on = LayoutGuidance(unet, layers, 4.0, 0.3, COLUMNS, BOXES)
+    with on:
+        on.set_step(0, 10, cond)
+        guided = cfg_call(unet, x, cond, uncond)
+        assert not torch.equal(guided, plain)
+        on.set_step(3, 10, cond)  # 3 >= 0.3 * 10: no longer guided
+        assert torch.equal(cfg_call(unet, x, cond, uncond), plain)
+        on.set_step(2, 10, cond)
+        assert torch.equal(cfg_call(unet, x, cond, uncond), guided)
+    assert torch.equal(cfg_call(unet, x, cond, uncond), plain)
+
+
+def test_only_the_conditional_rows_change(unet):
+    x, cond, uncond = inputs()
+    plain = cfg_call(unet, x, cond, uncond)
+    g = LayoutGuidance(unet, select_guided_layers(unet, "all"), 4.0, 1.0, COLUMNS, BOXES)
+    with g:
+        g.set_step(0, 10, cond)
+        guided = cfg_call(unet, x, cond, uncond)
+    assert torch.equal(guided[:2], plain[:2])  # unconditional rows: untouched
+    assert not torch.equal(guided[2], plain[2]) and not torch.equal(guided[3], plain[3])
+    # an image whose conditioning is not in the batch is not guided
+    other = LayoutGuidance(unet, select_guided_layers(unet, "all"), 4.0, 1.0, COLUMNS, BOXES)
+    with other:
+        other.set_step(0, 10, [cond[0], torch.randn(77, 32)])
+        partly = cfg_call(unet, x, cond, uncond)
+    assert torch.equal(partly[3], plain[3]) and torch.equal(partly[:2], plain[:2])
+    assert torch.allclose(partly[2], guided[2], atol=1e-6)
+
+
+def test_guided_output_equals_the_slow_reference():
+    torch.manual_seed(3)
+    module = CrossAttention(48, 32, heads=4, dim_head=12).eval()
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(3, 64, 48, generator=g)  # an 8x8 layer
+    context = torch.randn(3, 77, 32, generator=g)
+    boxes = [[(0.0, 0.0, 0.5, 0.5), (0.5, 0.5, 1.0, 1.0)], [], [(0.2, 0.1, 0.9, 0.6)]]
+    columns = [[[2], [4, 5]], [], [[7]]]
+    guide = LayoutGuidance(module, [module], 3.0, 1.0, columns, boxes, query_chunk=10)
+    with torch.no_grad():
+        plain = module(x, context=context)
+        with guide:
+            guide.set_step(0, 4, [context[0], context[1], context[2]])
+            out = module(x, context=context)
+        for b in (0, 2):
+            cols = sorted({c for cs in columns[b] for c in cs})
+            bias = torch.zeros(64, len(cols))
+            for k, (cs, box) in enumerate(zip(columns[b], boxes[b])):
+                inside = box_cells(box, 8, 8).flatten()
+                for c in cs:
+                    bias[:, cols.index(c)] += torch.where(inside, 3.0, -3.0)
+            ref = reference_attention(module, x[b:b + 1], context[b:b + 1], cols, bias)
+            assert torch.allclose(out[b:b + 1], ref, atol=1e-5), (out[b:b + 1] - ref).abs().max()
+            assert not torch.allclose(out[b], plain[b], atol=1e-3)
+    assert torch.equal(out[1], plain[1])  # no boxes: untouched
+
+
+def test_identical_prompts_are_matched_in_order():
+    torch.manual_seed(3)
+    module = CrossAttention(48, 32, heads=4, dim_head=12).eval()
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 64, 48, generator=g)
+    ctx = torch.randn(1, 77, 32, generator=g).expand(2, -1, -1).contiguous()  # two images, one prompt
+    boxes = [[(0.0, 0.0, 0.5, 1.0)], [(0.5, 0.0, 1.0, 1.0)]]
+    with torch.no_grad():
+        guide = LayoutGuidance(module, [module], 4.0, 1.0, [[[2]], [[2]]], boxes)
+        with guide:
+            guide.set_step(0, 1, [ctx[0], ctx[1]])
+            both = module(x, context=ctx)
+        for b in range(2):
+            single = LayoutGuidance(module, [module], 4.0, 1.0, [[[2]]], [boxes[b]])
+            with single:
+                single.set_step(0, 1, [ctx[b]])
+                alone = module(x[b:b + 1], context=ctx[b:b + 1])
+            assert torch.allclose(both[b:b + 1], alone, atol=1e-6)
+
+
+class IPAdapterLike:
+    """A per-instance forward patch like an IP-Adapter's: the text attention plus an image-token attention."""
+
+    def __init__(self, module, tokens=4):
+        g = torch.Generator().manual_seed(9)
+        inner = module.to_q.out_features
+        self.module, self.original = module, module.forward
+        self.k_ip = torch.randn(1, tokens, inner, generator=g)
+        self.v_ip = torch.randn(1, tokens, inner, generator=g)
+
+    def __call__(self, x, context=None, mask=None):
+        out = self.original(x, context=context)
+        q = self.module.to_q(x)
+        extra = torch.softmax(q @ self.k_ip.transpose(-1, -2) * self.module.scale, dim=-1) @ self.v_ip
+        return out + self.module.to_out(extra) * 0.5
+
+
+def test_a_per_instance_patch_keeps_working_and_is_restored(unet):
+    x, cond, uncond = inputs()
+    layers = select_guided_layers(unet, "all")
+    module = layers[0].module
+    plain = cfg_call(unet, x, cond, uncond)
+    patch = IPAdapterLike(module)
+    module.forward = patch
+    try:
+        patched = cfg_call(unet, x, cond, uncond)
+        assert not torch.equal(patched, plain)
+        g = LayoutGuidance(unet, layers, 4.0, 1.0, COLUMNS, BOXES)
+        with g:
+            assert vars(module)["forward"] is not patch
+            g.set_step(0, 10, cond)
+            both = cfg_call(unet, x, cond, uncond)
+        assert vars(module)["forward"] is patch  # exactly the same object back
+        # the patch still contributes under guidance: guided-with-patch differs from guided-without
+        del module.forward
+        g2 = LayoutGuidance(unet, layers, 4.0, 1.0, COLUMNS, BOXES)
+        with g2:
+            g2.set_step(0, 10, cond)
+            guided_only = cfg_call(unet, x, cond, uncond)
+        assert not torch.allclose(both, guided_only, atol=1e-4)
+        assert torch.allclose(both[:2], patched[:2])  # unconditional rows: the patch's output, untouched
+        # and the guidance still applies on top of the patch (conditional rows differ from the patch alone)
+        assert not torch.allclose(both[2:], patched[2:], atol=1e-4)
+    finally:
+        vars(module).pop("forward", None)
+    assert "forward" not in vars(module)
+
+
+def test_guidance_on_top_of_a_patch_equals_patch_plus_delta():
+    """The per-layer change under a patch is the same delta as without it (the patch's own term kept)."""
+    torch.manual_seed(3)
+    module = CrossAttention(48, 32, heads=4, dim_head=12).eval()
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(1, 64, 48, generator=g)
+    context = torch.randn(1, 77, 32, generator=g)
+    boxes, columns = [[(0.0, 0.0, 0.5, 0.5)]], [[[2, 3]]]
+    with torch.no_grad():
+        plain = module(x, context=context)
+        guide = LayoutGuidance(module, [module], 3.0, 1.0, columns, boxes)
+        with guide:
+            guide.set_step(0, 1, [context[0]])
+            guided = module(x, context=context)
+        patch = IPAdapterLike(module)
+        module.forward = patch
+        patched = module(x, context=context)
+        guide = LayoutGuidance(module, [module], 3.0, 1.0, columns, boxes)
+        with guide:
+            guide.set_step(0, 1, [context[0]])
+            both = module(x, context=context)
+        assert vars(module)["forward"] is patch
+        del module.forward
+    assert torch.allclose(both - patched, guided - plain, atol=1e-5)
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_forwards_restored_after_an_error(unet, error):
+    x, cond, uncond = inputs()
+    layers = select_guided_layers(unet, "all")
+    patch = IPAdapterLike(layers[1].module)
+    layers[1].module.forward = patch
+    class_forwards = {type(layer.module): type(layer.module).forward for layer in layers}
+    try:
+        with pytest.raises(error):
+            with LayoutGuidance(unet, layers, 4.0, 1.0, COLUMNS, BOXES) as g:
+                g.set_step(0, 10, cond)
+                cfg_call(unet, x, cond, uncond)
+                raise error("stop")
+        assert vars(layers[1].module)["forward"] is patch
+        assert all("forward" not in vars(layer.module) for i, layer in enumerate(layers) if i != 1)
+        assert all(cls.forward is f for cls, f in class_forwards.items())
+        # an error raised inside a guided forward (e.g. an interrupt from a hook) restores too
+        def boom(*a, **k):
+            raise error("inside")
+        handle = layers[2].module.to_v.register_forward_hook(boom)
+        try:
+            g = LayoutGuidance(unet, layers, 4.0, 1.0, COLUMNS, BOXES)
+            with pytest.raises(error):
+                with g:
+                    g.set_step(0, 10, cond)
+                    cfg_call(unet, x, cond, uncond)
+        finally:
+            handle.remove()
+        assert vars(layers[1].module)["forward"] is patch
+        assert all("forward" not in vars(layer.module) for i, layer in enumerate(layers) if i != 1)
+        assert not layers[2].module.to_q._forward_hooks and not layers[2].module.to_k._forward_hooks
+    finally:
+        vars(layers[1].module).pop("forward", None)
+
+
+def test_sampling_hooks_protocol_uses_rows(unet):
+    x, cond, uncond = inputs()
+    layers = select_guided_layers(unet, "all")
+    rows_all = torch.cat([cond[1:], torch.randn(1, 77, 32), cond[:1]])  # image 0 is row 2, image 1 row 0
+    g = LayoutGuidance(unet, layers, 4.0, 0.5, COLUMNS, BOXES, rows=[2, 0])
+    g.enter()
+    try:
+        g.before_call(0, 4, rows_all)
+        guided = cfg_call(unet, x, cond, uncond)
+        g.before_call(2, 4, rows_all)
+        late = cfg_call(unet, x, cond, uncond)
+    finally:
+        g.leave(False)
+    ref = LayoutGuidance(unet, layers, 4.0, 0.5, COLUMNS, BOXES)
+    with ref:
+        ref.set_step(0, 4, cond)
+        expected = cfg_call(unet, x, cond, uncond)
+    assert torch.equal(guided, expected)
+    assert torch.equal(late, cfg_call(unet, x, cond, uncond))
+    assert all("forward" not in vars(layer.module) for layer in layers)
+
+
+class MaxTensor(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(t, torch.Tensor):
+                self.largest = max(self.largest, t.numel())
+        return out
+
+
+@pytest.mark.parametrize("chunk", [16, 1024])
+def test_no_full_size_probabilities(chunk):
+    heads, n, t = 4, 256, 77
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(n, heads * 8, generator=g)
+    k = torch.randn(t, heads * 8, generator=g)
+    v = torch.randn(t, heads * 8, generator=g)
+    cols = torch.tensor([3, 5])
+    bias = torch.randn(n, 2, generator=g) * 4
+    with torch.no_grad(), MaxTensor() as spy:
+        delta = attention_delta(q, k, v, heads, 8 ** -0.5, cols, bias, chunk=chunk)
+    full = heads * n * t
+    if chunk < n:
+        assert spy.largest <= max(heads * chunk * t, q.numel()) < full  # chunks, or the inputs themselves
+    else:
+        assert spy.largest == full  # the spy sees a full-size tensor when there is one
+    sim = (q.reshape(n, heads, 8).transpose(0, 1) @ k.reshape(t, heads, 8).transpose(0, 1).transpose(-1, -2)) * 8 ** -0.5
+    vb = v.reshape(t, heads, 8).transpose(0, 1)
+    bb = torch.zeros(n, t)
+    bb[:, cols] = bias
+    ref = ((sim + bb).softmax(-1) @ vb - sim.softmax(-1) @ vb).transpose(0, 1).reshape(n, -1)
+    assert torch.allclose(delta, ref, atol=1e-5)
+
+
+def test_from_spec_and_layer_choices(unet):
+    from lib_initedit.spec import InitEditSpec
+
+    found = find_cross_attention(unet)
+    assert len(select_guided_layers(unet, "all")) == len(found)
+    assert all(layer.path == "input" for layer in select_guided_layers(unet, "down"))
+    assert {layer.name for layer in select_guided_layers(unet, "level")} < {layer.name for layer in found}
+    g = LayoutGuidance.from_spec(unet, InitEditSpec(guidance=2.0, guidance_steps=0.5), COLUMNS, BOXES)
+    assert g.strength == 2.0 and g.fraction == 0.5 and g.enabled
+    assert not LayoutGuidance.from_spec(unet, InitEditSpec(guidance=0.0), COLUMNS, BOXES).enabled
+    assert g.guided_at(4, 10) and not g.guided_at(5, 10)
