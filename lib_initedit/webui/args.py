@@ -1,30 +1,55 @@
 """Script args (UI positional or API dict) and X/Y/Z overrides -> one validated spec.
 
-No ``modules.*`` here: this is plain data handling, tested without a WebUI.
+One path: the spec's dict, edited by the X/Y/Z axes, then ``parse_spec`` once. No ``modules.*`` here: this is
+plain data handling, tested without a WebUI (and used by the API's refusal of bad requests, api.py).
 """
 from __future__ import annotations
 
 import dataclasses
 from typing import Any, Sequence
 
+from .. import spec as S
 from ..spec import InitEditSpec, SpecError, parse_spec
 
 # X/Y/Z axes set these attributes on the copied ``p``; they win over the UI/API spec.
 XYZ_REROLL_SEED = "initedit_xyz_reroll_seed"
 XYZ_REROLL_STRENGTH = "initedit_xyz_reroll_strength"
 XYZ_ROUNDS = "initedit_xyz_rounds"
+XYZ_KEEP = "initedit_xyz_keep"
+XYZ_GUIDANCE = "initedit_xyz_guidance"
+
+# the script's positional args: [enabled, spec]; A1111 cuts longer lists to this length without a word
+ARG_COUNT = 2
 
 
 def read_args(args: Sequence[Any]) -> tuple[bool, Any]:
-    """(enabled, raw spec) from ``[enabled, spec_json]`` (UI) or ``[spec_dict]`` (API)."""
+    """(enabled, raw spec) from ``[enabled, spec_json]`` (UI), ``[spec_dict]`` or ``[spec_json]`` (API).
+
+    Raises SpecError for what would otherwise be a silent no-op: a first arg that is neither an on/off
+    flag nor a spec (a list, a number), more args than the script has.
+    """
+    if args is None:
+        return False, None
+    if isinstance(args, (str, bytes, dict)) or not isinstance(args, Sequence):
+        raise SpecError(f"args: must be a list [enabled, spec] or [spec], got {S._show(args)}")
     if not args:
         return False, None
+    if len(args) > ARG_COUNT:
+        raise SpecError(f"args: {len(args)} values; InitEdit takes at most {ARG_COUNT}: [enabled, spec] or [spec]")
     first = args[0]
     if isinstance(first, dict):  # API shorthand: the spec alone means "on"
+        if len(args) > 1:
+            raise SpecError("args: a spec object in first place must be alone: [spec], or [true, spec]")
         return True, first
-    raw = args[1] if len(args) > 1 else None
     if isinstance(first, str):  # API: a JSON text in first place
+        if len(args) > 1:
+            raise SpecError("args: a spec text in first place must be alone: [spec], or [true, spec]")
         return bool(first.strip()), first
+    if first is not None and not isinstance(first, bool):
+        raise SpecError(f"args[0]: must be true/false (enabled) or a spec object, got {S._show(first)}")
+    raw = args[1] if len(args) > 1 else None
+    if raw is not None and not isinstance(raw, (str, dict)):
+        raise SpecError(f"args[1]: must be a spec object or its JSON text, got {S._show(raw)}")
     return bool(first), raw
 
 
@@ -38,34 +63,95 @@ def spec_from_args(args: Sequence[Any], p: Any = None) -> tuple[bool, InitEditSp
     return True, spec, notes
 
 
+def _number(value: Any, cast, axis: str):
+    try:
+        return cast(value)
+    except (TypeError, ValueError, OverflowError):
+        raise SpecError(f"X/Y/Z {axis}: {value!r} is not a number") from None
+
+
 def apply_xyz_overrides(spec: InitEditSpec, p: Any) -> tuple[InitEditSpec, list[str]]:
+    """The X/Y/Z axis values set on ``p`` written into the spec's dict, then one ``parse_spec``.
+
+    Reroll seed axis: region i gets seed ``(value + i) mod SEED_SPAN`` (as vary "reroll" wraps), so a value of
+    4294967295 with two regions gives seeds 4294967295 and 0; -1 leaves every region random.
+    """
     notes: list[str] = []
     if p is None:
         return spec, notes
-    seed = getattr(p, XYZ_REROLL_SEED, None)
-    strength = getattr(p, XYZ_REROLL_STRENGTH, None)
-    rounds = getattr(p, XYZ_ROUNDS, None)
-    if (seed is not None or strength is not None) and not spec.reroll:
+    seed, strength, rounds, keep, guidance = (getattr(p, a, None) for a in
+                                              (XYZ_REROLL_SEED, XYZ_REROLL_STRENGTH, XYZ_ROUNDS, XYZ_KEEP, XYZ_GUIDANCE))
+    if all(v is None for v in (seed, strength, rounds, keep, guidance)):
+        return spec, notes
+    d = spec.to_dict()
+    regions = d.get("reroll", [])
+    axes: list[str] = []
+    if (seed is not None or strength is not None or keep is not None) and not regions:
         notes.append("X/Y/Z reroll axis ignored: the spec has no reroll region")
-    if seed is not None and spec.reroll:
-        seed = _checked(lambda: int(seed), "X/Y/Z reroll seed", seed)
-        base = parse_spec({"reroll": [{"box": [0, 0, 1, 1], "seed": seed}]}).reroll[0].seed
-        spec = spec.replace(reroll=tuple(dataclasses.replace(r, seed=base + i if base >= 0 else -1)
-                                         for i, r in enumerate(spec.reroll)))
-    if strength is not None and spec.reroll:
-        value = _checked(lambda: float(strength), "X/Y/Z reroll strength", strength)
-        parse_spec({"reroll": [{"box": [0, 0, 1, 1], "strength": value}]})
-        spec = spec.replace(reroll=tuple(dataclasses.replace(r, strength=value) for r in spec.reroll))
+    if guidance is not None and not spec.layout:
+        notes.append("X/Y/Z layout guidance ignored: the spec has no layout box")
+    if rounds is not None and not spec.layout:
+        notes.append("X/Y/Z layout rounds ignored: the spec has no layout box")
+    if seed is not None and regions:
+        base = _number(seed, int, "reroll seed")
+        for i, r in enumerate(regions):
+            r["seed"] = base if i == 0 or base < 0 else (base + i) % S.SEED_SPAN
+        axes.append("reroll seed")
+    if strength is not None and regions:
+        value = _number(strength, float, "reroll strength")
+        for r in regions:
+            r["strength"] = value
+        axes.append("reroll strength")
+    if keep is not None and regions:
+        d["keep"] = _number(keep, float, "keep the rest")
+        axes.append("keep the rest")
+    if guidance is not None and spec.layout:
+        d["guidance"] = _number(guidance, float, "layout guidance")
+        axes.append("layout guidance")
     if rounds is not None:
-        if not spec.layout:
-            notes.append("X/Y/Z layout rounds ignored: the spec has no layout box")
-        value = _checked(lambda: int(rounds), "X/Y/Z layout rounds", rounds)
-        spec = parse_spec({**spec.to_dict(), "rounds": value})
-    return spec, notes
-
-
-def _checked(convert, field: str, value):
+        d["rounds"] = _number(rounds, int, "layout rounds")
+        axes.append("layout rounds")
     try:
-        return convert()
-    except (TypeError, ValueError):
-        raise SpecError(f"{field}: {value!r} is not a number") from None
+        return parse_spec(d), notes
+    except SpecError as e:
+        raise SpecError(f"X/Y/Z {', '.join(axes)}: {e}") from None
+
+
+def spec_facts() -> dict:
+    """What the browser needs to know about the spec, from lib_initedit/spec.py (its one home): keys, limits,
+    choices, defaults, which fields are always written with their section. ui.py renders it as JSON into the
+    editor's root; the JS keeps no copy."""
+    default = InitEditSpec()
+    region = S.RerollRegion()
+    fields = []
+    limits = {"rounds": (1, S.MAX_ROUNDS), "keep": (0.0, 1.0), "guidance": (0.0, S.MAX_GUIDANCE),
+              "guidance_steps": (0.0, 1.0)}
+    choices = {"vary": S.VARY_MODES, "method": S.METHODS, "layers": S.LAYER_CHOICES}
+    for f in dataclasses.fields(InitEditSpec):
+        if f.name in ("reroll", "layout"):
+            continue
+        value = getattr(default, f.name)
+        entry: dict[str, Any] = {"name": f.name, "default": value}
+        if f.name in choices:
+            entry.update(type="choice", choices=list(choices[f.name]))
+        elif isinstance(value, bool):
+            entry.update(type="bool")
+        elif isinstance(value, int):
+            entry.update(type="int", min=limits[f.name][0], max=limits[f.name][1])
+        else:
+            entry.update(type="float", min=limits[f.name][0], max=limits[f.name][1])
+        fields.append(entry)
+    return {
+        "keys": {"infotext": S.INFOTEXT_KEY, "error": S.ERROR_KEY, "note": S.NOTE_KEY},
+        "fields": fields,
+        "pinned": dict(S._SECTION_OF),
+        "region": {"seed": {"default": region.seed, "min": -1, "max": S.MAX_SEED},
+                   "strength": {"default": region.strength, "min": 0.0, "max": 1.0},
+                   "feather": {"default": region.feather, "min": 0.0, "max": 0.5}},
+        "max_seed": S.MAX_SEED,
+        "random_seed_limit": S.RANDOM_SEED_LIMIT,
+        "seed_span": S.SEED_SPAN,
+        "max_regions": S.MAX_REGIONS,
+        "max_boxes": S.MAX_BOXES,
+        "max_mask_pixels": S.MAX_MASK_PIXELS,
+    }

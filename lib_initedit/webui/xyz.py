@@ -1,9 +1,21 @@
-"""X/Y/Z plot axes: reroll seed, reroll strength, layout rounds (set on the copied p, read by args.py)."""
+"""X/Y/Z plot axes: reroll seed, reroll strength, keep the rest, layout rounds, layout guidance.
+
+Each axis only sets an attribute on the copied ``p``; args.apply_xyz_overrides writes them into the spec's
+dict and parses it once, so an axis value is validated exactly as the same value in the UI or the API.
+"""
 from __future__ import annotations
 
 from modules import scripts
 
 from . import args
+
+AXES = (
+    ("[InitEdit] Reroll seed", int, args.XYZ_REROLL_SEED),
+    ("[InitEdit] Reroll strength", float, args.XYZ_REROLL_STRENGTH),
+    ("[InitEdit] Keep the rest", float, args.XYZ_KEEP),
+    ("[InitEdit] Layout rounds", int, args.XYZ_ROUNDS),
+    ("[InitEdit] Layout guidance", float, args.XYZ_GUIDANCE),
+)
 
 
 def _setter(attr, cast):
@@ -18,8 +30,6 @@ def register() -> None:
         return
     axis = getattr(module, "AxisOptionTxt2Img", module.AxisOption)
     labels = {o.label for o in module.axis_options}
-    for option in (axis("[InitEdit] Reroll seed", int, _setter(args.XYZ_REROLL_SEED, int)),
-                   axis("[InitEdit] Reroll strength", float, _setter(args.XYZ_REROLL_STRENGTH, float)),
-                   axis("[InitEdit] Layout rounds", int, _setter(args.XYZ_ROUNDS, int))):
-        if option.label not in labels:
-            module.axis_options.append(option)
+    for label, cast, attr in AXES:
+        if label not in labels:
+            module.axis_options.append(axis(label, cast, _setter(attr, cast)))

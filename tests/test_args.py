@@ -1,0 +1,97 @@
+"""Script args and X/Y/Z axes -> one spec (lib_initedit/webui/args.py): one path, dict -> edit -> parse_spec."""
+import json
+import types
+
+import pytest
+
+from lib_initedit import spec as S
+from lib_initedit.spec import SpecError, parse_spec
+from lib_initedit.webui import args
+
+TWO = {"reroll": [{"box": [0, 0, 0.5, 1], "seed": 1}, {"box": [0.5, 0, 1, 1], "seed": 2}]}
+
+
+def xyz(**values):
+    return types.SimpleNamespace(**{getattr(args, "XYZ_" + k.upper()): v for k, v in values.items()})
+
+
+def test_reroll_seed_axis_wraps_like_vary_reroll_and_the_infotext_pastes_back():
+    _, spec, _ = args.spec_from_args([TWO], xyz(reroll_seed=S.MAX_SEED))
+    assert [r.seed for r in spec.reroll] == [S.MAX_SEED, 0]
+    assert S.parse_infotext(spec.to_json()) == spec  # what paste reads back
+    _, spec, _ = args.spec_from_args([TWO], xyz(reroll_seed=-1))
+    assert [r.seed for r in spec.reroll] == [-1, -1]
+
+
+@pytest.mark.parametrize("value", [S.MAX_SEED + 1, -2, "x"])
+def test_reroll_seed_axis_out_of_range_is_refused_naming_the_axis(value):
+    with pytest.raises(SpecError, match="X/Y/Z reroll seed"):
+        args.spec_from_args([TWO], xyz(reroll_seed=value))
+
+
+def test_keep_and_guidance_axes_go_into_the_spec():
+    layout = {"layout": [{"phrase": "cat", "box": [0, 0, 1, 1]}]}
+    _, spec, notes = args.spec_from_args([{**TWO, **layout}], xyz(keep=0.25, guidance=4, rounds=2))
+    assert (spec.keep, spec.guidance, spec.rounds) == (0.25, 4.0, 2) and not notes
+    with pytest.raises(SpecError, match="X/Y/Z keep the rest: keep: 1.5 is outside 0..1"):
+        args.spec_from_args([TWO], xyz(keep=1.5))
+    with pytest.raises(SpecError, match="layout guidance.*guidance: 99.0 is outside 0..20"):
+        args.spec_from_args([layout], xyz(guidance=99))
+    _, spec, notes = args.spec_from_args([layout], xyz(keep=0.5))
+    assert spec.keep == 0.0 and "no reroll region" in notes[0]
+    _, spec, notes = args.spec_from_args([TWO], xyz(guidance=2))
+    assert spec.guidance == 0.0 and "no layout box" in notes[0]
+
+
+def test_one_parse_for_all_axes(monkeypatch):
+    calls = []
+    real = args.parse_spec
+    monkeypatch.setattr(args, "parse_spec", lambda v: calls.append(v) or real(v))
+    args.spec_from_args([TWO], xyz(reroll_seed=5, reroll_strength=0.5, keep=0.1))
+    assert len(calls) == 2  # the given spec, then the edited dict once
+
+
+@pytest.mark.parametrize("bad,message", [
+    ([[1, 2]], "args[0]: must be true/false"),
+    ([5], "args[0]: must be true/false"),
+    ([1.5, "{}"], "args[0]: must be true/false"),
+    ([True, [1]], "args[1]: must be a spec object"),
+    ([True, 7], "args[1]: must be a spec object"),
+    ([True, "{}", "extra"], "args: 3 values; InitEdit takes at most 2"),
+    ([{"reroll": []}, True], "args: a spec object in first place must be alone"),
+    ({"reroll": []}, "args: must be a list"),
+    ("{}", "args: must be a list"),
+])
+def test_args_that_would_be_a_silent_no_op_are_refused(bad, message):
+    with pytest.raises(SpecError) as e:
+        args.spec_from_args(bad)
+    assert message in str(e.value)
+
+
+def test_spec_facts_agree_with_the_parser():
+    """The facts the browser gets (rendered from spec.py) are what parse_spec accepts and refuses."""
+    facts = args.spec_facts()
+    json.dumps(facts)  # travels as JSON
+    region = {"box": [0, 0, 1, 1]}
+    for f in facts["fields"]:
+        base = {"reroll": [region], "layout": [{"phrase": "a", "box": [0, 0, 1, 1]}]}
+        assert getattr(parse_spec(base), f["name"]) == f["default"]
+        if f["type"] in ("int", "float"):
+            for v in (f["min"], f["max"]):
+                assert getattr(parse_spec({**base, f["name"]: v}), f["name"]) == v
+            for v in (f["min"] - 1, f["max"] + 1):
+                with pytest.raises(SpecError, match=f["name"]):
+                    parse_spec({**base, f["name"]: v})
+        if f["type"] == "choice":
+            for v in f["choices"]:
+                parse_spec({f["name"]: v})
+    for name, lim in facts["region"].items():
+        assert getattr(parse_spec({"reroll": [region]}).reroll[0], name) == lim["default"]
+        for v in (lim["min"], lim["max"]):
+            parse_spec({"reroll": [{**region, name: v}]})
+        for v in (lim["min"] - 1, lim["max"] + 1):
+            with pytest.raises(SpecError, match=f"reroll\\[0\\].{name}"):
+                parse_spec({"reroll": [{**region, name: v}]})
+    for section, key in ((s, k) for k, s in facts["pinned"].items()):
+        d = parse_spec({"reroll": [region], "layout": [{"phrase": "a", "box": [0, 0, 1, 1]}]}).to_dict()
+        assert key in d and section in d
