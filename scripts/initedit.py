@@ -36,3 +36,6 @@ class InitEditScript(scripts.Script):
 HAS_BEFORE_EVERY_SAMPLING = hasattr(scripts.Script, "process_before_every_sampling")
 script_callbacks.on_ui_settings(settings.register)
 script_callbacks.on_before_ui(xyz.register)
+from lib_initedit.webui import api as initedit_api  # noqa: E402 - registration only
+
+script_callbacks.on_app_started(initedit_api.register)

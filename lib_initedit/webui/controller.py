@@ -1,13 +1,11 @@
 """The script's callbacks, kept out of ``scripts/initedit.py`` so that file stays a thin shell."""
 from __future__ import annotations
 
-from ..spec import SpecError
+from ..spec import ERROR_KEY, INFOTEXT_KEY, SpecError
 from . import args as script_args
 from . import host
 from .session import LOG_PREFIX, Session, infotext_image_index
 
-INFOTEXT_KEY = "InitEdit"
-ERROR_KEY = "InitEdit error"
 SESSION_ATTR = "_initedit_session"
 _said: set[str] = set()
 
