@@ -61,12 +61,24 @@
         img.src = src;
     }
 
+    // the server's facts about the spec (rendered by lib_initedit/webui/ui.py from spec.py) and the modules,
+    // resolved now that every javascript/*.js has loaded
+    function modules(root) {
+        var facts = JSON.parse(root.dataset.specFacts || "null");
+        return {spec: ns.spec.codec(facts), geometry: ns.geometry, mask: ns.mask};
+    }
+
     function Mount(root) {
         this.root = root;
         this.tab = root.dataset.tab || "txt2img";
         this.specId = root.dataset.specId;
         this.accordionId = root.dataset.accordionId;
+        this.validateUrl = root.dataset.validateUrl || null;
+        this.mods = modules(root);
+        this.S = this.mods.spec;
         this.lastText = null;
+        this._validated = null;
+        this._validateTimer = 0;
         this.bgMode = "blank";
         this.bgSrc = null;
         var self = this;
@@ -96,8 +108,8 @@
             promptText: function() {
                 return self.promptText();
             },
-        });
-        this.editor = new ns.Editor(this.panel.canvas, {
+        }, this.mods);
+        this.editor = new ns.Editor(this.panel.canvas, this.mods, {
             onCommit: function(text) {
                 self.write(text);
             },
@@ -158,9 +170,29 @@
         var ta = this.textarea();
         this.summarize();
         this.lastText = text;
+        this.validateSoon(text);
         if (!ta || ta.value === text) return;
         ta.value = text;
         sendInput(ta);
+    };
+
+    // ask the server's parser (POST data-validate-url) about the spec, debounced; the answer is shown in the
+    // panel before Generate. No URL (a page without the route), or no answer: nothing is shown.
+    Mount.prototype.validateSoon = function(text) {
+        if (!this.validateUrl || typeof fetch !== "function" || text === this._validated) return;
+        var self = this;
+        clearTimeout(this._validateTimer);
+        this._validateTimer = setTimeout(function() {
+            self._validated = text;
+            fetch(self.validateUrl, {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify({spec: text})})
+                .then(function(r) {
+                    return r.ok ? r.json() : null;
+                })
+                .then(function(res) {
+                    if (res && self._validated === text) self.panel.setInvalid(res.error || null);
+                })
+                .catch(function() { /* no server answer: the server still says so at Generate */ });
+        }, 300);
     };
 
     // read everything the editor mirrors; cheap, called on watched changes and after UI updates
@@ -204,7 +236,7 @@
         var info = this.generationInfo(), note = null, isError = false;
         if (info && Array.isArray(info.infotexts) && info.infotexts.length) {
             var text = info.infotexts[Math.min(this.galleryIndex(), info.infotexts.length - 1)];
-            var err = ns.spec.infotextValue(text, "InitEdit error"), v = ns.spec.infotextValue(text, "InitEdit note");
+            var err = this.S.infotextValue(text, this.S.keys.error), v = this.S.infotextValue(text, this.S.keys.note);
             if (err !== null) {
                 note = typeof err === "string" ? err : JSON.stringify(err);
                 isError = true;
@@ -221,6 +253,7 @@
         this.lastText = ta.value;
         var err = this.editor.load(ta.value);
         this.panel.setError(err);
+        this.validateSoon(ta.value);
         this.panel.refresh();
         this.summarize();
     };
@@ -263,9 +296,9 @@
         var idx = Math.min(this.galleryIndex(), info.infotexts.length - 1);
         var texts = [info.infotexts[idx]].concat(info.infotexts);
         for (var k = 0; k < texts.length; k++) {
-            var raw = ns.spec.infotextValue(texts[k], "InitEdit");
+            var raw = this.S.infotextValue(texts[k], this.S.keys.infotext);
             if (raw === null) continue;
-            var res = ns.spec.parse(typeof raw === "string" ? raw : JSON.stringify(raw));
+            var res = this.S.parse(typeof raw === "string" ? raw : JSON.stringify(raw));
             var r = res.spec.reroll[i];
             if (!res.error && r && r.seed >= 0) return r.seed;
         }
@@ -280,7 +313,7 @@
         } else {
             var seed = this.field("seed", "input");
             if (!seed) return;
-            seed.value = Math.floor(Math.random() * 4294967294);
+            seed.value = Math.floor(Math.random() * this.S.RANDOM_SEED_LIMIT);
             sendInput(seed);
         }
         var self = this;
@@ -349,7 +382,14 @@
     function mountAll() {
         Array.prototype.forEach.call(app().querySelectorAll(".initedit-root"), function(root) {
             if (root.__initedit) return;
-            root.__initedit = new Mount(root);
+            try {
+                root.__initedit = new Mount(root);
+            } catch (e) { // e.g. no facts from the server: say so where the editor would be, once
+                root.__initedit = {sync: function() {}};
+                root.textContent = "InitEdit editor: " + e.message;
+                console.error(e);
+                return;
+            }
             mounts.push(root.__initedit);
         });
     }

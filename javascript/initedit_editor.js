@@ -1,22 +1,21 @@
-// InitEdit: the box editor state and its canvas (draw, move, resize, delete, nudge, paint masks).
-// It redraws on events only (one requestAnimationFrame per burst of events, never a loop) and reports every
-// finished edit through `onCommit(jsonText)`; the spec textbox stays the single source of truth.
+// InitEdit: the box editor's view and input: the canvas (draw, move, resize, delete, nudge, paint masks) over
+// the model (initedit_model.js: spec, masks by region id, history). It redraws on events only (one
+// requestAnimationFrame per burst of events, never a loop); every finished edit is committed to the model,
+// which reports it (`onCommit(jsonText)`): the spec textbox stays the single source of truth.
 (function(ns) {
     "use strict";
 
-    // the WebUI loads javascript/*.js in name order, so siblings are looked up when used, not when loaded
-    var lazy = function(name) {
-        return new Proxy({}, {get: function(_, key) {
-            return ns[name][key];
-        }});
-    };
-    var S = lazy("spec"), G = lazy("geometry"), M = lazy("mask");
     // the first six are lib_initedit/heatmaps.py's PALETTE, so box k has one colour on the canvas and the heatmaps
     var PALETTE = ["#e63c3c", "#3c8ce6", "#3cbe5a", "#e6b428", "#aa50d2", "#28c8c8", "#ff6fb5", "#a0d911"];
     var HANDLE_PX = 7; // grab tolerance around edges, in CSS pixels
     var MIN_PX = 4; // smallest box drawn by mouse, in CSS pixels
 
-    function Editor(canvas, opts) {
+    // mods: {spec: the codec of the server's facts, geometry, mask}, resolved by the caller at mount time
+    function Editor(canvas, mods, opts) {
+        var self = this;
+        this.S = mods.spec;
+        this.G = mods.geometry;
+        this.M = mods.mask;
         this.canvas = canvas;
         this.ctx = canvas.getContext("2d");
         this.onCommit = opts.onCommit || function() {};
@@ -24,8 +23,15 @@
         this.promptText = opts.promptText || function() {
             return "";
         };
-        this.spec = S.empty();
-        this.masks = []; // MaskLayer per reroll region with a mask, else null
+        this.model = new ns.Model(this.S, this.M, {
+            onChange: function(text) {
+                self.onCommit(text);
+                self.redraw();
+            },
+            onMaskReady: function() {
+                self.redraw();
+            },
+        });
         this.tab = "reroll";
         this.tool = "box"; // "box" | "brush" (reroll tab only)
         this.brush = 0.04; // radius, fraction of the longest side
@@ -36,16 +42,17 @@
         this.action = null; // the pointer gesture in progress
         this.hover = null;
         this._frame = 0;
-        this.history = [];
-        this._committed = undefined;
-        this._lastCommit = 0;
         this._bind();
     }
 
     Editor.PALETTE = PALETTE;
 
+    Object.defineProperty(Editor.prototype, "spec", {get: function() {
+        return this.model.spec;
+    }});
+
     Editor.prototype.items = function(tab) {
-        return (tab || this.tab) === "layout" ? this.spec.layout : this.spec.reroll;
+        return this.model.items(tab || this.tab);
     };
 
     Editor.prototype.color = function(i) {
@@ -83,18 +90,10 @@
         this.redraw();
     };
 
-    // replace the spec from text (paste, API-free edits, the textbox); keeps the selection when it still exists
+    // replace the spec from text (paste, the textbox); keeps the selection when it still exists
     Editor.prototype.load = function(text) {
-        var res = S.parse(text);
-        if (res.error) return res.error;
-        var self = this;
-        this.spec = res.spec;
-        this._remember(S.serialize(res.spec), false);
-        this.masks = this.spec.reroll.map(function(r) {
-            return r.mask ? M.MaskLayer.fromBase64(r.mask, function() {
-                self.redraw();
-            }) : null;
-        });
+        var err = this.model.load(text);
+        if (err) return err;
         this.action = null;
         if (this.sel !== null && this.sel >= this.items().length) this.sel = null;
         this.onSelect(this.sel);
@@ -103,78 +102,52 @@
     };
 
     Editor.prototype.text = function() {
-        return S.serialize(this.spec);
+        return this.model.text();
     };
 
     Editor.prototype.commit = function() {
-        var text = this.text();
-        this._remember(text, true);
-        this.onCommit(text);
-        this.redraw();
-    };
-
-    // undo history of committed texts; a burst of commits (a slider drag, typing) is one step
-    Editor.prototype._remember = function(text, coalesce) {
-        var now = Date.now();
-        if (this._committed !== undefined && text !== this._committed) {
-            if (!(coalesce && now - this._lastCommit < 600 && this.history.length)) this.history.push(this._committed);
-            if (this.history.length > 100) this.history.shift();
-        }
-        this._committed = text;
-        this._lastCommit = coalesce ? now : 0;
+        this.model.commit();
     };
 
     Editor.prototype.undo = function() {
-        if (!this.history.length) return false;
-        var prev = this.history.pop();
-        this._committed = undefined; // loading the previous state is not a new step
-        this.load(prev);
-        this._lastCommit = 0;
-        this.onCommit(prev);
+        var sel = this.sel;
+        if (!this.model.undo()) return false;
+        this.action = null;
+        this.sel = sel !== null && sel < this.items().length ? sel : null;
+        this.onSelect(this.sel);
         return true;
     };
 
     // change fields of the selected item (from the panel)
     Editor.prototype.update = function(fields) {
-        var it = this.selected();
-        if (!it) return;
-        Object.keys(fields).forEach(function(k) {
-            it[k] = fields[k];
-        });
+        if (!this.model.update(this.tab, this.sel, fields)) return;
         this.commit();
         this.onSelect(this.sel);
     };
 
-    // change top-level options (vary, rounds, method, hires, heatmaps)
+    // change top-level options (vary, rounds, method, hires, heatmaps, keep, guidance, guidance_steps)
     Editor.prototype.setOption = function(key, value) {
-        this.spec[key] = value;
+        this.model.setOption(key, value);
         this.commit();
     };
 
     Editor.prototype.remove = function(i) {
         if (i === null || i === undefined) i = this.sel;
-        var list = this.items();
-        if (i === null || i >= list.length) return;
-        list.splice(i, 1);
-        if (this.tab === "reroll") this.masks.splice(i, 1);
+        if (!this.model.remove(this.tab, i)) return;
         this.sel = null;
         this.onSelect(null);
         this.commit();
     };
 
     Editor.prototype.clearAll = function() {
-        this.items().length = 0;
-        if (this.tab === "reroll") this.masks = [];
+        this.model.clear(this.tab);
         this.sel = null;
         this.onSelect(null);
         this.commit();
     };
 
     Editor.prototype.add = function(item, mask) {
-        var list = this.items();
-        list.push(item);
-        if (this.tab === "reroll") this.masks.push(mask || null);
-        this.select(list.length - 1);
+        this.select(this.model.add(this.tab, item, mask));
     };
 
     // ---- geometry of the canvas on screen ----
@@ -208,9 +181,9 @@
         for (var k = 0; k < order.length; k++) {
             var it = list[order[k]];
             if (it.box) {
-                var op = G.hitTest(it.box, p, tx, ty);
+                var op = this.G.hitTest(it.box, p, tx, ty);
                 if (op) return {index: order[k], op: op};
-            } else if (this.masks[order[k]] && this.masks[order[k]].hit(p)) {
+            } else if (this.model.maskOf(it) && this.model.maskOf(it).hit(p)) {
                 return {index: order[k], op: "maskmove"};
             }
         }
@@ -270,7 +243,7 @@
         if (h) {
             if (h.index !== this.sel) this.select(h.index);
             var it = this.items()[h.index];
-            this.action = h.op === "maskmove" ? {type: "maskmove", start: p, layer: this.masks[h.index], dx: 0, dy: 0, index: h.index} :
+            this.action = h.op === "maskmove" ? {type: "maskmove", start: p, layer: this.model.maskOf(it), dx: 0, dy: 0, region: it} :
                 {type: "drag", op: h.op, start: p, box: it.box.slice()};
         } else {
             this.action = {type: "create", start: p, cur: p};
@@ -290,7 +263,7 @@
             a.cur = p;
         } else if (a.type === "drag") {
             var it = this.selected();
-            if (it) it.box = G.drag(a.op, a.box, p.x - a.start.x, p.y - a.start.y, MIN_PX / Math.max(p.rw, p.rh));
+            if (it) it.box = this.G.drag(a.op, a.box, p.x - a.start.x, p.y - a.start.y, MIN_PX / Math.max(p.rw, p.rh));
         } else if (a.type === "maskmove") {
             a.dx = p.x - a.start.x;
             a.dy = p.y - a.start.y;
@@ -307,10 +280,10 @@
         if (!a) return;
         var p = this.point(e);
         if (a.type === "create") {
-            var box = G.span(a.start, p);
+            var box = this.G.span(a.start, p);
             if ((box[2] - box[0]) * p.rw >= MIN_PX && (box[3] - box[1]) * p.rh >= MIN_PX) {
                 this.add(this.tab === "layout" ? {phrase: "", box: box} : // the phrase is picked in the panel
-                    {box: box, seed: -1, strength: 1, feather: 0.05});
+                    this.S.newRegion({box: box}));
                 this.commit();
             } else {
                 this.select(null);
@@ -320,35 +293,36 @@
             if (moved) this.commit();
         } else if (a.type === "paint") {
             this._brushUp(a);
-        } else if (a.type === "maskmove" && (a.dx || a.dy) && this.spec.reroll[a.index]) {
+        } else if (a.type === "maskmove" && (a.dx || a.dy) && this.spec.reroll.indexOf(a.region) >= 0) {
             a.layer.shift(a.dx, a.dy);
-            this.spec.reroll[a.index].mask = a.layer.toBase64();
+            this.model.storeMask(a.region);
             this.commit();
         }
         this.redraw();
     };
 
     Editor.prototype._brushDown = function(p, erase) {
-        var it = this.selected(), layer = it && !it.box ? this.masks[this.sel] : null;
+        var it = this.selected(), layer = it && !it.box ? this.model.maskOf(it) : null;
         if (!layer) {
             if (erase) return; // nothing to erase
-            var sz = M.maskSize(this.size.width, this.size.height);
-            layer = new M.MaskLayer(sz.w, sz.h);
-            this.add({mask: "", seed: -1, strength: 1, feather: 0.05}, layer);
+            var sz = this.M.maskSize(this.size.width, this.size.height);
+            layer = new this.M.MaskLayer(sz.w, sz.h);
+            it = this.S.newRegion({mask: ""});
+            this.add(it, layer);
         }
         layer.stroke(p, p, this.brush, erase);
-        this.action = {type: "paint", layer: layer, last: p, erase: erase, index: this.sel};
+        this.action = {type: "paint", layer: layer, last: p, erase: erase, region: it};
         this.redraw();
     };
 
     Editor.prototype._brushUp = function(a) {
-        var it = this.spec.reroll[a.index];
-        if (!it) return;
+        var i = this.spec.reroll.indexOf(a.region);
+        if (i < 0) return;
         if (a.layer.isEmpty()) {
-            this.remove(a.index);
+            this.remove(i);
             return;
         }
-        it.mask = a.layer.toBase64();
+        this.model.storeMask(a.region);
         this.commit();
         this.onSelect(this.sel);
     };
@@ -359,7 +333,7 @@
             cur = "none";
         } else {
             var h = this.hit(p);
-            if (h) cur = G.CURSORS[h.op === "maskmove" ? "move" : h.op];
+            if (h) cur = this.G.CURSORS[h.op === "maskmove" ? "move" : h.op];
         }
         if (this.canvas.style.cursor !== cur) this.canvas.style.cursor = cur;
     };
@@ -387,7 +361,7 @@
         var d = dirs[e.key];
         if (!d || !it.box) return;
         var step = e.shiftKey ? 10 : 1; // image pixels
-        it.box = G.nudge(it.box, d[0] * step / this.size.width, d[1] * step / this.size.height, e.altKey, 1 / Math.max(this.size.width, this.size.height));
+        it.box = this.G.nudge(it.box, d[0] * step / this.size.width, d[1] * step / this.size.height, e.altKey, 1 / Math.max(this.size.width, this.size.height));
         handled();
         this.commit();
     };
@@ -417,14 +391,14 @@
         this._drawItems(ctx, W, H, this.tab, true);
         var a = this.action;
         if (a && a.type === "create") {
-            var b = G.span(a.start, a.cur);
+            var b = this.G.span(a.start, a.cur);
             ctx.setLineDash([5, 4]);
             ctx.strokeStyle = "#fff";
             ctx.lineWidth = 1.5;
             ctx.strokeRect(b[0] * W, b[1] * H, (b[2] - b[0]) * W, (b[3] - b[1]) * H);
             ctx.setLineDash([]);
         }
-        var shown = a && a.type === "create" ? G.span(a.start, a.cur) : a && a.type === "drag" && this.selected() ? this.selected().box : null;
+        var shown = a && a.type === "create" ? this.G.span(a.start, a.cur) : a && a.type === "drag" && this.selected() ? this.selected().box : null;
         if (shown) this._drawSize(ctx, shown, W, H);
         if (this.tool === "brush" && this.tab === "reroll" && this.hover) {
             ctx.beginPath();
@@ -481,7 +455,7 @@
     Editor.prototype.label = function(tab, i) {
         var it = this.items(tab)[i];
         if (tab === "layout") {
-            var ok = S.phraseInPrompt(it.phrase, this.promptText());
+            var ok = this.S.phraseInPrompt(it.phrase, this.promptText());
             return (ok ? "" : "⚠ ") + (it.phrase || "phrase?");
         }
         var s = "#" + (i + 1) + " " + (it.seed === -1 ? "🎲" : it.seed);
@@ -511,7 +485,7 @@
                 if (sel) this._drawHandles(ctx, x, y, w, h, col);
                 anchor = [x, y];
             } else {
-                var layer = tab === "reroll" ? this.masks[i] : null;
+                var layer = tab === "reroll" ? this.model.maskOf(it) : null;
                 var mv = this.action && this.action.type === "maskmove" && this.action.layer === layer ? this.action : null;
                 if (layer && layer.ready && !layer.error) {
                     ctx.save();

@@ -1,11 +1,8 @@
 // InitEdit: the controls around the canvas (toolbar, Reroll and Layout tabs, per-region fields, warnings).
 // Every control edits the Editor, which writes the spec textbox; the panel holds no state of its own.
+// Limits and choices come from the spec codec of the server's facts (`mods.spec`), given at mount time.
 (function(ns) {
     "use strict";
-
-    var S = new Proxy({}, {get: function(_, key) { // initedit_spec.js loads after this file
-        return ns.spec[key];
-    }});
 
     function h(tag, attrs, children) {
         var el = document.createElement(tag);
@@ -25,8 +22,8 @@
         return h("button", {type: "button", class: "initedit-btn " + (cls || ""), title: title, onclick: onclick, text: text});
     }
 
-    // a labelled range + number pair; `commit(value)` on every change
-    function slider(label, value, min, max, step, commit, name) {
+    // a labelled range + number pair; `commit(value)` on every change; `.set(v)` shows a value without committing
+    function slider(label, value, min, max, step, commit, name, title) {
         var range = h("input", {type: "range", min: min, max: max, step: step, value: value, "data-field": name});
         var box = h("input", {type: "number", min: min, max: max, step: step, value: value, class: "initedit-num", "data-field": name + "-num"});
         range.addEventListener("input", function() {
@@ -41,23 +38,38 @@
             }
         });
         box.addEventListener("change", function() {
-            var v = S.clamp(parseFloat(box.value) || 0, min, max);
+            var v = ns.geometry.clamp(parseFloat(box.value) || 0, min, max);
             box.value = range.value = v;
             commit(v);
         });
-        return h("label", {class: "initedit-field"}, [h("span", {text: label}), range, box]);
+        var el = h("label", {class: "initedit-field initedit-slider", title: title || null, "data-slider": name},
+            [h("span", {text: label}), range, box]);
+        el.set = function(v) {
+            if (document.activeElement === box || document.activeElement === range) return; // the user is on it
+            if (String(range.value) !== String(v)) range.value = v;
+            if (String(box.value) !== String(v)) box.value = v;
+        };
+        return el;
     }
 
     // hooks: {loadLastImage, openFile, blank, toggleJson, lastSeed(i) -> int|null, fixSeed, promptText}
-    function Panel(root, hooks) {
+    // mods: {spec: the codec of the server's facts, geometry}
+    function Panel(root, hooks, mods) {
         this.root = root;
         this.hooks = hooks;
+        this.S = mods.spec;
+        this.G = mods.geometry;
         this.editor = null;
         this._build();
     }
 
     Panel.prototype._build = function() {
-        var self = this, hk = this.hooks;
+        var self = this, hk = this.hooks, S = this.S, G = this.G;
+        var option = function(key) {
+            return function(v) {
+                self.editor.setOption(key, v);
+            };
+        };
         this.canvas = h("canvas", {class: "initedit-canvas", tabindex: "0", "aria-label": "InitEdit box editor"});
         this.wrap = h("div", {class: "initedit-canvas-wrap", title: "Drag to draw a box; drag a box to move it, its edges or corners to resize; Delete removes; arrows nudge (Shift ×10, Alt resizes). Drop an image here for the background."}, [this.canvas]);
         this.tabs = h("div", {class: "initedit-tabs", role: "tablist"}, ["reroll", "layout"].map(function(t) {
@@ -100,6 +112,10 @@
         }}, [h("option", {value: "seed", text: "the main seed (each image differs)"}), h("option", {value: "reroll", text: "only the regions' seeds (the rest stays)"})]);
         this.rerollList = h("div", {class: "initedit-list"});
         this.rerollItem = h("div", {class: "initedit-item"});
+        var keep = S.limits("keep");
+        this.keep = slider("Keep the rest", S.DEFAULTS.keep, keep.min, keep.max, 0.05, option("keep"), "keep",
+            "Fraction of the steps during which everything outside the regions follows the image without the reroll " +
+            "(0: only the initial noise is edited; 1: the outside is the image without the reroll to the end)");
         this.rerollBody = h("div", {class: "initedit-tab-body", "data-tab": "reroll"}, [
             this.seedWarn,
             h("div", {class: "initedit-row"}, [this.toolBox, this.toolBrush, h("span", {class: "initedit-spacer"}), button("♻️ All", "Reuse every region's seed from the last generation (the image the gallery shows)", function() {
@@ -108,14 +124,16 @@
                 self.editor.clearAll();
             }, "initedit-clear")]),
             this.brushRow, this.rerollList, this.rerollItem,
+            this.keep,
             h("label", {class: "initedit-field"}, [h("span", {text: "Batch varies"}), this.vary]),
         ]);
 
         // Layout tab
         this.layoutList = h("div", {class: "initedit-list"});
         this.layoutItem = h("div", {class: "initedit-item"});
-        this.rounds = h("input", {type: "number", min: 1, max: S.MAX_ROUNDS, step: 1, value: 1, class: "initedit-num", "data-field": "rounds", onchange: function(e) {
-            var v = S.clamp(Math.round(parseFloat(e.target.value) || 1), 1, S.MAX_ROUNDS);
+        var rounds = S.limits("rounds");
+        this.rounds = h("input", {type: "number", min: rounds.min, max: rounds.max, step: 1, value: S.DEFAULTS.rounds, class: "initedit-num", "data-field": "rounds", onchange: function(e) {
+            var v = G.clamp(Math.round(parseFloat(e.target.value) || rounds.min), rounds.min, rounds.max);
             e.target.value = v;
             self.editor.setOption("rounds", v);
         }});
@@ -128,6 +146,11 @@
         this.heatmaps = h("input", {type: "checkbox", "data-field": "heatmaps", onchange: function(e) {
             self.editor.setOption("heatmaps", e.target.checked);
         }});
+        var guidance = S.limits("guidance"), gsteps = S.limits("guidance_steps");
+        this.guidance = slider("Guidance", S.DEFAULTS.guidance, guidance.min, guidance.max, 0.5, option("guidance"), "guidance",
+            "During sampling, pull each phrase's attention into its box: how strongly (0: off, the noise edit only)");
+        this.guidanceSteps = slider("Guided steps", S.DEFAULTS.guidance_steps, gsteps.min, gsteps.max, 0.05, option("guidance_steps"),
+            "guidance_steps", "Fraction of the steps, from the first, that are guided");
         this.layoutBody = h("div", {class: "initedit-tab-body", "data-tab": "layout", hidden: true}, [
             h("div", {class: "initedit-row initedit-hint"}, [h("span", {text: "Draw a box per object, then pick its phrase from the prompt."}), h("span", {class: "initedit-spacer"}), button("Clear", "Remove all boxes of this tab", function() {
                 self.editor.clearAll();
@@ -139,18 +162,20 @@
                 h("label", {class: "initedit-field"}, [h("span", {text: "Layers"}), this.layers]),
                 h("label", {class: "initedit-check"}, [this.heatmaps, "Show probe heatmaps"]),
             ]),
+            h("div", {class: "initedit-row initedit-guidance-row"}, [this.guidance, this.guidanceSteps]),
         ]);
 
         this.hires = h("input", {type: "checkbox", "data-field": "hires", onchange: function(e) {
             self.editor.setOption("hires", e.target.checked);
         }});
         this.error = h("div", {class: "initedit-warn initedit-error", hidden: true});
+        this.invalid = h("div", {class: "initedit-warn initedit-invalid", hidden: true});
         this.note = h("div", {class: "initedit-note initedit-last-note", hidden: true});
         this.root.textContent = "";
         this.root.appendChild(h("div", {class: "initedit-editor"}, [
             toolbar, this.wrap, this.rerollBody, this.layoutBody,
             h("div", {class: "initedit-row"}, [h("label", {class: "initedit-check"}, [this.hires, "Also edit the hires-fix pass"])]),
-            this.error, this.note,
+            this.error, this.invalid, this.note,
         ]));
     };
 
@@ -196,6 +221,14 @@
         this.error.textContent = text;
     };
 
+    // what the server's parser says of the spec as it stands (before Generate): null when it is valid
+    Panel.prototype.setInvalid = function(msg) {
+        var text = msg ? "⚠️ InitEdit would not be applied: " + msg : "";
+        if (this.invalid.textContent === text) return;
+        this.invalid.hidden = !msg;
+        this.invalid.textContent = text;
+    };
+
     // what the server said about the image the gallery shows ("InitEdit note" in its infotext)
     Panel.prototype.setNote = function(text, isError) {
         var t = !text ? "" : isError ? "⚠️ Last generation: InitEdit was not applied: " + text : "ℹ️ Last generation: " + text;
@@ -221,6 +254,9 @@
         this.layers.value = sp.layers;
         this.heatmaps.checked = sp.heatmaps;
         this.hires.checked = sp.hires;
+        this.keep.set(sp.keep);
+        this.guidance.set(sp.guidance);
+        this.guidanceSteps.set(sp.guidance_steps);
         this._list(this.rerollList, "reroll");
         this._list(this.layoutList, "layout");
         var holder = ed.tab === "layout" ? this.layoutItem : this.rerollItem;
@@ -255,25 +291,24 @@
     };
 
     Panel.prototype._rerollFields = function(it) {
-        var ed = this.editor, self = this, i = ed.sel;
-        var seed = h("input", {type: "number", step: 1, min: -1, value: it.seed, class: "initedit-seed", "data-field": "seed", onchange: function() {
+        var ed = this.editor, self = this, i = ed.sel, S = this.S, R = S.region;
+        var seed = h("input", {type: "number", step: 1, min: R.seed.min, max: R.seed.max, value: it.seed, class: "initedit-seed", "data-field": "seed", onchange: function() {
             var v = Math.trunc(parseFloat(seed.value));
-            if (!isFinite(v) || v < -1) v = -1;
-            v = Math.min(v, S.MAX_SEED);
+            v = isFinite(v) ? self.G.clamp(v, R.seed.min, R.seed.max) : R.seed.default;
             seed.value = v;
             ed.update({seed: v});
         }});
         seed.addEventListener("input", function() { // live, so a Generate click right after typing has it
             var v = Number(seed.value);
-            if (seed.value.trim() !== "" && Number.isInteger(v) && v >= -1 && v <= S.MAX_SEED) ed.update({seed: v});
+            if (seed.value.trim() !== "" && Number.isInteger(v) && v >= R.seed.min && v <= R.seed.max) ed.update({seed: v});
         });
         var status = h("span", {class: "initedit-hint"});
         return h("div", {class: "initedit-fields"}, [
             h("div", {class: "initedit-row"}, [
                 h("label", {class: "initedit-field"}, [h("span", {text: "Region " + (i + 1) + " seed"}), seed]),
                 button("🎲", "Random seed each generation (-1)", function() {
-                    seed.value = -1;
-                    ed.update({seed: -1});
+                    seed.value = R.seed.default;
+                    ed.update({seed: R.seed.default});
                 }, "initedit-seed-random"),
                 button("♻️", "Reuse the seed this region had in the last generation", function() {
                     var s = self.hooks.lastSeed(i);
@@ -288,17 +323,17 @@
                 }, "initedit-delete"),
             ]),
             status,
-            slider("Strength", it.strength, 0, 1, 0.05, function(v) {
+            slider("Strength", it.strength, R.strength.min, R.strength.max, 0.05, function(v) {
                 ed.update({strength: v});
             }, "strength"),
-            slider("Feather", it.feather, 0, 0.5, 0.01, function(v) {
+            slider("Feather", it.feather, R.feather.min, R.feather.max, 0.01, function(v) {
                 ed.update({feather: v});
             }, "feather"),
         ]);
     };
 
     Panel.prototype._layoutFields = function(it) {
-        var ed = this.editor, self = this, words = S.promptWords(this.hooks.promptText());
+        var ed = this.editor, self = this, words = this.S.promptWords(this.hooks.promptText());
         var listId = "initedit-words-" + Math.random().toString(36).slice(2, 8);
         var phrase = h("input", {type: "text", value: it.phrase, list: listId, placeholder: "a phrase of the prompt", class: "initedit-phrase", "data-field": "phrase"});
         phrase.addEventListener("input", function() {
@@ -352,7 +387,7 @@
     Panel.prototype._checkPhrase = function() {
         var ed = this.editor, it = ed.tab === "layout" ? ed.selected() : null;
         if (!it || !this.phraseWarn) return;
-        var prompt = this.hooks.promptText(), ok = S.phraseInPrompt(it.phrase, prompt);
+        var prompt = this.hooks.promptText(), ok = this.S.phraseInPrompt(it.phrase, prompt);
         this.phraseWarn.hidden = ok;
         this.phraseWarn.textContent = it.phrase ? "⚠️ \"" + it.phrase + "\" does not occur in the prompt." : "⚠️ Pick a phrase of the prompt for this box.";
     };

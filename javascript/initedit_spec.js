@@ -1,19 +1,9 @@
-// InitEdit: the spec JSON as the editor sees it (parse leniently, emit only the keys lib_initedit/spec.py knows).
-// The Python parser is the authority; this file only keeps the editor from writing anything it would reject.
+// InitEdit: the spec JSON as the editor sees it. Every fact about the spec (keys, limits, choices, defaults,
+// which fields are always written) comes from the server: lib_initedit/spec.py, rendered by
+// lib_initedit/webui/ui.py into the root's `data-spec-facts`. `codec(facts)` turns them into a lenient parser
+// and a serialiser that writes what `InitEditSpec.to_dict()` writes. The Python parser stays the authority.
 (function(ns) {
     "use strict";
-
-    // mirrors lib_initedit/spec.py (VARY_MODES, METHODS, LAYER_CHOICES, MAX_SEED, MAX_ROUNDS)
-    var DEFAULTS = {vary: "seed", rounds: 1, hires: false, method: "swap", layers: "level", heatmaps: false};
-    var VARY = ["seed", "reroll"];
-    var METHODS = ["swap", "rebuild"];
-    var LAYERS = ["paper", "level"];
-    var MAX_SEED = 4294967295;
-    var MAX_ROUNDS = 8;
-
-    function clamp(v, lo, hi) {
-        return Math.min(hi, Math.max(lo, v));
-    }
 
     function round4(v) {
         return Math.round(v * 10000) / 10000;
@@ -24,111 +14,160 @@
         return isFinite(n) ? n : fallback;
     }
 
-    // [x0, y0, x1, y1] fractions, ordered and clamped, or null when it is not a box
-    function normBox(b) {
-        if (!Array.isArray(b) || b.length !== 4) return null;
-        var v = b.map(function(x) {
-            return num(x, NaN);
-        });
-        if (v.some(isNaN)) return null;
-        var x0 = clamp(Math.min(v[0], v[2]), 0, 1), x1 = clamp(Math.max(v[0], v[2]), 0, 1);
-        var y0 = clamp(Math.min(v[1], v[3]), 0, 1), y1 = clamp(Math.max(v[1], v[3]), 0, 1);
-        return [x0, y0, x1, y1];
-    }
-
     function stripDataUrl(s) {
         var i = s.indexOf("base64,");
         return s.startsWith("data:") && i >= 0 ? s.slice(i + 7) : s;
     }
 
-    function parseRegion(r) {
-        if (!r || typeof r !== "object") return null;
-        var out = {
-            seed: clamp(Math.trunc(num(r.seed, -1)), -1, MAX_SEED),
-            strength: clamp(num(r.strength, 1), 0, 1),
-            feather: clamp(num(r.feather, 0), 0, 0.5),
-        };
-        if (typeof r.mask === "string" && r.mask) {
-            out.mask = stripDataUrl(r.mask);
-        } else {
-            out.box = normBox(r.box);
-            if (!out.box) return null;
+    function codec(facts) {
+        if (!facts || !Array.isArray(facts.fields) || !facts.region) throw new Error("InitEdit: no spec facts from the server");
+        var clamp = ns.geometry.clamp;
+        var R = facts.region, FIELDS = facts.fields, PINNED = facts.pinned || {};
+        var DEFAULTS = {};
+        FIELDS.forEach(function(f) {
+            DEFAULTS[f.name] = f.default;
+        });
+        var byName = {};
+        FIELDS.forEach(function(f) {
+            byName[f.name] = f;
+        });
+
+        // [x0, y0, x1, y1] fractions, ordered and clamped, or null when it is not a box
+        function normBox(b) {
+            if (!Array.isArray(b) || b.length !== 4) return null;
+            var v = b.map(function(x) {
+                return num(x, NaN);
+            });
+            if (v.some(isNaN)) return null;
+            var x0 = clamp(Math.min(v[0], v[2]), 0, 1), x1 = clamp(Math.max(v[0], v[2]), 0, 1);
+            var y0 = clamp(Math.min(v[1], v[3]), 0, 1), y1 = clamp(Math.max(v[1], v[3]), 0, 1);
+            return [x0, y0, x1, y1];
         }
-        return out;
-    }
 
-    function parseLayoutBox(l) {
-        if (!l || typeof l !== "object") return null;
-        var box = normBox(l.box);
-        if (!box) return null;
-        return {phrase: typeof l.phrase === "string" ? l.phrase : "", box: box};
-    }
-
-    function empty() {
-        return {reroll: [], vary: DEFAULTS.vary, layout: [], rounds: DEFAULTS.rounds, hires: DEFAULTS.hires,
-            method: DEFAULTS.method, layers: DEFAULTS.layers, heatmaps: DEFAULTS.heatmaps};
-    }
-
-    // text -> {spec, error}; an empty text is the empty spec; unknown keys are dropped
-    function parse(text) {
-        var spec = empty();
-        var src = (text || "").trim();
-        if (!src) return {spec: spec, error: null};
-        var obj;
-        try {
-            obj = JSON.parse(src);
-        } catch (e) {
-            return {spec: spec, error: "not valid JSON: " + e.message};
+        function regionField(name, v) {
+            var lim = R[name], x = num(v, lim.default);
+            return clamp(name === "seed" ? Math.trunc(x) : x, lim.min, lim.max);
         }
-        if (typeof obj === "string") { // a quoted infotext value pasted as is
+
+        function parseRegion(r) {
+            if (!r || typeof r !== "object") return null;
+            var out = {seed: regionField("seed", r.seed), strength: regionField("strength", r.strength),
+                feather: regionField("feather", r.feather)};
+            if (typeof r.mask === "string" && r.mask) {
+                out.mask = stripDataUrl(r.mask);
+            } else {
+                out.box = normBox(r.box);
+                if (!out.box) return null;
+            }
+            return out;
+        }
+
+        function parseLayoutBox(l) {
+            if (!l || typeof l !== "object") return null;
+            var box = normBox(l.box);
+            if (!box) return null;
+            return {phrase: typeof l.phrase === "string" ? l.phrase : "", box: box};
+        }
+
+        // a top-level field's value as the parser would take it, or its default
+        function field(name, v) {
+            var f = byName[name];
+            if (v === undefined || v === null) return f.default;
+            if (f.type === "choice") return f.choices.indexOf(v) >= 0 ? v : f.default;
+            if (f.type === "bool") return v === true;
+            var x = num(v, f.default);
+            return clamp(f.type === "int" ? Math.trunc(x) : x, f.min, f.max);
+        }
+
+        function empty() {
+            var spec = {reroll: [], layout: []};
+            FIELDS.forEach(function(f) {
+                spec[f.name] = f.default;
+            });
+            return spec;
+        }
+
+        // a new region as the editor draws it (the server's defaults, a soft edge)
+        function newRegion(extra) {
+            var r = {seed: R.seed.default, strength: R.strength.default, feather: clamp(0.05, R.feather.min, R.feather.max)};
+            Object.keys(extra || {}).forEach(function(k) {
+                r[k] = extra[k];
+            });
+            return r;
+        }
+
+        // text -> {spec, error}; an empty text is the empty spec; unknown keys are dropped
+        function parse(text) {
+            var spec = empty();
+            var src = (text || "").trim();
+            if (!src) return {spec: spec, error: null};
+            var obj;
             try {
-                obj = JSON.parse(obj);
+                obj = JSON.parse(src);
             } catch (e) {
                 return {spec: spec, error: "not valid JSON: " + e.message};
             }
+            if (typeof obj === "string") { // a quoted infotext value pasted as is
+                try {
+                    obj = JSON.parse(obj);
+                } catch (e) {
+                    return {spec: spec, error: "not valid JSON: " + e.message};
+                }
+            }
+            if (!obj || typeof obj !== "object" || Array.isArray(obj)) return {spec: spec, error: "the spec must be a JSON object"};
+            if (Array.isArray(obj.reroll)) spec.reroll = obj.reroll.map(parseRegion).filter(Boolean);
+            if (Array.isArray(obj.layout)) spec.layout = obj.layout.map(parseLayoutBox).filter(Boolean);
+            FIELDS.forEach(function(f) {
+                spec[f.name] = field(f.name, obj[f.name]);
+            });
+            return {spec: spec, error: null};
         }
-        if (!obj || typeof obj !== "object" || Array.isArray(obj)) return {spec: spec, error: "the spec must be a JSON object"};
-        if (Array.isArray(obj.reroll)) spec.reroll = obj.reroll.map(parseRegion).filter(Boolean);
-        if (Array.isArray(obj.layout)) spec.layout = obj.layout.map(parseLayoutBox).filter(Boolean);
-        if (VARY.indexOf(obj.vary) >= 0) spec.vary = obj.vary;
-        if (METHODS.indexOf(obj.method) >= 0) spec.method = obj.method;
-        if (LAYERS.indexOf(obj.layers) >= 0) spec.layers = obj.layers;
-        spec.rounds = clamp(Math.trunc(num(obj.rounds, 1)), 1, MAX_ROUNDS);
-        spec.hires = obj.hires === true;
-        spec.heatmaps = obj.heatmaps === true;
-        return {spec: spec, error: null};
-    }
 
-    // spec -> compact JSON with only known keys; defaults are left out
-    function serialize(spec) {
-        var out = {};
-        if (spec.reroll.some(function(r) {
-            return r.mask || r.box;
-        })) {
-            out.reroll = spec.reroll.filter(function(r) {
+        // spec -> compact JSON, as InitEditSpec.to_dict(): lists when not empty, then every field that differs
+        // from its default or is pinned to a list that is written (facts.pinned)
+        function toDict(spec) {
+            var out = {};
+            var regions = spec.reroll.filter(function(r) {
                 return r.mask || r.box;
-            }).map(function(r) {
-                var o = {};
-                if (r.mask) o.mask = r.mask;
-                else o.box = r.box.map(round4);
-                o.seed = Math.trunc(r.seed);
-                o.strength = round4(r.strength);
-                o.feather = round4(r.feather);
-                return o;
             });
-        }
-        if (spec.vary !== DEFAULTS.vary) out.vary = spec.vary;
-        if (spec.layout.length) {
-            out.layout = spec.layout.map(function(l) {
-                return {phrase: l.phrase, box: l.box.map(round4)};
+            if (regions.length) {
+                out.reroll = regions.map(function(r) {
+                    var o = {};
+                    if (r.mask) o.mask = r.mask;
+                    else o.box = r.box.map(round4);
+                    o.seed = Math.trunc(r.seed);
+                    o.strength = round4(r.strength);
+                    o.feather = round4(r.feather);
+                    return o;
+                });
+            }
+            if (spec.layout.length) {
+                out.layout = spec.layout.map(function(l) {
+                    return {phrase: l.phrase, box: l.box.map(round4)};
+                });
+            }
+            FIELDS.forEach(function(f) {
+                var v = field(f.name, spec[f.name]), pinned = PINNED[f.name] && out[PINNED[f.name]];
+                if (f.type === "float") v = round4(v);
+                if (v !== f.default || pinned) out[f.name] = v;
             });
+            return out;
         }
-        if (spec.rounds !== DEFAULTS.rounds) out.rounds = spec.rounds;
-        if (spec.hires) out.hires = true;
-        if (spec.method !== DEFAULTS.method) out.method = spec.method;
-        if (spec.layers !== DEFAULTS.layers) out.layers = spec.layers;
-        if (spec.heatmaps) out.heatmaps = true;
-        return JSON.stringify(out);
+
+        function serialize(spec) {
+            return JSON.stringify(toDict(spec));
+        }
+
+        return {
+            facts: facts, keys: facts.keys, fields: FIELDS, field: field, DEFAULTS: DEFAULTS, region: R,
+            MAX_SEED: facts.max_seed, RANDOM_SEED_LIMIT: facts.random_seed_limit,
+            MAX_REGIONS: facts.max_regions, MAX_BOXES: facts.max_boxes,
+            limits: function(name) {
+                return byName[name] || R[name];
+            },
+            empty: empty, newRegion: newRegion, parse: parse, toDict: toDict, serialize: serialize, normBox: normBox,
+            infotextValue: infotextValue, phraseInPrompt: phraseInPrompt, promptWords: promptWords,
+        };
     }
 
     // the value of key `key` in one A1111 infotext (quoted with json.dumps when it holds , : or ")
@@ -196,8 +235,5 @@
         return out;
     }
 
-    ns.spec = {
-        DEFAULTS: DEFAULTS, MAX_SEED: MAX_SEED, MAX_ROUNDS: MAX_ROUNDS, empty: empty, parse: parse, serialize: serialize, normBox: normBox, clamp: clamp,
-        infotextValue: infotextValue, phraseInPrompt: phraseInPrompt, promptWords: promptWords,
-    };
+    ns.spec = {codec: codec, infotextValue: infotextValue, phraseInPrompt: phraseInPrompt, promptWords: promptWords};
 })(window.InitEdit = window.InitEdit || {});

@@ -7,22 +7,30 @@ Everything else (canvas, tabs, sliders, seed fields) is drawn by ``javascript/in
 from __future__ import annotations
 
 import html
+import json
 
 import gradio as gr
 
 from modules.ui_components import InputAccordion
 
-INFOTEXT_KEY = "InitEdit"
+from ..spec import INFOTEXT_KEY
+from .api import VALIDATE_ROUTE
+from .args import spec_facts
+
 DEFAULT_SPEC = "{}"
 
 
 def _root_html(tabname: str, spec_id: str, accordion_id: str) -> str:
-    """The mount point that initedit.js fills in; ids travel as data attributes (no hard-coded ids in JS)."""
+    """The mount point that initedit.js fills in; ids travel as data attributes (no hard-coded ids in JS), and
+    so do the spec's facts (keys, limits, choices, defaults from spec.py: the JS keeps no copy of them) and
+    the route that validates a spec with the Python parser (relative, so a --subpath keeps working)."""
     attrs = {
         "class": "initedit-root",
         "data-tab": tabname,
         "data-spec-id": spec_id,
         "data-accordion-id": accordion_id,
+        "data-spec-facts": json.dumps(spec_facts(), separators=(",", ":")),
+        "data-validate-url": VALIDATE_ROUTE.lstrip("/"),
     }
     joined = " ".join(f'{k}="{html.escape(v, quote=True)}"' for k, v in attrs.items())
     return f"<div {joined}><div class='initedit-loading'>InitEdit editor loading…</div></div>"

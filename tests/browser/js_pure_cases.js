@@ -1,5 +1,7 @@
-// Pure checks of initedit_spec.js and initedit_geometry.js under node (no DOM). Prints one JSON line with the
-// editor's serialized outputs so the Python side can feed them to lib_initedit.spec.parse_spec.
+// Pure checks of initedit_spec.js and initedit_geometry.js under node (no DOM). The spec's facts come from the
+// server side (argv[2]: lib_initedit.webui.args.spec_facts() as JSON), as the page gets them from ui.py.
+// Prints one JSON line with the editor's serialized outputs so the Python side can compare them with
+// lib_initedit.spec: parse_spec(text).to_dict() must be exactly what the JS wrote.
 "use strict";
 const fs = require("fs");
 const path = require("path");
@@ -10,14 +12,17 @@ const dir = path.join(__dirname, "..", "..", "javascript");
 for (const f of ["initedit_spec.js", "initedit_geometry.js"]) {
     new Function("window", fs.readFileSync(path.join(dir, f), "utf8"))(global.window);
 }
-const S = window.InitEdit.spec, G = window.InitEdit.geometry;
+const facts = JSON.parse(process.argv[2]);
+const S = window.InitEdit.spec.codec(facts), G = window.InitEdit.geometry;
 const out = [];
+assert.throws(() => window.InitEdit.spec.codec(null), /no spec facts/); // no facts, no editor: no copies to fall back on
 
 // parse is lenient, serialize strict: unknown keys dropped, defaults left out, boxes ordered and clamped
 let r = S.parse(JSON.stringify({reroll: [{box: [0.6, 0.5, 0.2, 1.4], seed: "12", extra: 1}], rounds: 99, vary: "x", zzz: 1}));
 assert.strictEqual(r.error, null);
 let text = S.serialize(r.spec);
-assert.deepStrictEqual(JSON.parse(text), {reroll: [{box: [0.2, 0.5, 0.6, 1], seed: 12, strength: 1, feather: 0}], rounds: 8});
+assert.deepStrictEqual(JSON.parse(text), {reroll: [{box: [0.2, 0.5, 0.6, 1], seed: 12, strength: 1, feather: 0}], rounds: 8,
+    keep: facts.fields.find(f => f.name === "keep").default}); // keep is written whenever there are regions
 out.push(text);
 assert.strictEqual(S.serialize(S.parse("").spec), "{}");
 assert.ok(S.parse("{oops").error.includes("not valid JSON"));
@@ -25,11 +30,20 @@ assert.ok(S.parse("[1]").error);
 // a pasted, still-quoted infotext value
 r = S.parse(JSON.stringify(JSON.stringify({layout: [{phrase: "cat", box: [0, 0, 0.5, 0.5]}], heatmaps: true, layers: "paper"})));
 out.push(S.serialize(r.spec));
-assert.deepStrictEqual(JSON.parse(out[1]), {layout: [{phrase: "cat", box: [0, 0, 0.5, 0.5]}], layers: "paper", heatmaps: true});
+assert.deepStrictEqual(JSON.parse(out[1]), {layout: [{phrase: "cat", box: [0, 0, 0.5, 0.5]}], layers: "paper", heatmaps: true,
+    guidance: facts.fields.find(f => f.name === "guidance").default}); // guidance is written whenever there are boxes
+// the new fields: clamped to the server's limits, left out at their default unless pinned to their section
+r = S.parse(JSON.stringify({keep: 0.25, guidance: 1e9, guidance_steps: -3, layout: [{phrase: "dog", box: [0.1, 0.1, 0.9, 0.9]}],
+    reroll: [{box: [0, 0, 1, 1], seed: 3}]}));
+assert.strictEqual(r.spec.guidance, facts.fields.find(f => f.name === "guidance").max);
+assert.strictEqual(r.spec.guidance_steps, 0);
+out.push(S.serialize(r.spec));
+out.push(S.serialize(S.parse(JSON.stringify({vary: "reroll", keep: 0.5, guidance: 2, guidance_steps: 0.9})).spec));
+out.push(S.serialize(S.parse("{}").spec));
 // masks keep their payload, a data: prefix is stripped; seeds are clamped to the parser's range
 r = S.parse(JSON.stringify({reroll: [{mask: "data:image/png;base64,AAAA", seed: 1e12}]}));
 assert.strictEqual(r.spec.reroll[0].mask, "AAAA");
-assert.strictEqual(r.spec.reroll[0].seed, S.MAX_SEED);
+assert.strictEqual(r.spec.reroll[0].seed, facts.max_seed);
 
 // infotext reader: quoted (json.dumps), bare JSON, plain values
 const spec = {reroll: [{box: [0.1, 0.1, 0.2, 0.2], seed: 5, strength: 1, feather: 0}]};

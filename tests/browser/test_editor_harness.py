@@ -20,30 +20,51 @@ _spec = importlib.util.spec_from_file_location("initedit_editor_driver", HERE / 
 drv = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(drv)
 
-try:  # every JSON the editor writes must pass the Python parser, the authority on the spec
-    from lib_initedit.spec import parse_spec
-except ImportError:  # pragma: no cover - the library is beside these tests
-    parse_spec = None
+from lib_initedit.spec import parse_spec  # the authority on the spec
+from lib_initedit.webui import api
+from lib_initedit.webui.args import spec_facts
 
 _read_spec = drv.spec
 
 
 def _checked_spec(page, *a, **kw):
+    """The spec JSON in the textbox, checked: the server parses it and writes back exactly the same."""
     s = _read_spec(page, *a, **kw)
-    if parse_spec is not None:
-        assert parse_spec(s).to_dict() is not None
+    assert parse_spec(s).to_dict() == s, s
     return s
 
 
 drv.spec = _checked_spec
+ORIGIN = "http://initedit.harness"
 
 
-def open_harness(browser, **ctx):
+def _serve(route):
+    """The harness page and the validate route, answered by this process (the route by the Python parser)."""
+    url = route.request.url
+    if url.endswith(api.VALIDATE_ROUTE):
+        body = json.loads(route.request.post_data or "null")
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(api.validate(body)))
+        return
+    path = ROOT / url[len(ORIGIN):].lstrip("/").split("?")[0]
+    if path.is_file() and ROOT in path.resolve().parents:
+        route.fulfill(status=200, body=path.read_bytes(), content_type="text/html" if path.suffix == ".html" else None)
+    else:
+        route.fulfill(status=404, body="")
+
+
+def open_harness(browser, validate=True, **ctx):
     context = browser.new_context(viewport={"width": 700, "height": 1000}, **ctx)
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto((HERE / "harness.html").as_uri())
+    page.validations = []
+    page.on("request", lambda r: page.validations.append(r.post_data) if r.url.endswith(api.VALIDATE_ROUTE) else None)
+    context.route(ORIGIN + "/**", _serve)
+    page.goto(ORIGIN + "/tests/browser/harness.html")
+    # what lib_initedit/webui/ui.py renders on the root: the spec's facts, and the validate route
+    page.evaluate("""([facts, url]) => { const r = document.querySelector('.initedit-root');
+        r.dataset.specFacts = facts; if (url) r.dataset.validateUrl = url; }""",
+                  [json.dumps(spec_facts()), "/" + api.VALIDATE_ROUTE.lstrip("/") if validate else None])
     page.add_style_tag(path=str(ROOT / "style.css"))
     for js in sorted((ROOT / "javascript").glob("*.js")):
         page.add_script_tag(path=str(js))
