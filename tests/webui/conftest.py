@@ -5,6 +5,12 @@ Either point ``INITEDIT_WEBUI_URL`` at a running WebUI that has InitEdit install
 (its python; default DIR/venv/bin/python or the lab's) and ``INITEDIT_WEBUI_MODELS`` (a models folder
 with the lab's tiny-sd15 / tiny-sdxl checkpoints); then a server is started on a free loopback port
 with a temporary data dir that links this checkout in as an extension. Without either: skipped.
+
+Optional: ``INITEDIT_WEBUI_PORTS`` ("7880-7889") makes started servers take the first free port of that
+range instead of any free one. WebUIs before 1.10 (no ``--models-dir``, e.g. 1.9.4) get ``--ckpt-dir`` /
+``--lora-dir`` into the models folder, its VAE-approx folder linked into the data dir, and
+``--disable-safe-unpickle`` (1.9's unpickler refuses .pt files written by torch >= 2.6; only the lab's own
+files load), as the lab's run_webui.sh does.
 """
 from __future__ import annotations
 
@@ -72,30 +78,70 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(webui_dir: str, extensions: dict | None = None, ready_path: str | None = None):
+def _port() -> int:
+    """A free loopback port: the first free one of INITEDIT_WEBUI_PORTS ("7880-7889") if set, else any."""
+    spec = os.environ.get("INITEDIT_WEBUI_PORTS")
+    if not spec:
+        return _free_port()
+    low, _, high = spec.partition("-")
+    for port in range(int(low), int(high or low) + 1):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in INITEDIT_WEBUI_PORTS={spec}")
+
+
+def webui_version_args(webui_dir: str, models: str, data: str) -> list[str]:
+    """Where the WebUI finds the models: ``--models-dir`` (1.10+), or the per-kind folders before it."""
+    try:
+        cmd_args = open(os.path.join(webui_dir, "modules", "cmd_args.py")).read()
+    except OSError:
+        cmd_args = "--models-dir"
+    if "--models-dir" in cmd_args:
+        return ["--models-dir", models]
+    approx = os.path.join(models, "VAE-approx")  # looked up in <data>/models before the WebUI folder
+    if os.path.isdir(approx):
+        os.makedirs(os.path.join(data, "models"), exist_ok=True)
+        os.symlink(approx, os.path.join(data, "models", "VAE-approx"))
+    return ["--ckpt-dir", os.path.join(models, "Stable-diffusion"), "--lora-dir", os.path.join(models, "Lora"),
+            "--disable-safe-unpickle"]
+
+
+def webui_models_dir(webui_dir: str) -> str:
+    return os.environ.get("INITEDIT_WEBUI_MODELS") or os.path.join(webui_dir, "../models")
+
+
+def start_server(webui_dir: str, extensions: dict | None = None, ready_path: str | None = None,
+                 ckpt: str = "tiny-sd15", extra_args=()):
     """Start a WebUI with a temporary data dir linking this checkout (and ``extensions``: name -> folder).
 
     Returns (process, url, log path). With ``ready_path`` it also waits for that route (an extension's
     API is added after the WebUI's own answers) and gives up on it, not on the server, after 90 s.
+    ``ckpt``: the checkpoint (name in the models folder) to start with, if present; ``extra_args``: more
+    launch arguments.
     """
     python = os.environ.get("INITEDIT_WEBUI_PYTHON") or next(
         (p for p in (os.path.join(webui_dir, "venv/bin/python"), os.path.join(webui_dir, "../venv/bin/python"))
          if os.path.exists(p)), "python3")
-    models = os.environ.get("INITEDIT_WEBUI_MODELS") or os.path.join(webui_dir, "../models")
+    models = webui_models_dir(webui_dir)
     data = tempfile.mkdtemp(prefix="initedit-e2e-")
     os.makedirs(os.path.join(data, "extensions"))
     for name, folder in {"sd-webui-initedit": ROOT, **(extensions or {})}.items():
         os.symlink(os.path.abspath(folder), os.path.join(data, "extensions", name))
-    port = _free_port()
-    ckpt = os.path.join(models, "Stable-diffusion", "tiny-sd15.safetensors")
+    port = _port()
+    ckpt = os.path.join(models, "Stable-diffusion", ckpt + ".safetensors")
     env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
     log = open(os.path.join(data, "webui.log"), "w")
     proc = subprocess.Popen(
         [python, "launch.py", "--skip-prepare-environment", "--skip-install", "--skip-python-version-check",
          "--skip-torch-cuda-test", "--skip-version-check", "--use-cpu", "all", "--no-half", "--precision", "full",
-         "--api", "--port", str(port), "--data-dir", data, "--models-dir", models, "--no-download-sd-model",
-         "--disable-console-progressbars"] + (["--ckpt", ckpt] if os.path.exists(ckpt) else []),
+         "--api", "--port", str(port), "--data-dir", data] + webui_version_args(webui_dir, models, data) +
+        ["--no-download-sd-model", "--disable-console-progressbars"] + (["--ckpt", ckpt] if os.path.exists(ckpt) else [])
+        + list(extra_args),
         cwd=webui_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline, up = time.time() + 300, None
