@@ -2,8 +2,10 @@
 
     python -m lib_initedit.demo --out demo.png
 
-Row 1: a seed's image, then three rerolls of one region (box drawn; the rest stays).
-Rows 2-3: layout "a red circle and a blue square" with target boxes: the plain image and the probe's
+Rows 1-3: a seed's image, then three rerolls of one region (box drawn) at keep 0 (the reroll alone: the
+rest changes a little), the default keep and keep 1 (the outside follows the seed's image for that fraction
+of the steps; ``lib_initedit.keep``); the last column shows where the three rerolls changed the image.
+Last two rows: layout "a red circle and a blue square" with target boxes: the plain image and the probe's
 attention heatmaps on x_T, then the image from the edited noise and the heatmaps measured on it.
 By default the probe averages both 8x8 down-path layers ("level"), which places objects far better on
 this model than the paper's single layer (see docs/toy-world.md); ``--layers paper`` shows the latter.
@@ -42,22 +44,33 @@ def _draw_box(im, box, colour, width=2):
     return im
 
 
+def _change_pil(imgs: torch.Tensor, ref: torch.Tensor, size: int):
+    """Mean |delta| of ``imgs`` vs ``ref`` as a gray map (0 = black, 0.5 or more of the 0..1 range = white)."""
+    from PIL import Image
+
+    d = ((imgs - ref[None]).abs().mean(dim=(0, 1)) / 2 / 0.5).clamp(0, 1)
+    arr = (d * 255).round().byte().numpy()
+    return Image.fromarray(arr, "L").convert("RGB").resize((size, size), Image.NEAREST)
+
+
 def build(out: str, seed: int = 3, layout_seed: int = 12, steps: int = 20, scale: int = 5, layers: str = "level") -> None:
     from PIL import Image, ImageDraw
 
+    from .keep import KeepBlend, Recorder
     from .noise import reroll_batch
     from .probe import run_layout
-    from .spec import RerollRegion
+    from .spec import InitEditSpec, RerollRegion
     from .toy.data import RGB
     from .toy.detect import detect_all
     from .toy.pipe import SeedStream, ToyPipe, seed_noise
 
     pipe = ToyPipe(steps=steps)
 
-    # Row 1: region reroll around the first object of the seed's image.
+    # Rows 1-3: region reroll around the first object of the seed's image, at keep 0, the default keep and 1.
     cap1 = "a yellow triangle and a green circle"
     base = seed_noise(seed)
-    img0 = pipe.generate(base[None], [cap1])[0]
+    rec = Recorder()
+    img0 = pipe.generate(base[None], [cap1], denoised=rec)[0]  # the base, recorded as a host records it
     det = detect_all(img0, ["yellow", "green"])
     d = det["yellow"] or det["green"]
     if d is not None:
@@ -66,45 +79,66 @@ def build(out: str, seed: int = 3, layout_seed: int = 12, steps: int = 20, scale
         box = (max(0, x0 - pad) / 32, max(0, y0 - pad) / 32, min(32, x1 + pad) / 32, min(32, y1 + pad) / 32)
     else:
         box = (0.1, 0.1, 0.5, 0.5)
-    rerolled, _ = reroll_batch(base.expand(3, *base.shape), [[RerollRegion(box=box, seed=1000 + r)] for r in range(3)],
-                               lambda seeds: SeedStream(base.shape, seeds))
+    regions = [[RerollRegion(box=box, seed=1000 + r)] for r in range(3)]
+    rerolled, _ = reroll_batch(base.expand(3, *base.shape), regions, lambda seeds: SeedStream(base.shape, seeds))
+    default_keep = InitEditSpec().keep
+    keeps = sorted({0.0, default_keep, 1.0})
+    reroll_rows = {}
+    for keep in keeps:  # one record serves the three variants (vary "reroll": same base seed)
+        blend = KeepBlend.from_regions(rec.records * 3, regions, (32, 32), keep)
+        reroll_rows[keep] = pipe.generate(rerolled, [cap1] * 3, denoised=blend)
 
-    # Rows 2-3: layout.
+    # Layout rows.
     cap2 = "a red circle and a blue square"
     phrases = ["red circle", "blue square"]
     boxes = [(0.05, 0.05, 0.45, 0.45), (0.55, 0.55, 0.95, 0.95)]
     x_T = seed_noise(layout_seed)[None]
     pos = [pipe.phrase_positions(cap2, phrases)]
     res = run_layout(pipe.unet, pipe.probe_call([cap2]), x_T, pos, [boxes], rounds=1, method="swap", layers=layers)
+    imgs = pipe.generate(torch.cat([x_T, res.noise]), [cap2] * 2)
 
-    imgs = pipe.generate(torch.cat([rerolled, x_T, res.noise]), [cap1] * 3 + [cap2] * 2)
     S = 32 * scale
-    panels = [[_to_pil(img0, scale)] + [_draw_box(_to_pil(i, scale), box, (255, 0, 255)) for i in imgs[:3]]]
-    for img, maps in ((imgs[3], res.maps_before[0]), (imgs[4], res.maps_after[0])):
+    panels, labels, notes = [], [], []
+    for r, keep in enumerate(keeps):
+        first = _to_pil(img0, scale) if r == 0 else None
+        row = [first] + [_draw_box(_to_pil(i, scale), box, (255, 0, 255)) for i in reroll_rows[keep]]
+        row.append(_draw_box(_change_pil(reroll_rows[keep], img0, S), box, (255, 0, 255), 1))
+        panels.append(row)
+        tag = f"keep {keep:g}" + (" (default)" if keep == default_keep else "")
+        labels.append(["seed image" if r == 0 else "", f"reroll 1, {tag}", f"reroll 2, {tag}", f"reroll 3, {tag}",
+                       "|change| vs seed image"])
+        notes.append(None)
+    notes[1 if len(keeps) > 1 else 0] = ("keep k: for the first k of\nthe steps, everything outside\nthe box "
+                                         "follows the seed\nimage (its recorded\ndenoised prediction)")
+    for img, maps, title in ((imgs[0], res.maps_before[0], "layout: no edit"),
+                             (imgs[1], res.maps_after[0], f"layout: InitEdit ({layers})")):
         row = [_to_pil(img, scale)]
         for b, c in zip(boxes, ((255, 80, 80), (80, 140, 255))):
             _draw_box(row[0], b, c)
         for k, (ph, b) in enumerate(zip(phrases, boxes)):
             row.append(_draw_box(_heat_pil(maps[k], S, RGB[ph.split()[0]]), b, (255, 255, 255), 1))
-        row.append(Image.new("RGB", (S, S), (30, 30, 30)))
         panels.append(row)
-    labels = ["seed image", "region reroll 1", "region reroll 2", "region reroll 3",
-              "layout: no edit", "probe on x_T: red circle", "probe on x_T: blue square", "",
-              f"layout: InitEdit ({layers})", "probe after: red circle", "probe after: blue square", ""]
-    notes = [None, None, f"{cap2}\nboxes: red circle top-left,\nblue square bottom-right\n"
-             f"seed {layout_seed}, swap, 1 round,\nprobe layers:\n" + "\n".join(n.split('.transformer')[0] for n in res.layers)]
-    pad, top = 6, 16
-    sheet = Image.new("RGB", (4 * (S + pad) + pad, 3 * (S + top + pad) + pad + 18), (15, 15, 15))
+        when = "on x_T" if title.endswith("edit") else "after"
+        labels.append([title, f"probe {when}: red circle", f"probe {when}: blue square", "", ""])
+        notes.append(None)
+    notes[-1] = (f"{cap2}\nboxes: red circle top-left,\nblue square bottom-right\n"
+                 f"seed {layout_seed}, swap, 1 round,\nprobe layers:\n" + "\n".join(n.split('.transformer')[0] for n in res.layers))
+    cols, pad, top = 5, 6, 16
+    rows = len(panels)
+    sheet = Image.new("RGB", (cols * (S + pad) + pad, rows * (S + top + pad) + pad + 18), (15, 15, 15))
     draw = ImageDraw.Draw(sheet)
-    draw.text((pad, 4), f"InitEdit on the toy model - row 1: '{cap1}', seed {seed}", fill=(230, 230, 230))
+    draw.text((pad, 4), f"InitEdit on the toy model - rows 1-{len(keeps)}: '{cap1}', seed {seed}, "
+                        f"the boxed region rerolled with seeds 1000-1002", fill=(230, 230, 230))
     for r, row in enumerate(panels):
+        y = 18 + pad + r * (S + top + pad)
         for c, im in enumerate(row):
-            x, y = pad + c * (S + pad), 18 + pad + r * (S + top + pad)
-            draw.text((x, y), labels[4 * r + c], fill=(220, 220, 220))
-            sheet.paste(im, (x, y + top))
+            x = pad + c * (S + pad)
+            draw.text((x, y), labels[r][c], fill=(220, 220, 220))
+            if im is not None:
+                sheet.paste(im, (x, y + top))
         if notes[r]:
-            draw.multiline_text((pad + 3 * (S + pad) + 4, 18 + pad + r * (S + top + pad) + top + 4), notes[r],
-                                fill=(200, 200, 200))
+            c = 0 if r < len(keeps) else 3
+            draw.multiline_text((pad + c * (S + pad) + 4, y + top + 4), notes[r], fill=(200, 200, 200))
     sheet.save(out)
 
 

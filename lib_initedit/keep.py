@@ -227,7 +227,9 @@ class KeepBlend:
         """``SamplingHooks`` part: the blended prediction, or None (unchanged) past the kept calls."""
         if not self.applies(index):
             return None
-        m = self.masks.to(device=denoised.device)
+        if self.masks.device != denoised.device:
+            self.masks = self.masks.to(denoised.device)  # once per batch
+        m = self.masks
         out = m * denoised.float() + (1.0 - m) * self.base_at(index, denoised).float()
         return out.to(denoised.dtype)
 
