@@ -168,11 +168,17 @@ run() {  # run [port] [extra launch args...]
   export GRADIO_SERVER_NAME=127.0.0.1
   export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 DIFFUSERS_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False \
          DO_NOT_TRACK=1 HF_HUB_DISABLE_TELEMETRY=1 PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+  # gradio 4 serves file= URLs only under allowed paths (Forge's default: the data dir alone): add the
+  # Forge folder (its own javascript/, style.css) and the real folders of linked extensions
+  local allow=(--gradio-allowed-path "$FORGE")
+  for ext in "$FORGE_LAB/data/extensions"/*; do
+    [[ -L "$ext" ]] && allow+=(--gradio-allowed-path "$(readlink -f "$ext")")
+  done
   cd "$FORGE"
   "$VPY" launch.py --skip-prepare-environment --skip-install --skip-python-version-check \
       --skip-torch-cuda-test --skip-version-check --always-cpu --api --port "$PORT" \
       --ckpt "$CKPT" --no-download-sd-model --data-dir "$FORGE_LAB/data" --models-dir "$FORGE_LAB/models" \
-      --disable-console-progressbars "$@" > "$LOGS/forge-$PORT.log" 2>&1 &
+      --disable-console-progressbars "${allow[@]}" "$@" > "$LOGS/forge-$PORT.log" 2>&1 &
   echo $! > "$LOGS/forge-$PORT.pid"
   echo "started pid $(cat "$LOGS/forge-$PORT.pid"), log $LOGS/forge-$PORT.log"
 }

@@ -109,7 +109,8 @@ def start_forge(forge_dir: str):
     proc = subprocess.Popen(
         [python, "launch.py", "--skip-prepare-environment", "--skip-install", "--skip-python-version-check",
          "--skip-torch-cuda-test", "--skip-version-check", "--always-cpu", "--api", "--port", str(port),
-         "--data-dir", data, "--models-dir", models, "--no-download-sd-model", "--disable-console-progressbars"]
+         "--data-dir", data, "--models-dir", models, "--no-download-sd-model", "--disable-console-progressbars",
+         "--gradio-allowed-path", os.path.abspath(forge_dir), "--gradio-allowed-path", ROOT]
         + (["--ckpt", ckpt] if os.path.exists(ckpt) else []),
         cwd=forge_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
