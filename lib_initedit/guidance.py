@@ -49,6 +49,7 @@ from . import attention
 
 DEFAULT_QUERY_CHUNK = 1024
 GUIDE_LAYER_CHOICES = ("level", "down", "all")  # which attn2 modules are guided, see select_guided_layers
+DEFAULT_GUIDED_LAYERS = "all"
 
 
 def select_guided_layers(unet: nn.Module, choice: str = "all", probe_level: int | None = None) -> list:
@@ -114,12 +115,15 @@ class LayoutGuidance:
         self._handles: list = []
 
     @classmethod
-    def from_spec(cls, unet: nn.Module, spec, columns, boxes, rows=None, **kw) -> "LayoutGuidance":
-        """Built from an ``InitEditSpec``'s layout fields (``guidance``, ``guidance_steps``, and, when the spec
-        has them, ``guidance_layers`` / ``guidance_size``)."""
-        choice = getattr(spec, "guidance_layers", "all")
+    def from_spec(cls, unet: nn.Module, spec, columns, boxes, rows=None, layers: str | None = None,
+                  size_power: float | None = None, **kw) -> "LayoutGuidance":
+        """Built from an ``InitEditSpec``'s layout fields: ``guidance`` (strength), ``guidance_steps``
+        (fraction), and, where the spec has them, ``guidance_layers`` / ``guidance_size``; ``layers`` /
+        ``size_power`` override those (ablations)."""
+        choice = layers or getattr(spec, "guidance_layers", DEFAULT_GUIDED_LAYERS)
+        power = getattr(spec, "guidance_size", 0.0) if size_power is None else size_power
         return cls(unet, select_guided_layers(unet, choice), spec.guidance, spec.guidance_steps, columns, boxes,
-                   rows=rows, size_power=getattr(spec, "guidance_size", 0.0), **kw)
+                   rows=rows, size_power=power, **kw)
 
     def _box_strength(self, box) -> float:
         if self.size_power <= 0:

@@ -8,9 +8,11 @@ the blocks are moved whole (all channels) so x_T keeps exactly its values.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import math
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 
 
 @dataclass(frozen=True)
@@ -33,10 +35,36 @@ class BlockGrid:
         return self.rows * self.cols
 
 
-def normalise_maps(maps: torch.Tensor) -> torch.Tensor:
-    """(K, h, w) -> each map divided by its spatial mean (the paper's ``m / m.mean()``)."""
-    mean = maps.flatten(1).mean(dim=1).clamp(min=1e-12)
-    return maps / mean[:, None, None]
+NORMALISATIONS = ("mean", "zscore", "max")
+
+
+def normalise_maps(maps: torch.Tensor, how: str = "mean") -> torch.Tensor:
+    """(K, h, w) -> each map divided by its spatial mean (the paper's ``m / m.mean()``); "zscore": minus the
+    mean, over the standard deviation; "max": divided by the maximum."""
+    flat = maps.flatten(1)
+    if how == "mean":
+        return maps / flat.mean(dim=1).clamp(min=1e-12)[:, None, None]
+    if how == "zscore":
+        return (maps - flat.mean(dim=1)[:, None, None]) / flat.std(dim=1).clamp(min=1e-12)[:, None, None]
+    if how == "max":
+        return maps / flat.amax(dim=1).clamp(min=1e-12)[:, None, None]
+    raise ValueError(f"normalisation: unknown {how!r}; one of {', '.join(NORMALISATIONS)}")
+
+
+def smooth_maps(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(K, h, w) blurred by a Gaussian of ``sigma`` map cells (edges replicated); sigma 0: unchanged."""
+    if sigma <= 0:
+        return maps
+    radius = max(1, int(math.ceil(2 * sigma)))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-x ** 2 / (2 * sigma ** 2))
+    kernel = (kernel / kernel.sum()).to(maps.dtype)
+    m = maps[:, None]
+    m = F.pad(m, (radius, radius, 0, 0), mode="replicate")
+    m = F.conv2d(m, kernel.view(1, 1, 1, -1))
+    m = F.pad(m, (0, 0, radius, radius), mode="replicate")
+    m = F.conv2d(m, kernel.view(1, 1, -1, 1))
+    return m[:, 0]
 
 
 def box_cells(box: Sequence[float], rows: int, cols: int) -> torch.Tensor:
@@ -169,13 +197,15 @@ class LayoutEdit:
     perm: torch.Tensor  # flat over the grid: perm[dst] = src
     chosen: list[list[int]]
     grid: BlockGrid
+    scores: torch.Tensor | None = None  # (K, rows, cols) the normalised maps the plan used
+    regions: torch.Tensor | None = None  # (K, rows, cols) the boxes' cells
 
 
 def plan_layout(maps: torch.Tensor, boxes: Sequence[Sequence[float]], latent_hw: tuple[int, int],
-                method: str = "swap") -> LayoutEdit:
+                method: str = "swap", norm: str = "mean", smooth: float = 0.0) -> LayoutEdit:
     """maps: (K, h, w) raw probabilities of each box's phrase; returns the block permutation."""
     grid = BlockGrid.for_map((maps.shape[1], maps.shape[2]), latent_hw)
-    scores = normalise_maps(maps[:, :grid.rows, :grid.cols].float())
+    scores = score_maps(maps, grid, norm, smooth)
     regions = exclusive_boxes(boxes, grid.rows, grid.cols)
     chosen = assign_blocks(scores, regions)
     if method == "swap":
@@ -184,4 +214,66 @@ def plan_layout(maps: torch.Tensor, boxes: Sequence[Sequence[float]], latent_hw:
         perm = rebuild_permutation(chosen, regions)
     else:
         raise ValueError(f"method: unknown {method!r}")
-    return LayoutEdit(perm=perm, chosen=chosen, grid=grid)
+    return LayoutEdit(perm=perm, chosen=chosen, grid=grid, scores=scores, regions=regions)
+
+
+def score_maps(maps: torch.Tensor, grid: BlockGrid, norm: str = "mean", smooth: float = 0.0) -> torch.Tensor:
+    """The maps on the movable grid, smoothed (sigma in cells) and normalised: what the assignment ranks."""
+    return normalise_maps(smooth_maps(maps[:, :grid.rows, :grid.cols].float(), smooth), norm)
+
+
+@dataclass
+class PoolEdit:
+    """Blocks taken from candidate noises: ``(dst, j, src)`` = block dst <- block src of candidate j (j >= 1)."""
+
+    replacements: list[tuple[int, int, int]]
+
+
+def pool_blocks(edit: LayoutEdit, candidate_scores: Sequence[torch.Tensor]) -> PoolEdit:
+    """Candidate pooling: after ``edit`` (on the base noise), every box keeps its best blocks among its own
+    and the candidates' blocks that want its phrase most (argmax label), each candidate block used once.
+
+    candidate_scores[j - 1]: (K, rows, cols) scores of candidate j (same normalisation as ``edit.scores``).
+    Per box (smallest first): the blocks now in the box (base blocks, ranked by the box phrase's score,
+    own-label blocks first) and the candidates' own-label blocks compete; the top ``n_k`` stay or come in,
+    a base block that lost is dropped, and the incoming blocks take the losers' cells in raster order.
+    """
+    scores, regions = edit.scores, edit.regions
+    k_count = scores.shape[0]
+    flat = scores.flatten(1).double()
+    base_label = flat.argmax(dim=0)
+    cand_flat = [c.flatten(1).double() for c in candidate_scores]
+    cand_label = [c.argmax(dim=0) for c in cand_flat]
+    used: set[tuple[int, int]] = set()
+    replacements: list[tuple[int, int, int]] = []
+    sizes = regions.flatten(1).sum(dim=1)
+    for k in sorted(range(k_count), key=lambda i: (int(sizes[i]), i)):
+        cells = torch.nonzero(regions[k].flatten()).flatten().tolist()
+        entries = []  # (own, score, kind, a, b): kind 0 = base block at dst a; kind 1 = candidate a, src b
+        for dst in cells:
+            src = int(edit.perm[dst])
+            entries.append((int(base_label[src]) == k, float(flat[k, src]), 0, dst, src))
+        for j, (cf, cl) in enumerate(zip(cand_flat, cand_label), start=1):
+            for src in torch.nonzero(cl == k).flatten().tolist():
+                if (j, src) not in used:
+                    entries.append((True, float(cf[k, src]), 1, j, src))
+        entries.sort(key=lambda e: (not e[0], -e[1], e[2], e[3], e[4]))
+        keep = entries[:len(cells)]
+        incoming = [(e[3], e[4]) for e in keep if e[2] == 1]
+        kept_dst = {e[3] for e in keep if e[2] == 0}
+        free_dst = [dst for dst in cells if dst not in kept_dst]
+        for dst, (j, src) in zip(free_dst, incoming):
+            replacements.append((dst, j, src))
+            used.add((j, src))
+    return PoolEdit(replacements=replacements)
+
+
+def replace_blocks(noise: torch.Tensor, replacements: Sequence[tuple[int, int, int]],
+                   candidates: Sequence[torch.Tensor], grid: BlockGrid) -> torch.Tensor:
+    """(C, H, W) noise with block dst replaced, whole, by block src of ``candidates[j - 1]`` (C, H, W)."""
+    out = noise.clone()
+    for dst, j, src in replacements:
+        (r, c), (sr, sc) = divmod(dst, grid.cols), divmod(src, grid.cols)
+        out[:, r * grid.bh:(r + 1) * grid.bh, c * grid.bw:(c + 1) * grid.bw] = \
+            candidates[j - 1][:, sr * grid.bh:(sr + 1) * grid.bh, sc * grid.bw:(sc + 1) * grid.bw]
+    return out

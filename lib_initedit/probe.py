@@ -2,6 +2,16 @@
 
 The host passes the UNet module (where the hooks go) and a callable that runs it once on a noise
 batch at the first timestep with the conditional context; nothing here knows about the WebUI.
+
+One entry point for every host and for the toy benchmark::
+
+    result = run_layout(unet, call, x, positions, boxes, **layout_options(spec),
+                        candidate_noise=lambda j: <noise of the seeds candidate_seed(seed, j)>)
+
+``layout_options(spec)`` turns the spec's layout fields into run_layout arguments, so a default changed in
+``spec.py`` changes what every host and the benchmark run. ``candidate_noise`` is only called when the spec
+asks for candidate pooling (``candidates`` > 1): it returns the (B, C, H, W) noise of candidate j (1..K-1) for
+the batch, drawn by the host from its own noise source for the seeds ``candidate_seed(seed_b, j)``.
 """
 from __future__ import annotations
 
@@ -32,6 +42,7 @@ class LayoutResult:
     measured_after: bool
     probes: int = 0
     permutations: list[torch.Tensor] = field(default_factory=list)  # per image, composed over rounds
+    pooled: list[list[tuple[int, int, int]]] = field(default_factory=list)  # per image: (dst, candidate, src)
 
 
 def probe_maps(model: nn.Module, call: UnetCall, noise: torch.Tensor, layers: Sequence[attention.CrossAttentionLayer],
@@ -52,16 +63,41 @@ def probe_maps(model: nn.Module, call: UnetCall, noise: torch.Tensor, layers: Se
     return out
 
 
+def candidate_seed(seed: int, j: int) -> int:
+    """The seed of candidate noise j (>= 1) of an image whose seed is ``seed`` (candidate 0 is the seed itself)."""
+    if j == 0:
+        return int(seed) % 2**32
+    x = (int(seed) ^ (j * 0x9E3779B9)) & 0xFFFFFFFF
+    x = (x * 0x85EBCA6B + j) & 0xFFFFFFFF
+    return x ^ (x >> 16)
+
+
+def layout_options(spec) -> dict:
+    """run_layout's keyword arguments from an ``InitEditSpec``'s layout fields (fields a spec lacks keep
+    run_layout's defaults)."""
+    options = dict(rounds=spec.rounds, method=spec.method, layers=spec.layers)
+    for name in ("candidates", "smooth"):
+        if hasattr(spec, name):
+            options[name] = getattr(spec, name)
+    return options
+
+
 def run_layout(model: nn.Module, call: UnetCall, noise: torch.Tensor,
                phrase_positions: Sequence[Sequence[Sequence[int]]], boxes: Sequence[Sequence[Sequence[float]]],
                rounds: int = 1, method: str = "swap", layers: str | Sequence[str] = "level",
                measure_after: bool = True, stop_early: bool = True,
-               should_stop: Callable[[], bool] = lambda: False) -> LayoutResult:
+               should_stop: Callable[[], bool] = lambda: False, candidates: int = 1,
+               candidate_noise: Callable[[int], torch.Tensor] | None = None, smooth: float = 0.0,
+               norm: str = "mean") -> LayoutResult:
     """Edit a batch of initial noises so each box's phrase tends to appear inside its box.
 
     phrase_positions[b][k]: token positions of box k's phrase in image b's conditioning.
     boxes[b][k]: (x0, y0, x1, y1) fractions. Images without boxes are left as they are.
     ``should_stop`` is polled between probes (interrupt/skip); the noise edited so far is returned.
+    candidates > 1 (with ``candidate_noise``): the first round also probes candidates 1..K-1 and fills each
+    box from the blocks that want its phrase most across them (``layout.pool_blocks``); the result is
+    then made of whole blocks of the base and candidate noises, each used once, no longer a permutation.
+    smooth: Gaussian blur of the maps (sigma in map cells) before ranking; norm: ``layout.NORMALISATIONS``.
     """
     probe_layers = _resolve_layers(model, layers)
     latent_hw = (int(noise.shape[-2]), int(noise.shape[-1]))
@@ -69,20 +105,37 @@ def run_layout(model: nn.Module, call: UnetCall, noise: torch.Tensor,
     maps_before: list[torch.Tensor] = []
     perms: list[torch.Tensor | None] = [None] * noise.shape[0]
     grids: list[layout.BlockGrid | None] = [None] * noise.shape[0]
+    pooled: list[list[tuple[int, int, int]]] = [[] for _ in range(noise.shape[0])]
     probes = 0
-    for _ in range(max(1, rounds)):
+    for r in range(max(1, rounds)):
         if should_stop():
             break
         maps = probe_maps(model, call, current, probe_layers, phrase_positions, stop_early)
         probes += 1
         maps_before = maps_before or maps
+        cand_noise, cand_maps = [], []
+        if r == 0 and candidates > 1 and candidate_noise is not None and any(boxes):
+            for j in range(1, candidates):
+                if should_stop():
+                    break
+                cand_noise.append(candidate_noise(j).to(noise.device, noise.dtype))
+                cand_maps.append(probe_maps(model, call, cand_noise[-1], probe_layers, phrase_positions, stop_early))
+                probes += 1
         for b, item_boxes in enumerate(boxes):
             if not item_boxes:
                 continue
-            edit = layout.plan_layout(maps[b], item_boxes, latent_hw, method)
+            edit = layout.plan_layout(maps[b], item_boxes, latent_hw, method, norm=norm, smooth=smooth)
             current[b] = layout.permute_blocks(current[b], edit.perm, edit.grid)
             perms[b] = edit.perm if perms[b] is None else perms[b][edit.perm]  # x_r = x_0[p1[p2[...]]]
             grids[b] = edit.grid
+            if cand_maps:
+                scores = [layout.score_maps(m[b], edit.grid, norm, smooth) for m in cand_maps]
+                pool = layout.pool_blocks(edit, scores)
+                current[b] = layout.replace_blocks(current[b], pool.replacements, [c[b] for c in cand_noise],
+                                                   edit.grid)
+                pooled[b] = pool.replacements
+    if any(pooled):
+        measure_after = True  # the predicted maps would not know the candidates' blocks
     measured = bool(measure_after and probes and not should_stop())
     if measured:
         maps_after = probe_maps(model, call, current, probe_layers, phrase_positions, stop_early)
@@ -96,7 +149,8 @@ def run_layout(model: nn.Module, call: UnetCall, noise: torch.Tensor,
                if maps_before else [] for b, item_boxes in enumerate(boxes)]
     return LayoutResult(noise=current, maps_before=maps_before, maps_after=maps_after, reports=reports,
                         layers=[layer.name for layer in probe_layers], measured_after=measured, probes=probes,
-                        permutations=[p if p is not None else torch.empty(0, dtype=torch.long) for p in perms])
+                        permutations=[p if p is not None else torch.empty(0, dtype=torch.long) for p in perms],
+                        pooled=pooled)
 
 
 def _resolve_layers(model: nn.Module, layers: str | Sequence[str]) -> list[attention.CrossAttentionLayer]:

@@ -1,41 +1,83 @@
-"""Benchmark InitEdit on the toy model: layout success / IoU, reroll locality, probe cost.
+"""Benchmark InitEdit on the toy model: layout success / IoU / leak by stratum, reroll locality, probe cost.
 
     python -m lib_initedit.toy.bench --n 200 --json bench.json
+    python -m lib_initedit.toy.bench --methods default --strata all      # what the extension does by default
 
-Fixed seed lists: sample i of a layout cell with k objects uses noise seed 10_000 + i and prompt/box
-seed 1_000 * k + i, so every method sees the same noises, prompts and boxes.
+Fixed seed lists: sample i of a cell uses noise seed 10_000 + i; its prompt and boxes come from seed
+1_000 * k + i for the random-box strata (k objects) and STRATA[name].seed + i for the others, so every
+method sees the same noises, prompts and boxes.
+
+A method is a spec-like setting: a dict of ``InitEditSpec`` fields (``METHODS``), applied to ``InitEditSpec()``;
+"default" is ``{}``, i.e. exactly the spec's defaults. ``run_method`` goes through the library's own entry
+points, the ones the WebUI calls: ``probe.run_layout(..., **probe.layout_options(spec))`` edits the noise and
+``guidance.LayoutGuidance.from_spec(...)`` guides the first steps. Keys starting with "_" are research knobs
+that no spec field carries (``_probe``: extra run_layout arguments; ``_probe_t``: the probe timestep).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import time
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
 
-from .. import probe
+from .. import guidance, probe
+from ..spec import InitEditSpec
 from . import detect
 from .data import SIZE, random_prompt
 from .bench_reroll import bench_reroll
 from .pipe import ToyPipe, seed_noise
 
-METHODS = {  # key -> run_layout kwargs (None: no edit)
+METHODS = {  # key -> spec-like setting: InitEditSpec fields (None: no edit)
     "none": None,
-    "paper": dict(rounds=1, method="swap", layers="paper"),
-    "rebuild": dict(rounds=1, method="rebuild", layers="paper"),
-    "rounds2": dict(rounds=2, method="swap", layers="paper"),
-    "rounds3": dict(rounds=3, method="swap", layers="paper"),
-    "level": dict(rounds=1, method="swap", layers="level"),
-    # ablations: which of the two 8x8 down layers carries the signal; does a 2nd round help "level"
-    "layer5": dict(rounds=1, method="swap", layers=["input_blocks.5.1.transformer_blocks.0.attn2"]),
-    "level2r": dict(rounds=2, method="swap", layers="level"),
-    "levelrb": dict(rounds=1, method="rebuild", layers="level"),
+    "default": {},
+    "paper": dict(rounds=1, method="swap", layers="paper", guidance=0.0),
+    "rebuild": dict(rounds=1, method="rebuild", layers="paper", guidance=0.0),
+    "rounds2": dict(rounds=2, method="swap", layers="paper", guidance=0.0),
+    "rounds3": dict(rounds=3, method="swap", layers="paper", guidance=0.0),
+    "level": dict(rounds=1, method="swap", layers="level", guidance=0.0),
+    "layer5": dict(rounds=1, method="swap", layers="level", guidance=0.0,
+                   _probe=dict(layers=["input_blocks.5.1.transformer_blocks.0.attn2"])),
+    "level2r": dict(rounds=2, method="swap", layers="level", guidance=0.0),
+    "levelrb": dict(rounds=1, method="rebuild", layers="level", guidance=0.0),
+    # issue 14 ablations, on top of "level" (swap, 1 round, both 8x8 down layers)
+    "g4": dict(guidance=4.0, guidance_steps=0.3),
+    "g4only": dict(guidance=4.0, guidance_steps=0.3, _noedit=True),
+    "g4lvl": dict(guidance=4.0, guidance_steps=0.3, _guide=dict(layers="level")),
+    "g4down": dict(guidance=4.0, guidance_steps=0.3, _guide=dict(layers="down")),
+    "g2": dict(guidance=2.0, guidance_steps=0.3),
+    "g8": dict(guidance=8.0, guidance_steps=0.3),
+    "g4s5": dict(guidance=4.0, guidance_steps=0.5),
+    "g4s15": dict(guidance=4.0, guidance_steps=0.15),
+    "g4size": dict(guidance=4.0, guidance_steps=0.3, _guide=dict(size_power=1.0)),
+    "pool4": dict(guidance=0.0, _probe=dict(candidates=4)),
+    "pool8": dict(guidance=0.0, _probe=dict(candidates=8)),
+    "pool4g4": dict(guidance=4.0, guidance_steps=0.3, _probe=dict(candidates=4)),
+    "smooth05": dict(guidance=0.0, _probe=dict(smooth=0.5)),
+    "smooth1": dict(guidance=0.0, _probe=dict(smooth=1.0)),
+    "zscore": dict(guidance=0.0, _probe=dict(norm="zscore")),
+    "normmax": dict(guidance=0.0, _probe=dict(norm="max")),
+    "t981": dict(guidance=0.0, _probe_t=981),
+    "t901": dict(guidance=0.0, _probe_t=901),
+    "t801": dict(guidance=0.0, _probe_t=801),
 }
-LABELS = {"none": "no edit", "paper": "paper: swap, 1 round, 1 layer", "rebuild": "full rebuild, 1 round",
-          "rounds2": "swap, 2 rounds", "rounds3": "swap, 3 rounds", "level": "swap, all 8x8 down layers (2)",
-          "layer5": "swap, first 8x8 layer only (input_blocks.5.1)", "level2r": "swap, all 8x8 layers, 2 rounds",
-          "levelrb": "rebuild, all 8x8 layers"}
+LABELS = {"none": "no edit", "default": "the default (InitEditSpec())", "paper": "paper: swap, 1 round, 1 layer",
+          "rebuild": "full rebuild, 1 round", "rounds2": "swap, 2 rounds", "rounds3": "swap, 3 rounds",
+          "level": "swap, all 8x8 down layers (2)", "layer5": "swap, first 8x8 layer only (input_blocks.5.1)",
+          "level2r": "swap, all 8x8 layers, 2 rounds", "levelrb": "rebuild, all 8x8 layers"}
+
+
+def spec_of(setting: dict) -> InitEditSpec:
+    """The spec a method setting stands for: InitEditSpec() with the setting's spec fields replaced."""
+    return InitEditSpec().replace(**{k: v for k, v in setting.items() if not k.startswith("_")})
+
+
+# ----------------------------------------------------------------------------- strata
+def _disjoint(boxes) -> bool:
+    return all(detect.iou(a, b) == 0 for i, a in enumerate(boxes) for b in boxes[i + 1:])
 
 
 def random_boxes(rng: np.random.Generator, k: int, lo: float = 0.3, hi: float = 0.5) -> list[tuple]:
@@ -47,31 +89,110 @@ def random_boxes(rng: np.random.Generator, k: int, lo: float = 0.3, hi: float = 
             w, h = rng.uniform(lo, hi, 2) * scale
             x0, y0 = rng.uniform(0, 1 - w), rng.uniform(0, 1 - h)
             boxes.append((float(x0), float(y0), float(x0 + w), float(y0 + h)))
-        if all(detect.iou(a, b) == 0 for i, a in enumerate(boxes) for b in boxes[i + 1:]):
+        if _disjoint(boxes):
             return boxes
     return boxes
 
 
-def layout_cases(k: int, n: int):
+def thin_boxes(rng: np.random.Generator, k: int) -> list[tuple]:
+    """k non-overlapping boxes with aspect ratio 2.5-4 (long side 0.5-0.8), each horizontal or vertical."""
+    for _ in range(500):
+        boxes = []
+        for _ in range(k):
+            long = rng.uniform(0.5, 0.8)
+            short = long / rng.uniform(2.5, 4.0)
+            w, h = (long, short) if rng.random() < 0.5 else (short, long)
+            x0, y0 = rng.uniform(0, 1 - w), rng.uniform(0, 1 - h)
+            boxes.append((float(x0), float(y0), float(x0 + w), float(y0 + h)))
+        if _disjoint(boxes):
+            return boxes
+    raise RuntimeError("thin boxes: no placement found")
+
+
+def adjacent_boxes(rng: np.random.Generator, k: int) -> list[tuple]:
+    """k boxes touching in a row or a column: a span of 0.6-1.0 cut into k equal parts, across 0.3-0.5."""
+    span, across = rng.uniform(0.6, 1.0), rng.uniform(0.3, 0.5)
+    a0, c0 = rng.uniform(0, 1 - span), rng.uniform(0, 1 - across)
+    cuts = [a0 + span * j / k for j in range(k + 1)]
+    row = rng.random() < 0.5
+    return [(float(cuts[j]), float(c0), float(cuts[j + 1]), float(c0 + across)) if row else
+            (float(c0), float(cuts[j]), float(c0 + across), float(cuts[j + 1])) for j in range(k)]
+
+
+def border_boxes(rng: np.random.Generator, k: int) -> list[tuple]:
+    """k non-overlapping boxes (sides 0.3-0.45), each touching the image border (an edge or a corner)."""
+    for _ in range(500):
+        boxes = []
+        for _ in range(k):
+            w, h = rng.uniform(0.3, 0.45, 2)
+            x0, y0 = rng.uniform(0, 1 - w), rng.uniform(0, 1 - h)
+            side = int(rng.integers(0, 4))
+            if side == 0:
+                x0 = 0.0
+            elif side == 1:
+                x0 = 1.0 - w
+            elif side == 2:
+                y0 = 0.0
+            else:
+                y0 = 1.0 - h
+            boxes.append((float(x0), float(y0), float(min(1.0, x0 + w)), float(min(1.0, y0 + h))))
+        if _disjoint(boxes):
+            return boxes
+    raise RuntimeError("border boxes: no placement found")
+
+
+@dataclass(frozen=True)
+class Stratum:
+    k: int
+    boxes: Callable
+    seed: int  # prompt/box seed of sample i: seed + i (random boxes: 1_000 * k + i, as before)
+    label: str
+
+
+STRATA = {
+    "1": Stratum(1, random_boxes, 1_000, "random boxes, 1 object"),
+    "2": Stratum(2, random_boxes, 2_000, "random boxes, 2 objects"),
+    "3": Stratum(3, random_boxes, 3_000, "random boxes, 3 objects"),
+    "small1": Stratum(1, lambda r, k: random_boxes(r, k, 0.2, 0.3), 110_000, "small box (side 0.2-0.3), 1 object"),
+    "small2": Stratum(2, lambda r, k: random_boxes(r, k, 0.2, 0.3), 120_000, "small boxes, 2 objects"),
+    "large1": Stratum(1, lambda r, k: random_boxes(r, k, 0.6, 0.9), 210_000, "large box (side 0.6-0.9), 1 object"),
+    "thin2": Stratum(2, thin_boxes, 320_000, "thin boxes (aspect 2.5-4), 2 objects"),
+    "adjacent2": Stratum(2, adjacent_boxes, 420_000, "2 touching boxes in a row/column"),
+    "adjacent3": Stratum(3, adjacent_boxes, 430_000, "3 touching boxes in a row/column"),
+    "border2": Stratum(2, border_boxes, 520_000, "2 boxes at the image border"),
+    "four4": Stratum(4, lambda r, k: random_boxes(r, k, 0.25, 0.4), 640_000, "4 objects, random boxes 0.25-0.4"),
+}
+USER_STRATA = ("small1", "small2", "large1", "thin2", "adjacent2", "adjacent3", "border2", "four4")
+
+
+def layout_cases(k: int | str, n: int):
+    """The n cases of a stratum (a key of STRATA; an int k means the random-box stratum with k objects)."""
+    st = STRATA[str(k)]
     cases = []
     for i in range(n):
-        rng = np.random.default_rng(1_000 * k + i)
-        objs = random_prompt(rng, k)
+        rng = np.random.default_rng(st.seed + i)
+        objs = random_prompt(rng, st.k)
         phrases = [f"{c} {s}" for c, s in objs]
         caption = " and ".join(f"a {p}" for p in phrases)
         cases.append(dict(noise_seed=10_000 + i, caption=caption, phrases=phrases,
-                          colours=[c for c, _ in objs], shapes=[s for _, s in objs], boxes=random_boxes(rng, k)))
+                          colours=[c for c, _ in objs], shapes=[s for _, s in objs], boxes=st.boxes(rng, st.k)))
     return cases
 
 
-def score(images: torch.Tensor, cases) -> dict:
-    found = inside = success = shape_ok = total = 0
+# ----------------------------------------------------------------------------- scoring
+def score(images: torch.Tensor, cases, min_area: int = 6) -> dict:
+    """success: every object's centroid in its box; leak: some phrase's colour also forms a second component
+    (>= min_area px) or a component whose centroid is outside the box."""
+    found = inside = success = shape_ok = total = leaks = 0
     ious = []
     for img, case in zip(images, cases):
-        dets = detect.detect_all(img, case["colours"])
-        ok = True
+        labels = detect.label_pixels(img)
+        ok, leak = True, False
         for colour, shape, box in zip(case["colours"], case["shapes"], case["boxes"]):
-            d = dets[colour]
+            comps = [c for c in detect.components(labels == detect.NAMES.index(colour)) if len(c) >= min_area]
+            outside = [c for c in comps if not _centroid_in(c, box)]
+            leak |= len(comps) >= 2 or bool(outside)
+            d = detect.detect(img, colour, min_area, labels)
             total += 1
             if d is None:
                 ok = False
@@ -85,37 +206,74 @@ def score(images: torch.Tensor, cases) -> dict:
             ok &= hit
             ious.append(detect.iou([v / SIZE for v in d.box], box))
         success += ok
+        leaks += leak
     n = len(cases)
-    return dict(n=n, success=success / n, mean_iou=float(np.mean(ious)), detected=found / total,
+    return dict(n=n, success=success / n, mean_iou=float(np.mean(ious)), leak=leaks / n, detected=found / total,
                 centroid_in_box=inside / total, shape_match=shape_ok / max(1, found))
 
 
-def run_method(pipe: ToyPipe, cases, kw) -> tuple[torch.Tensor, dict]:
+def _centroid_in(comp, box) -> bool:
+    cy = (sum(p[0] for p in comp) / len(comp) + 0.5) / SIZE
+    cx = (sum(p[1] for p in comp) / len(comp) + 0.5) / SIZE
+    return box[0] <= cx <= box[2] and box[1] <= cy <= box[3]
+
+
+# ----------------------------------------------------------------------------- running a method
+def probe_call_at(pipe: ToyPipe, captions, t: int | None = None):
+    """The conditional UNet pass at timestep t (default: the sampler's first), as run_layout expects."""
+    if t is None:
+        return pipe.probe_call(captions)
+    c = pipe.cond(captions)
+
+    def call(x):
+        with torch.no_grad():
+            return pipe.unet(x, torch.full((x.shape[0],), int(t), dtype=torch.long), context=c)
+    return call
+
+
+def run_method(pipe: ToyPipe, cases, setting) -> tuple[torch.Tensor, dict]:
+    """Images of the cases under a method setting (None: no edit), through the extension's own entry points."""
     noise = torch.stack([seed_noise(c["noise_seed"]) for c in cases])
     caps = [c["caption"] for c in cases]
-    info = {}
-    if kw is not None:
-        pos = [pipe.phrase_positions(c["caption"], c["phrases"]) for c in cases]
-        res = probe.run_layout(pipe.unet, pipe.probe_call(caps), noise, pos, [c["boxes"] for c in cases],
-                               measure_after=True, **kw)
-        noise = res.noise
+    info: dict = {}
+    if setting is None:
+        return pipe.generate(noise, caps), info
+    spec = spec_of(setting)
+    pos = [pipe.phrase_positions(c["caption"], c["phrases"]) for c in cases]
+    boxes = [c["boxes"] for c in cases]
+    seeds = [c["noise_seed"] for c in cases]
+    if not setting.get("_noedit"):
+        options = probe.layout_options(spec) | setting.get("_probe", {})
+        res = probe.run_layout(pipe.unet, probe_call_at(pipe, caps, setting.get("_probe_t")), noise, pos, boxes,
+                               measure_after=True, candidate_noise=lambda j: torch.stack(
+                                   [seed_noise(probe.candidate_seed(s, j)) for s in seeds]), **options)
         shares = [(r.share_before, r.share_after) for item in res.reports for r in item]
         info = dict(attn_share_before=float(np.mean([s[0] for s in shares])),
-                    attn_share_after=float(np.mean([s[1] for s in shares])), layers=res.layers)
-    return pipe.generate(noise, caps), info
+                    attn_share_after=float(np.mean([s[1] for s in shares])), layers=res.layers, probes=res.probes)
+        noise = res.noise
+    guide = guidance.LayoutGuidance.from_spec(pipe.unet, spec, pos, boxes, **setting.get("_guide", {}))
+    if not guide.enabled:
+        return pipe.generate(noise, caps), info
+    conds = pipe.cond(caps)
+    with guide:
+        images = pipe.generate(noise, caps, step_start=lambda i, total: guide.set_step(i, total, conds))
+    info["guided_calls"] = guide.calls_guided
+    return images, info
 
 
-def bench_layout(pipe: ToyPipe, n: int, counts=(1, 2, 3), methods=None, log=print) -> dict:
+def bench_layout(pipe: ToyPipe, n: int, counts=(1, 2, 3), methods=None, log=None, strata=()) -> dict:
+    """Cells keyed "<stratum>|<method>"; the random-box strata are the object counts ("1|default")."""
+    log = log or (lambda line: print(line, flush=True))
     out = {}
-    for k in counts:
-        cases = layout_cases(k, n)
+    for key in [str(k) for k in counts] + [s for s in strata if s not in {str(k) for k in counts}]:
+        cases = layout_cases(key, n)
         for name in methods or METHODS:
             t0 = time.time()
             images, info = run_method(pipe, cases, METHODS[name])
             cell = score(images, cases) | info | dict(seconds=round(time.time() - t0, 1))
-            out[f"{k}|{name}"] = cell
-            log(f"  {k} obj  {name:8s} success {cell['success']:.3f}  IoU {cell['mean_iou']:.3f}  "
-                f"det {cell['detected']:.3f}  ({cell['seconds']}s)")
+            out[f"{key}|{name}"] = cell
+            log(f"  {key:9s} {name:10s} success {cell['success']:.3f}  IoU {cell['mean_iou']:.3f}  "
+                f"leak {cell['leak']:.3f}  det {cell['detected']:.3f}  ({cell['seconds']}s)")
     return out
 
 
@@ -146,12 +304,16 @@ def bench_cost(pipe: ToyPipe, batch: int = 32, reps: int = 3) -> dict:
 
 
 def table(res: dict) -> str:
-    lines = ["| objects | method | success | mean IoU | detected | attn share in box before -> after |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| stratum | method | success | mean IoU | leak | detected | attn share in box before -> after |",
+             "|---|---|---|---|---|---|---|"]
     for key, c in res.get("layout", {}).items():
         k, name = key.split("|")
         share = f"{c['attn_share_before']:.2f} -> {c['attn_share_after']:.2f}" if "attn_share_before" in c else ""
-        lines.append(f"| {k} | {LABELS.get(name, name)} | {c['success']:.3f} | {c['mean_iou']:.3f} | {c['detected']:.3f} | {share} |")
+        leak = f"{c['leak']:.3f}" if "leak" in c else ""
+        lines.append(f"| {k} | {LABELS.get(name, name)} | {c['success']:.3f} | {c['mean_iou']:.3f} | {leak} | "
+                     f"{c['detected']:.3f} | {share} |")
+    if res.get("layout"):
+        lines += ["", pivot(res["layout"])]
     if "reroll" in res:
         lines += ["", "| reroll | mean abs delta inside | outside | outside/inside |", "|---|---|---|---|"]
         for name, c in res["reroll"].items():
@@ -164,12 +326,28 @@ def table(res: dict) -> str:
     return "\n".join(lines)
 
 
+def pivot(layout: dict, field: str = "success") -> str:
+    """Methods as rows, strata as columns: success (leak) per cell."""
+    strata = list(dict.fromkeys(key.split("|")[0] for key in layout))
+    methods = list(dict.fromkeys(key.split("|")[1] for key in layout))
+    lines = ["| method | " + " | ".join(strata) + " |", "|---|" + "---|" * len(strata)]
+    for m in methods:
+        row = []
+        for st in strata:
+            c = layout.get(f"{st}|{m}")
+            row.append("" if c is None else f"{c[field]:.2f}" + (f" ({c['leak']:.2f})" if "leak" in c else ""))
+        lines.append(f"| {m} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, default=200, help="samples per layout cell")
     ap.add_argument("--reroll-n", type=int, default=None, help="samples for reroll locality (default --n)")
     ap.add_argument("--counts", default="1,2,3")
-    ap.add_argument("--methods", default="none,paper,rebuild,rounds2,rounds3,level")
+    ap.add_argument("--methods", default="none,paper,level,default")
+    ap.add_argument("--strata", default="", help="comma list of STRATA keys besides --counts; 'user' = "
+                                                 + ",".join(USER_STRATA) + "; 'all' = every stratum")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--guidance", type=float, default=5.0)
     ap.add_argument("--weights", default=None)
@@ -198,7 +376,13 @@ def main(argv=None) -> dict:
     res: dict = dict(config=dict(n=a.n, steps=a.steps, guidance=a.guidance, probe_t=pipe.t_first))
     t0 = time.time()
     if "layout" not in skip:
-        res["layout"] = bench_layout(pipe, a.n, [int(k) for k in a.counts.split(",")], a.methods.split(","))
+        strata = [t for part in a.strata.split(",") if part
+                  for t in (USER_STRATA if part in ("user", "all") else (part,))]
+        unknown = [t for t in strata + a.methods.split(",") if t not in STRATA and t not in METHODS]
+        if unknown:
+            ap.error(f"unknown strata / methods: {', '.join(unknown)}")
+        res["layout"] = bench_layout(pipe, a.n, [k for k in a.counts.split(",") if k], a.methods.split(","),
+                                     strata=strata)
     if "reroll" not in skip:
         res["reroll"] = bench_reroll(pipe, a.reroll_n or a.n)
     if "cost" not in skip:
