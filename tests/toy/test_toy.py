@@ -91,8 +91,18 @@ def test_tiny_benchmark_completes(pipe, tmp_path):
     res = bench.main(["--n", "2", "--steps", "4", "--counts", "1,2", "--methods", "none,paper,rounds2",
                       "--json", str(tmp_path / "b.json")])
     assert set(res["layout"]) == {f"{k}|{m}" for k in (1, 2) for m in ("none", "paper", "rounds2")}
-    for cell in res["layout"].values():
-        assert 0 <= cell["success"] <= 1 and 0 <= cell["mean_iou"] <= 1
+    for key, cell in res["layout"].items():
+        k = int(key.split("|")[0])  # objects per image
+        assert cell["n"] == 2, key
+        # fractions of the 2 images / 2k objects actually scored (a score outside these grids is a bug)
+        assert cell["success"] * cell["n"] == round(cell["success"] * cell["n"]), cell
+        assert cell["centroid_in_box"] * k * cell["n"] == round(cell["centroid_in_box"] * k * cell["n"]), cell
+        # an image succeeds only when all its objects are in their boxes; an object in its box was detected
+        assert cell["success"] <= cell["centroid_in_box"] + 1e-9 <= cell["detected"] + 2e-9, cell
+        if k == 1:
+            assert cell["success"] == pytest.approx(cell["centroid_in_box"]), cell
+        if cell["detected"] == 0:
+            assert cell["mean_iou"] == 0, cell
     assert res["reroll"]["region, strength 1.0"]["outside"] < res["reroll"]["global variation, strength 1.0"]["outside"]
     assert res["cost"]["layout_ratio"] > 0
     assert (tmp_path / "b.json").exists()
