@@ -25,7 +25,8 @@ def test_only_webui_package_imports_the_webui():
 
 
 def test_runtime_needs_nothing_the_webui_lacks():
-    allowed = {"torch", "numpy", "einops", "PIL", "gradio", "modules", "safetensors", "lib_initedit", "ldm", "sgm"}
+    allowed = {"torch", "numpy", "einops", "PIL", "gradio", "modules", "safetensors", "lib_initedit", "ldm", "sgm",
+               "fastapi", "starlette"}  # the WebUI's own web framework (the API refusal, lib_initedit/webui/api.py)
     stdlib = {"__future__", "ast", "base64", "binascii", "contextlib", "dataclasses", "html", "io", "json", "math",
               "random", "re", "typing", "os", "sys", "pathlib", "time", "argparse", "itertools", "functools",
               "collections", "hashlib", "struct", "zlib", "copy", "enum", "textwrap", "string", "warnings", "types",
@@ -38,7 +39,67 @@ def test_runtime_needs_nothing_the_webui_lacks():
     assert not bad, bad
 
 
-def test_no_forward_is_replaced_in_the_library():
-    for path in (ROOT / "lib_initedit").rglob("*.py"):
+# Files that may wrap an instance's ``forward``: each restores exactly what it found (design.md, house rules).
+FORWARD_ALLOWED = {"lib_initedit/guidance.py"}
+
+
+def forward_assignments(source: str) -> list[str]:
+    """Every place that sets or deletes a ``forward`` attribute: ``x.forward = / += / del``, ``setattr(x, "forward",
+    ...)``, ``delattr(x, "forward")``, ``x.__dict__["forward"] = ...`` and ``vars(x)["forward"] = ...``."""
+    found = []
+    tree = ast.parse(source)
+
+    def is_forward_target(t) -> bool:
+        if isinstance(t, ast.Attribute):
+            return t.attr == "forward"
+        if isinstance(t, ast.Subscript):  # x.__dict__["forward"], vars(x)["forward"]
+            key = t.slice.value if isinstance(t.slice, ast.Index) else t.slice  # noqa: ast.Index on 3.8
+            return isinstance(key, ast.Constant) and key.value == "forward"
+        if isinstance(t, (ast.Tuple, ast.List)):
+            return any(is_forward_target(e) for e in t.elts)
+        return False
+
+    for node in ast.walk(tree):
+        targets = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets = [node.target]
+        elif isinstance(node, ast.Delete):
+            targets = node.targets
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("setattr", "delattr"):
+            if len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) and node.args[1].value == "forward":
+                found.append(f"line {node.lineno}: {node.func.id}(..., 'forward')")
+        found += [f"line {node.lineno}: {ast.unparse(t)}" for t in targets if is_forward_target(t)]
+    return found
+
+
+def test_the_forward_rule_catches_every_spelling():
+    for bad in ("m.forward = f", "self.unet.forward = f", "m.forward += 1", "del m.forward", "setattr(m, 'forward', f)",
+                "delattr(m, 'forward')", "m.__dict__['forward'] = f", "vars(m)['forward'] = f", "a, m.forward = 1, f"):
+        assert forward_assignments(bad), bad
+    for fine in ("y = m.forward(x)", "m.register_forward_pre_hook(h)", "f = vars(m).get('forward')",
+                 "setattr(m, 'scale', 1)", "forward = 3", "old = m.forward"):
+        assert not forward_assignments(fine), fine
+
+
+def test_no_forward_is_replaced_outside_the_allowed_files():
+    """Hooks are per instance through register_forward_*_hook; only the allow-listed files wrap a forward
+    (and restore exactly what they found). Library and script code only: tests fake other extensions."""
+    offenders = []
+    for path in list((ROOT / "lib_initedit").rglob("*.py")) + list((ROOT / "scripts").glob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel in FORWARD_ALLOWED:
+            continue
+        offenders += [f"{rel} {where}" for where in forward_assignments(path.read_text())]
+    assert not offenders, offenders
+
+
+def test_allowed_forward_wrappers_restore_it():
+    for rel in FORWARD_ALLOWED:
+        path = ROOT / rel
+        if not path.exists():
+            continue  # being written
         text = path.read_text()
-        assert ".forward =" not in text and "del " + "module.forward" not in text, path
+        assert forward_assignments(text), f"{rel} is allowed to wrap a forward but does not: drop it from the list"
+        assert "del module.forward" in text or "delattr" in text, f"{rel} must restore a forward it did not find"
