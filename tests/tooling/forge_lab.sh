@@ -186,7 +186,10 @@ run() {  # run [port] [extra launch args...]
 wait_ready() {  # wait_ready <port> [seconds]
   local PORT=$1 limit=${2:-600} pid; pid=$(cat "$LOGS/forge-$PORT.pid")
   for _ in $(seq 1 "$limit"); do
-    curl -s -m 2 -o /dev/null "http://127.0.0.1:$PORT/sdapi/v1/options" && return 0
+    # the API answers before the UI (and so the scripts' argument slots) is built: also wait for the log's
+    # "Startup time" line, or the first txt2img with alwayson_scripts fails in init_script_args (IndexError)
+    curl -s -m 2 -o /dev/null "http://127.0.0.1:$PORT/sdapi/v1/options" \
+      && grep -q "Startup time" "$LOGS/forge-$PORT.log" && return 0
     kill -0 "$pid" 2>/dev/null || { echo "ERROR: server exited; tail of the log:" >&2; tail -40 "$LOGS/forge-$PORT.log" >&2; return 1; }
     sleep 1
   done

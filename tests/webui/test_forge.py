@@ -120,7 +120,10 @@ def start_forge(forge_dir: str):
             raise RuntimeError(f"Forge exited early; see {log.name}")
         try:
             urllib.request.urlopen(url + "/sdapi/v1/sd-models", timeout=2)
-            return proc, url, log.name
+            with open(log.name) as f:  # the API answers before the UI (and the scripts' argument slots) is built
+                if "Startup time" in f.read():
+                    return proc, url, log.name
+            time.sleep(1)
         except OSError:
             time.sleep(1)
     proc.kill()
