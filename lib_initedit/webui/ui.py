@@ -13,7 +13,7 @@ import gradio as gr
 
 from modules.ui_components import InputAccordion
 
-from ..spec import INFOTEXT_KEY
+from ..spec import INFOTEXT_KEY, SpecError, parse_infotext
 from .api import VALIDATE_ROUTE
 from .args import spec_facts
 
@@ -34,6 +34,19 @@ def _root_html(tabname: str, spec_id: str, accordion_id: str) -> str:
     }
     joined = " ".join(f'{k}="{html.escape(v, quote=True)}"' for k, v in attrs.items())
     return f"<div {joined}><div class='initedit-loading'>InitEdit editor loading…</div></div>"
+
+
+def pasted_spec(params: dict):
+    """The textbox value for a pasted infotext: its spec read as ``parse_infotext`` reads it (a field the
+    image's spec lacks takes its LEGACY_VALUES, so an old image reproduces), written back in full by
+    ``to_json``; a spec that does not parse is pasted as it is, so the accordion shows what is wrong."""
+    if INFOTEXT_KEY not in params:
+        return None
+    raw = params[INFOTEXT_KEY]
+    try:
+        return parse_infotext(raw).to_json()
+    except SpecError:
+        return raw if isinstance(raw, str) else None
 
 
 def build_ui(script, is_img2img: bool):
@@ -62,6 +75,6 @@ def build_ui(script, is_img2img: bool):
 
     infotext_fields = [
         (enabled, lambda d: INFOTEXT_KEY in d),
-        (spec_json, INFOTEXT_KEY),
+        (spec_json, pasted_spec),
     ]
     return [enabled, spec_json], infotext_fields

@@ -1,0 +1,104 @@
+"""The API says no: a malformed InitEdit entry in ``alwayson_scripts`` is refused with HTTP 422 naming the field,
+before any sampling; the server stays healthy and the next plain image is pixel-identical to one made before.
+
+Every malformed spec of tests/test_spec.py's BAD list, plus the argument shapes that used to be silent no-ops
+(a spec that is a list or a number, extra positional args), sent to a real WebUI (tests/webui/conftest.py).
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.test_spec import BAD
+from tests.webui.conftest import pixels
+
+PLAIN = {"prompt": "a cat and a red car", "negative_prompt": "", "sampler_name": "Euler", "width": 64, "height": 64,
+         "steps": 4, "seed": 1, "cfg_scale": 7, "batch_size": 1, "n_iter": 1, "send_images": True, "save_images": False}
+BOX = {"box": [0, 0, 1, 1]}
+
+# (alwayson_scripts entry, what the message must contain)
+SHAPES = [
+    ({"args": [[1, 2]]}, "args[0]: must be true/false"),
+    ({"args": [5]}, "args[0]: must be true/false"),
+    ({"args": [0.5, "{}"]}, "args[0]: must be true/false"),
+    ({"args": [True, [1]]}, "args[1]: must be a spec object"),
+    ({"args": [True, 42]}, "args[1]: must be a spec object"),
+    ({"args": [True, "{}", "extra"]}, "args: 3 values; InitEdit takes at most 2"),
+    ({"args": [True, {"reroll": [BOX]}, 1, 2]}, "args: 4 values"),
+    ({"args": [{"reroll": [BOX]}, True]}, "args: a spec object in first place must be alone"),
+    ({"args": {"reroll": [BOX]}}, "args: must be a list"),
+    ({"args": "{}"}, "args: must be a list"),
+    ([True, "{}"], "alwayson_scripts.InitEdit: must be an object"),
+    ({"args": [True, "{\"reroll\": [{\"box\": [0, 0, 1, 1], \"seed\": -7}]}"]}, "reroll[0].seed: -7 is outside"),
+]
+
+
+def _cases():
+    for value, message in BAD:
+        yield {"args": [value] if not isinstance(value, str) else [True, value]}, message.split(":")[0], message
+    for entry, message in SHAPES:
+        yield entry, message.split(":")[0], message
+
+
+CASES = list(_cases())
+
+
+@pytest.fixture(scope="module")
+def before(webui):
+    status, js = webui.request("POST", "/sdapi/v1/txt2img", PLAIN)
+    assert status == 200, js
+    return pixels(js)
+
+
+def test_there_are_enough_cases():
+    assert len(CASES) >= 40
+
+
+@pytest.mark.parametrize("entry,field,message", CASES, ids=[c[2][:60] for c in CASES])
+def test_malformed_initedit_is_a_422_naming_the_field(webui, before, entry, field, message):
+    status, js = webui.request("POST", "/sdapi/v1/txt2img", {**PLAIN, "alwayson_scripts": {"InitEdit": entry}}, timeout=60)
+    assert status == 422, (status, str(js)[:300])
+    assert isinstance(js, dict) and isinstance(js.get("detail"), str), js
+    assert js["detail"].startswith(field) and message in js["detail"], js["detail"]
+
+
+@pytest.mark.parametrize("key", ["initedit", "INITEDIT", "InitEdit"])
+def test_the_script_name_matches_case_insensitively_as_the_webui_does(webui, before, key):
+    status, js = webui.request("POST", "/sdapi/v1/txt2img",
+                               {**PLAIN, "alwayson_scripts": {key: {"args": [{"vary": "both"}]}}}, timeout=60)
+    assert status == 422 and js["detail"].startswith("vary:"), js
+
+
+def test_img2img_refuses_a_malformed_entry_too(webui, before):
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (90, 120, 200)).save(buf, format="PNG")
+    body = {**PLAIN, "init_images": [base64.b64encode(buf.getvalue()).decode()], "denoising_strength": 0.5,
+            "alwayson_scripts": {"InitEdit": {"args": [{"rounds": 0}]}}}
+    status, js = webui.request("POST", "/sdapi/v1/img2img", body, timeout=60)
+    assert status == 422 and js["detail"].startswith("rounds:"), js
+
+
+def test_validate_route_answers_with_the_parsers_message(webui):
+    status, js = webui.request("POST", "/initedit/v1/validate", {"spec": json.dumps({"layout": [{"box": [0, 0, 1, 1]}]})})
+    assert status == 200 and js["error"].startswith("layout[0].phrase:"), js
+    status, js = webui.request("POST", "/initedit/v1/validate", {"spec": json.dumps({"reroll": [BOX]})})
+    assert status == 200 and js == {"error": None}
+
+
+def test_valid_requests_still_pass_and_the_server_is_healthy_after(webui, before):
+    """After all the refusals: the next plain image is pixel-identical to the one made before them, and a valid
+    InitEdit request (the same key spellings) is served."""
+    status, js = webui.request("POST", "/sdapi/v1/txt2img", PLAIN)
+    assert status == 200 and np.array_equal(pixels(js), before)
+    status, js = webui.request("POST", "/sdapi/v1/txt2img",
+                               {**PLAIN, "alwayson_scripts": {"initedit": {"args": [{"reroll": [{**BOX, "seed": 5}]}]}}})
+    assert status == 200 and "InitEdit:" in json.loads(js["info"])["infotexts"][0]
+    status, js = webui.request("POST", "/sdapi/v1/txt2img", {**PLAIN, "alwayson_scripts": {"InitEdit": {"args": [False, "{bad"]}}})
+    assert status == 200 and np.array_equal(pixels(js), before)  # disabled: the text is not read, as in the UI
