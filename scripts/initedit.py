@@ -27,7 +27,7 @@ class InitEditScript(scripts.Script):
             controller.on_process_batch(p)
 
     def process_before_every_sampling(self, p, *args, **kwargs):
-        controller.on_before_sampling(p, kwargs.get("x"), kwargs.get("noise"), kwargs.get("c"))
+        controller.on_before_sampling(p, kwargs.get("x"), kwargs.get("noise"), kwargs.get("c"), kwargs.get("uc"))
 
     def postprocess(self, p, processed, *args):
         controller.on_postprocess(p, processed)

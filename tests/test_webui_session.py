@@ -38,8 +38,24 @@ class FakeSampler:
         return FakeBrownian(x.shape[1:], p.all_seeds)
 
 
+def run_sampling(hooks, x, calls=3):
+    """Drive SamplingHooks as a host's sampler does; returns the predictions the sampler stepped with."""
+    out = []
+    hooks.enter()
+    try:
+        for i in range(calls):
+            hooks.before_call(i, calls, None)
+            denoised = x * (i + 1)
+            changed = hooks.after_call(i, calls, denoised)
+            out.append(denoised if changed is None else changed)
+    finally:
+        hooks.leave(True)
+    return out
+
+
 class FakeHost:
     def __init__(self):
+        self.bases_sampled = 0
         torch.manual_seed(0)
         self.unet = UNetModel(model_channels=32, context_dim=32).eval()
         self.options = {}
@@ -64,6 +80,18 @@ class FakeHost:
 
     def brownian_noise(self, x, sigmas, seeds):
         return FakeBrownian(x.shape[1:], seeds)
+
+    def hook_sampling(self, p, hooks):
+        p.hooks = hooks
+        return lambda: None
+
+    def sample_base(self, p, x, c, uc, hooks):
+        """A stand-in sampler: three calls whose prediction is x scaled by the call index."""
+        self.bases_sampled += 1
+        run_sampling(hooks, x)
+
+    def base_key(self, p, x_T, c, uc, index, extra):
+        return (x_T.numpy().tobytes(), extra)
 
     def noise_stream(self, p, shape, seeds):
         return SeedRNG(shape, seeds)
@@ -282,3 +310,38 @@ def test_fake_host_and_real_host_follow_the_host_interface():
     real = {node.name: [a.arg for a in node.args.args] for node in tree.body if isinstance(node, ast.FunctionDef)}
     for name, params in wanted.items():
         assert real.get(name) == params, f"host.py: {name}{tuple(params)} missing or different"
+
+
+def test_keep_generates_the_base_on_a_miss_remembers_it_and_reuses_it():
+    from lib_initedit.keep import BaseCache
+
+    host, cache = FakeHost(), BaseCache(2**20)
+    spec = parse_spec({"reroll": [{"box": [0, 0, 0.5, 1], "seed": 7}], "keep": 1.0})
+    p = make_p(batch=1)
+    x = p.rng.next()
+    session = Session.start(p, spec, host, cache=cache)
+    new, _ = session.edit_first_noise(x.clone(), None, p.rng, uc="uc")
+    assert host.bases_sampled == 1 and len(cache) == 1
+    steps = run_sampling(p.hooks, new)
+    for i, d in enumerate(steps):  # outside the region: the base's prediction (x_pre * (i+1)); inside: free
+        assert torch.equal(d[..., 16:], (x * (i + 1))[..., 16:])
+        assert torch.equal(d[..., :16], (new * (i + 1))[..., :16])
+    again = Session.start(make_p(batch=1), spec, host, cache=cache)
+    again.edit_first_noise(x.clone(), None, p.rng, uc="uc")
+    assert host.bases_sampled == 1  # a hit: nothing generated twice
+
+
+def test_a_plain_batch_is_recorded_and_keep_0_records_nothing_new():
+    from lib_initedit.keep import BaseCache
+
+    host, cache = FakeHost(), BaseCache(2**20)
+    p = make_p(batch=2)
+    session = Session.start(p, parse_spec({"layout": [{"phrase": "cat", "box": [0, 0, 0.5, 1]}]}), host, cache=cache)
+    session.edit_first_noise(p.rng.next(), torch.randn(2, 77, 32), p.rng, uc="uc")
+    run_sampling(p.hooks, torch.zeros(2, 4, 32, 32))
+    assert len(cache) == 2  # one record per image, keyed by its own noise
+    p2 = make_p(batch=1)
+    rerolled = Session.start(p2, parse_spec({"reroll": [{"box": [0, 0, 0.5, 1], "seed": 7}], "keep": 0.0}), host,
+                             cache=cache)
+    rerolled.edit_first_noise(p2.rng.next(), None, p2.rng, uc="uc")
+    assert not hasattr(p2, "hooks") and host.bases_sampled == 0 and len(cache) == 2

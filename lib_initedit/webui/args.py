@@ -37,12 +37,16 @@ def read_args(args: Sequence[Any]) -> tuple[bool, Any]:
     if len(args) > ARG_COUNT:
         raise SpecError(f"args: {len(args)} values; InitEdit takes at most {ARG_COUNT}: [enabled, spec] or [spec]")
     first = args[0]
+    # A1111's API fills the args a request leaves out with the UI's defaults, so [spec] arrives as
+    # [spec, "{}"]: a second value that is an empty spec text is that default, not a second spec.
+    extra = args[1] if len(args) > 1 else None
+    alone = extra is None or (isinstance(extra, str) and extra.strip() in ("", "{}"))
     if isinstance(first, dict):  # API shorthand: the spec alone means "on"
-        if len(args) > 1:
+        if not alone:
             raise SpecError("args: a spec object in first place must be alone: [spec], or [true, spec]")
         return True, first
     if isinstance(first, str):  # API: a JSON text in first place
-        if len(args) > 1:
+        if not alone:
             raise SpecError("args: a spec text in first place must be alone: [spec], or [true, spec]")
         return bool(first.strip()), first
     if first is not None and not isinstance(first, bool):

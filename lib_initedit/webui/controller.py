@@ -1,13 +1,22 @@
 """The script's callbacks, kept out of ``scripts/initedit.py`` so that file stays a thin shell."""
 from __future__ import annotations
 
-from ..spec import ERROR_KEY, INFOTEXT_KEY, SpecError
+from .. import keep
+from ..sampling_hooks import SamplingHooks
+from ..spec import ERROR_KEY, INFOTEXT_KEY, InitEditSpec, SpecError
 from . import args as script_args
-from . import host
-from .session import LOG_PREFIX, Session, infotext_image_index
+from . import host, settings
+from .session import LOG_PREFIX, Session, base_extra, infotext_image_index
 
 SESSION_ATTR = "_initedit_session"
 _said: set[str] = set()
+_bases = keep.BaseCache(0)  # recent plain first passes, the bases of 'Keep the rest'; sized by the setting
+
+
+def base_cache() -> keep.BaseCache:
+    """The process's base cache, resized to the setting (MB; 0 = off) each time it is asked for."""
+    _bases.resize(int(float(host.opt(settings.KEEP_CACHE_OPTION, settings.KEEP_CACHE_DEFAULT_MB)) * 2**20))
+    return _bases
 
 
 def say_once(text: str) -> None:
@@ -38,15 +47,16 @@ def on_process(p, args) -> None:
         say_once(f"not applied: {reason}")
         p.comment(f"{LOG_PREFIX} not applied: {reason}")
         return
-    session = Session.start(p, spec, host, notes)
+    session = Session.start(p, spec, host, notes, cache=base_cache())
     setattr(p, SESSION_ATTR, session)
     p.extra_generation_params[INFOTEXT_KEY] = lambda **kw: session.image_specs[infotext_image_index(len(session.image_specs), **kw)].to_json()
 
 
-def on_before_sampling(p, x, noise, c) -> None:
+def on_before_sampling(p, x, noise, c, uc=None) -> None:
     """``process_before_every_sampling`` (A1111 1.10+): edit x (first pass) or noise (hires) in place."""
     session = getattr(p, SESSION_ATTR, None)
     if session is None:
+        _record_plain(p, x, c, uc)
         return
     if getattr(p, "is_hr_pass", False):
         _guarded(session, lambda: session.edit_hires_noise(noise))
@@ -55,7 +65,7 @@ def on_before_sampling(p, x, noise, c) -> None:
         return
 
     def run():
-        new, follow = session.edit_first_noise(x, c, getattr(p, "rng", None))
+        new, follow = session.edit_first_noise(x, c, getattr(p, "rng", None), uc)
         x.copy_(new)
         if follow is not None:
             p.rng = follow
@@ -74,12 +84,31 @@ def on_process_batch(p) -> None:
 
     def edit(x):
         try:
-            return session.edit_first_noise(x, p.c, base)
+            return session.edit_first_noise(x, p.c, base, getattr(p, "uc", None))
         except Exception as e:  # the generation goes on with the unedited noise
             session.note(f"skipped for this batch: {type(e).__name__}: {e}")
             return x, base
 
     p.rng = FirstDrawHook(base, edit)
+
+
+def _record_plain(p, x, c, uc) -> None:
+    """A txt2img first pass without InitEdit: remember it as the base of a later 'Keep the rest' reroll."""
+    from modules import processing
+
+    if (x is None or uc is None or getattr(p, "is_hr_pass", False) or getattr(p, "firstpass_image", None) is not None
+            or not isinstance(p, processing.StableDiffusionProcessingTxt2Img) or host.unsupported_reason()):
+        return
+    cache = base_cache()
+    if cache.max_bytes <= 0:
+        return
+    try:
+        extra = base_extra(InitEditSpec())
+        keys = [host.base_key(p, x[i], c, uc, i, extra) for i in range(x.shape[0])]
+        recorder = keep.Recorder(on_complete=lambda records: [cache.put(k, r) for k, r in zip(keys, records)])
+        host.hook_sampling(p, SamplingHooks([recorder]))
+    except Exception as e:  # remembering is a convenience: never in the way of a generation
+        say_once(f"could not remember this generation for 'Keep the rest': {type(e).__name__}: {e}")
 
 
 def on_postprocess(p, processed) -> None:

@@ -116,7 +116,7 @@ def hook_sampling(p, hooks) -> Callable[[], None]:
             handles.append(denoiser.register_forward_hook(after, with_kwargs=True))
             hooks.enter()
             result = original(*args, **kwargs)
-            completed = not should_stop() and calls["index"] >= int(denoiser.total_steps or 0)
+            completed = not should_stop() and calls["index"] > 0  # (second-order samplers call fewer times than total_steps says)
             return result
         finally:
             for handle in handles:

@@ -29,6 +29,18 @@ class Host(Protocol):
     def opt(self, name: str, default: Any) -> Any:
         """A setting's value."""
 
+    # ---- sampling
+    def hook_sampling(self, p: Any, hooks: Any) -> Callable[[], None]:
+        """Run ``hooks`` (a ``SamplingHooks``) around this batch's first-pass sampling and every call of its
+        CFG denoiser; returns a function that undoes it if the sampler never ran."""
+
+    def sample_base(self, p: Any, x: torch.Tensor, c: Any, uc: Any, hooks: Any) -> None:
+        """Sample this batch's first pass from ``x`` on a sampler of its own with ``hooks`` attached (the
+        image without the reroll, for 'Keep the rest'); the real sampler and noise stream are untouched."""
+
+    def base_key(self, p: Any, x_T: torch.Tensor, c: Any, uc: Any, index: int, extra: str) -> str:
+        """A key of everything that decides image ``index``'s first pass from ``x_T``."""
+
     # ---- model and probe
     def unet_module(self) -> torch.nn.Module:
         """The module that holds the ``attn2`` layers (hooks go there)."""

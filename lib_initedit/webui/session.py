@@ -12,7 +12,9 @@ from typing import Any, Callable
 
 import torch
 
-from .. import heatmaps, noise, noise_stream, probe, tokens
+from .. import heatmaps, keep, noise, noise_stream, probe, tokens
+from ..guidance import LayoutGuidance
+from ..sampling_hooks import SamplingHooks
 from ..spec import NOTE_KEY, RANDOM_SEED_LIMIT, SEED_SPAN, InitEditSpec, LayoutBox
 from . import settings
 from .host_api import Host
@@ -51,16 +53,17 @@ class Session:
     notes: list[str] = field(default_factory=list)
     layouts: list[LayoutOutcome] = field(default_factory=list)
     restorers: list[Callable[[], None]] = field(default_factory=list)
+    cache: keep.BaseCache | None = None  # recent plain generations, the bases of 'Keep the rest'
 
     # ---------------------------------------------------------------- set-up (script.process)
     @classmethod
-    def start(cls, p, spec: InitEditSpec, host: Host, notes=()) -> "Session":
+    def start(cls, p, spec: InitEditSpec, host: Host, notes=(), cache: keep.BaseCache | None = None) -> "Session":
         spec = resolve_seeds(spec)
         count = len(getattr(p, "all_seeds", []) or [0])
         if spec.vary == "reroll" and spec.reroll:
             # every image keeps the base seed; image i gets reroll seeds + i
             p.all_seeds = [p.all_seeds[0]] * count
-        session = cls(p=p, spec=spec, host=host)
+        session = cls(p=p, spec=spec, host=host, cache=cache)
         session.image_specs = [spec_for_image(spec, i) for i in range(count)]
         for note in notes:
             session.note(note)
@@ -82,17 +85,26 @@ class Session:
         return [self.image_specs[min(first + i, len(self.image_specs) - 1)] for i in range(size)]
 
     # ---------------------------------------------------------------- first pass
-    def edit_first_noise(self, x: torch.Tensor, c, base_rng) -> tuple[torch.Tensor, Any]:
+    def edit_first_noise(self, x: torch.Tensor, c, base_rng, uc=None) -> tuple[torch.Tensor, Any]:
         """Edit this batch's initial noise; returns (new x, the rng later steps should draw from).
 
-        Also makes the SDE samplers' Brownian noise follow the regions (``host.follow_brownian_noise``).
+        Also makes the SDE samplers' Brownian noise follow the regions, and hooks the batch's sampling
+        (``host.hook_sampling``): layout guidance, keep (the outside follows the image without the reroll,
+        generated first on a cache miss) and the recorder that remembers plain generations as bases.
         """
         specs = self.batch_specs(x.shape[0])
+        guide = None
         if self.spec.layout:
-            x = self._layout(x, c, specs)
-        follow = base_rng
+            x, guide = self._layout(x, c, specs)
+        x_pre = x
+        follow, plan = base_rng, None
         if self.spec.reroll:
-            x, follow = self._reroll(x, specs, follow, sde=True)
+            x, follow, plan = self._reroll(x, specs, follow, sde=True)
+        kept = self._keep(x_pre, c, uc, specs, guide) if plan is not None and self.spec.keep > 0 else None
+        record = None if plan is not None else self.recorder(x, c, uc, specs)
+        hooks = SamplingHooks([guide, kept, record])
+        if hooks:
+            self.restorers.append(self.host.hook_sampling(self.p, hooks))
         return x, follow
 
     def _reroll(self, x: torch.Tensor, specs: list[InitEditSpec], follow, sde: bool = False):
@@ -100,7 +112,7 @@ class Session:
         shape = tuple(x.shape[1:])
         x, plan = noise.reroll_batch(x, [s.reroll for s in specs], lambda seeds: host.noise_stream(p, shape, seeds))
         if plan is None or not host.opt(settings.FOLLOW_OPTION, settings.FOLLOW_DEFAULT):
-            return x, follow
+            return x, follow, plan
         if follow is not None:
             follow = noise_stream.RerollStream(follow, plan)
         if sde:
@@ -115,13 +127,45 @@ class Session:
                                                                     for r in plan.regions])
 
             self.restorers.append(host.follow_brownian_noise(p, follow_sde))
-        return x, follow
+        return x, follow, plan
 
     def close(self) -> None:
         """Undo every per-instance patch this session made (idempotent)."""
         restorers, self.restorers = self.restorers, []
         for restore in restorers:
             restore()
+
+    # ---------------------------------------------------------------- keep the rest
+    def base_keys(self, x: torch.Tensor, c, uc, specs: list[InitEditSpec]) -> list[str]:
+        """Per image, what decides its first pass without the reroll (the base cache's keys)."""
+        return [self.host.base_key(self.p, x[i], c, uc, i, base_extra(specs[i])) for i in range(x.shape[0])]
+
+    def recorder(self, x: torch.Tensor, c, uc, specs: list[InitEditSpec]) -> keep.Recorder | None:
+        """Remembers this batch as the base of later rerolls (a plain generation: no reroll in it)."""
+        if self.cache is None or self.cache.max_bytes <= 0 or uc is None:
+            return None
+        keys = self.base_keys(x, c, uc, specs)
+        return keep.Recorder(on_complete=lambda records: [self.cache.put(k, r) for k, r in zip(keys, records)])
+
+    def _keep(self, x_pre: torch.Tensor, c, uc, specs: list[InitEditSpec], guide) -> keep.KeepBlend | None:
+        """The outside of the regions follows the base (this batch from ``x_pre``, the noise without the
+        reroll): remembered from an earlier generation, or generated now, before the real sampling."""
+        if uc is None:
+            self.note("'Keep the rest' skipped: this WebUI gives no unconditional conditioning to sample the base")
+            return None
+        keys = self.base_keys(x_pre, c, uc, specs)
+        records = [self.cache.get(k) if self.cache is not None else None for k in keys]
+        if any(r is None for r in records):
+            self.host.set_textinfo("InitEdit: generating the image without the reroll for 'Keep the rest'")
+            recorder = keep.Recorder(on_complete=lambda recs: [self.cache.put(k, r) for k, r in zip(keys, recs)]
+                                     if self.cache is not None else None)
+            print(f"{LOG_PREFIX} keep: the image without the reroll is not remembered; generating it first")
+            self.host.sample_base(self.p, x_pre, c, uc, SamplingHooks([guide, recorder]))
+            if not recorder.records or not all(r.complete for r in recorder.records):
+                self.note("'Keep the rest' skipped for this batch: the image without the reroll did not finish")
+                return None
+            records = [r if r is not None else recorder.records[i] for i, r in enumerate(records)]
+        return keep.KeepBlend.from_regions(records, [s.reroll for s in specs], tuple(x_pre.shape[-2:]), self.spec.keep)
 
     def _layout(self, x: torch.Tensor, c, specs: list[InitEditSpec]) -> torch.Tensor:
         p, host = self.p, self.host
@@ -141,7 +185,7 @@ class Session:
             boxes.append([b.box for b in found.kept])
             phrases.append([b.phrase for b in found.kept])
         if not any(boxes):
-            return x
+            return x, None
         host.set_textinfo("InitEdit: probing the initial noise")
         call = host.probe_call(p, x, c, rows)
         try:
@@ -159,7 +203,10 @@ class Session:
                 how = "measured" if result.measured_after else "predicted"
                 print(f"{LOG_PREFIX} image {first + i}: attention inside its box {summary} "
                       f"({how}; {result.probes} probe(s))")
-        return result.noise
+        guide = None
+        if self.spec.guidance > 0 and self.spec.guidance_steps > 0:
+            guide = LayoutGuidance.from_spec(host.unet_module(), self.spec, positions, boxes, rows=rows)
+        return result.noise, guide
 
     def locate_phrases(self, prompt: str, cond_rows: list[int]) -> PhraseLookup:
         """Pick the AND sub-prompt naming most boxes; boxes whose phrase is absent are listed as missing."""
@@ -185,7 +232,7 @@ class Session:
         """With "hires": true, reroll the regions of the hires pass's noise too (in place)."""
         if not (self.spec.hires and self.spec.reroll):
             return
-        edited, _ = self._reroll(noise_tensor, self.batch_specs(noise_tensor.shape[0]), None)
+        edited, _, _ = self._reroll(noise_tensor, self.batch_specs(noise_tensor.shape[0]), None)
         noise_tensor.copy_(edited)
 
     # ---------------------------------------------------------------- results
@@ -193,6 +240,11 @@ class Session:
         tile = (max(64, min(256, size[0])), max(64, min(256, size[1])))
         return [(o.image_index, heatmaps.render(o.maps_before, o.maps_after, o.boxes, o.phrases, tile, o.shares))
                 for o in self.layouts]
+
+
+def base_extra(spec: InitEditSpec) -> str:
+    """InitEdit's share of what decides an image's first pass without the reroll: the layout fields."""
+    return spec.replace(reroll=(), vary="seed", hires=False, heatmaps=False, keep=0.0).to_json()
 
 
 def batch_first_index(p) -> int:

@@ -1,0 +1,126 @@
+"""'Keep the rest' through the real WebUI (tiny checkpoint): the outside of a rerolled region follows the
+image without the reroll; a cache hit and a miss give the same image; batches of variants share the outside."""
+import os
+
+import numpy as np
+import pytest
+
+from tests.webui.conftest import pixels
+from tests.webui.test_api import initedit_of
+
+BOX = [0.25, 0.25, 0.75, 0.75]
+SIZE = 128
+
+
+def region(seed=77, **extra):
+    return {"reroll": [{"box": BOX, "seed": seed, "strength": 1.0, **extra}]}
+
+
+def outside_mask(margin=0):
+    """Pixels at least ``margin`` px outside the box."""
+    m = np.ones((SIZE, SIZE), bool)
+    x0, y0, x1, y1 = (int(round(v * SIZE)) for v in BOX)
+    m[max(0, y0 - margin):y1 + margin, max(0, x0 - margin):x1 + margin] = False
+    return m
+
+
+def change(a, b, mask):
+    return float(np.abs(a - b)[mask].mean())
+
+
+def gen(webui, spec=None, **fields):
+    fields.setdefault("width", SIZE)
+    fields.setdefault("height", SIZE)
+    fields.setdefault("steps", 8)
+    return webui.txt2img(spec, **fields)
+
+
+SAMPLERS = ["Euler", "Euler a", "DPM++ 2M", "Heun", "DPM++ 2M SDE", "DDIM"]
+
+
+def latest_latent(count=1):
+    """The last first-pass latent saved by tests/tooling/lab_ext_latent_probe (see its doc)."""
+    import glob
+
+    import torch
+
+    folder = os.environ.get("INITEDIT_LATENT_DIR")
+    files = sorted(glob.glob(os.path.join(folder or "/nonexistent", "*.pt")), key=os.path.getmtime)
+    if not files:
+        pytest.skip("latent checks need the latent-probe test extension and INITEDIT_LATENT_DIR (see its doc)")
+    return torch.cat([torch.load(f)["latents"] for f in files[-count:]])
+
+
+def latent_outside(latent):
+    import torch
+
+    h, w = latent.shape[-2:]
+    out = torch.ones(h, w, dtype=torch.bool)
+    out[int(BOX[1] * h):int(BOX[3] * h), int(BOX[0] * w):int(BOX[2] * w)] = False
+    return out
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_keep_1_outside_is_the_base_latent_bit_for_bit(webui, sampler):
+    gen(webui, seed=5, sampler_name=sampler)
+    base = latest_latent()
+    gen(webui, {**region(), "keep": 1.0}, seed=5, sampler_name=sampler)
+    kept = latest_latent()
+    gen(webui, {**region(), "keep": 0.0}, seed=5, sampler_name=sampler)
+    free = latest_latent()
+    out = latent_outside(base)
+    assert float((kept - base)[..., out].abs().max()) == 0.0
+    assert float((free - base)[..., out].abs().max()) > 0.0  # without keep the outside moves
+    assert float((kept - base)[..., ~out].abs().mean()) > 0.5 * float((free - base)[..., ~out].abs().mean())
+
+
+@pytest.mark.parametrize("sampler", ["Euler", "Euler a", "DPM++ 2M SDE"])
+def test_keep_1_pixels_outside_change_far_less_than_keep_0(webui, sampler):
+    """In pixels the VAE decoder's reach (its mid-block attention sees the whole latent) still carries a
+    little of the region's change outside; far from the box it is a fraction of keep 0's."""
+    base = pixels(gen(webui, seed=5, sampler_name=sampler))
+    free = pixels(gen(webui, {**region(), "keep": 0.0}, seed=5, sampler_name=sampler))
+    kept = pixels(gen(webui, {**region(), "keep": 1.0}, seed=5, sampler_name=sampler))
+    new_seed = pixels(gen(webui, seed=6, sampler_name=sampler))
+    far, inside = outside_mask(margin=16), ~outside_mask()
+    assert change(kept, base, inside) > 0.5 * change(free, base, inside)  # the region really changed
+    assert change(kept, base, far) < 0.5 * change(free, base, far)
+    assert change(kept, base, far) < 0.1 * change(new_seed, base, far)
+
+
+def test_cache_hit_and_miss_give_the_same_image(webui):
+    """A miss generates the base first inside the request; a hit reuses the recorded one: same pixels."""
+    spec = {**region(seed=91), "keep": 0.6}
+    gen(webui, seed=21)  # records seed 21's base
+    hit = pixels(gen(webui, spec, seed=21))
+    miss = pixels(gen(webui, spec, seed=21, override_settings={"initedit_keep_cache_mb": 0}))
+    assert np.array_equal(hit, miss)
+
+
+def test_keep_0_is_the_reroll_as_it_was_and_the_infotext_says_so(webui):
+    whole = gen(webui, {"reroll": [{"box": [0, 0, 1, 1], "seed": 77}], "keep": 0.0}, seed=5)
+    assert np.array_equal(pixels(whole), pixels(gen(webui, seed=77)))
+    assert initedit_of(whole)["keep"] == 0.0
+
+
+def test_batch_of_variants_shares_the_outside(webui):
+    """vary "reroll", keep 1: four variants of the region (batch 2 x count 2); the outside is the same latent
+    in all of them, bit for bit, and the same as the image without the reroll."""
+    gen(webui, seed=8)
+    base = latest_latent()
+    js = gen(webui, {**region(seed=300), "keep": 1.0, "vary": "reroll"}, seed=8, batch_size=2, n_iter=2)
+    latents = latest_latent(count=2)
+    out = latent_outside(base)
+    assert latents.shape[0] == 4
+    for i in range(4):
+        assert float((latents[i] - base[0])[..., out].abs().max()) == 0.0
+    images = [pixels(js, i) for i in range(4)]
+    for img in images[1:]:
+        assert change(img, images[0], ~outside_mask()) > 5.0  # the variants differ inside
+
+
+def test_keep_with_hires_fix_runs_and_is_recorded(webui):
+    js = gen(webui, {**region(), "keep": 1.0}, seed=5, enable_hr=True, hr_scale=1.5, hr_upscaler="Latent",
+             denoising_strength=0.5, hr_second_pass_steps=4)
+    assert initedit_of(js)["keep"] == 1.0
+    assert "InitEdit error" not in js["info"]["infotexts"][0]
