@@ -187,3 +187,171 @@ def webui():
 def checkpoints(webui):
     status, models = webui.get("/sdapi/v1/sd-models")
     return {m["model_name"]: m["title"] for m in models}
+
+
+# ----------------------------------------------------------------------------- UNet input capture (test only)
+CAPTURE_SCRIPT = r'''"""Test-only extension (InitEdit e2e tier): records the inputs of the first UNet calls of every generation.
+
+A forward pre-hook on the loaded model's ``model.diffusion_model`` (installed in ``process``, removed in
+``postprocess``) keeps (x, timesteps, context) of the first calls: InitEdit's probe calls and the sampler's
+first call(s). Written after each generation to ``<this extension>/calls.npz`` with facts about the model.
+"""
+import json
+import os
+
+import numpy as np
+
+import modules.scripts as scripts
+from modules import shared
+
+OUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "calls.npz")
+LIMIT = 6
+_handles = []
+
+
+def _array(t):
+    return None if t is None else t.detach().float().cpu().numpy()
+
+
+class InitEditTestCapture(scripts.Script):
+    def title(self):
+        return "InitEdit test capture"
+
+    def show(self, is_img2img):
+        return scripts.AlwaysVisible
+
+    def ui(self, is_img2img):
+        return []
+
+    def process(self, p, *args):
+        while _handles:
+            _handles.pop().remove()
+        calls = p._initedit_test_calls = []
+        if os.path.exists(OUT):
+            os.remove(OUT)
+
+        def pre(module, args_, kwargs):
+            if len(calls) < LIMIT:
+                t = args_[1] if len(args_) > 1 else kwargs.get("timesteps")
+                context = args_[2] if len(args_) > 2 else kwargs.get("context")
+                calls.append((_array(args_[0]), _array(t), _array(context)))
+
+        _handles.append(shared.sd_model.model.diffusion_model.register_forward_pre_hook(pre, with_kwargs=True))
+
+    def postprocess(self, p, processed, *args):
+        while _handles:
+            _handles.pop().remove()
+        model = shared.sd_model
+        arrays = {}
+        for i, (x, t, context) in enumerate(getattr(p, "_initedit_test_calls", [])):
+            arrays[f"x{i}"], arrays[f"t{i}"] = x, t
+            if context is not None:
+                arrays[f"c{i}"] = context
+        meta = {"parameterization": getattr(model, "parameterization", None),
+                "is_sd2": bool(getattr(model, "is_sd2", False)), "is_sdxl": bool(getattr(model, "is_sdxl", False)),
+                "cond_stage_model": type(getattr(model, "cond_stage_model", None)).__name__,
+                "has_process_before_every_sampling": hasattr(scripts.Script, "process_before_every_sampling"),
+                "rng": type(getattr(p, "rng", None)).__name__}
+        arrays["meta"] = np.array(json.dumps(meta))
+        np.savez(OUT + ".tmp.npz", **arrays)
+        os.replace(OUT + ".tmp.npz", OUT)
+'''
+
+
+def capture_extension() -> str:
+    """A temporary extension folder holding the UNet input capture script (for ``start_server(extensions=)``)."""
+    folder = tempfile.mkdtemp(prefix="initedit-capture-")
+    os.makedirs(os.path.join(folder, "scripts"))
+    with open(os.path.join(folder, "scripts", "initedit_test_capture.py"), "w") as f:
+        f.write(CAPTURE_SCRIPT)
+    return folder
+
+
+def read_capture(folder: str):
+    """(calls, meta) of the last generation: calls[i] = {"x", "t", "c"} numpy arrays of UNet call i."""
+    import numpy as np
+
+    with np.load(os.path.join(folder, "calls.npz")) as z:
+        meta = json.loads(str(z["meta"]))
+        calls, i = [], 0
+        while f"x{i}" in z:
+            calls.append({"x": z[f"x{i}"], "t": z[f"t{i}"], "c": z[f"c{i}"] if f"c{i}" in z else None})
+            i += 1
+    return calls, meta
+
+
+class CapturedWebUI:
+    """A WebUI to generate on with one checkpoint (``checkpoint``: its title when the server has another one
+    loaded, else None) and, for servers the tests started, the UNet input capture folder."""
+
+    def __init__(self, ui: WebUI, checkpoint: str | None, capture: str | None):
+        self.ui, self.checkpoint, self.capture = ui, checkpoint, capture
+
+    def gen(self, spec=None, **fields):
+        if self.checkpoint and fields.get("override_settings"):  # one override dict: the checkpoint joins it
+            fields["override_settings"] = {**fields["override_settings"], "sd_model_checkpoint": self.checkpoint}
+            return self.ui.txt2img(spec, override_settings_restore_afterwards=True, **fields)
+        return self.ui.txt2img(spec, checkpoint=self.checkpoint, **fields)
+
+    def calls(self):
+        if self.capture is None:
+            pytest.skip("the UNet input capture needs a server started by the tests (INITEDIT_WEBUI_DIR)")
+        return read_capture(self.capture)
+
+
+def captured_webui(name: str, hint: str):
+    """Generator for a module fixture: a ``CapturedWebUI`` on checkpoint ``name`` (a server of its own with the
+    capture extension for INITEDIT_WEBUI_DIR; the running one for INITEDIT_WEBUI_URL); skips, saying ``hint``,
+    when the checkpoint is missing."""
+    url = os.environ.get("INITEDIT_WEBUI_URL")
+    if url:
+        ui = WebUI(url)
+        _, models = ui.get("/sdapi/v1/sd-models")
+        title = next((m["title"] for m in models or [] if m["model_name"] == name), None)
+        if title is None:
+            pytest.skip(f"no {name} checkpoint in the WebUI at {url}: {hint}")
+        yield CapturedWebUI(ui, title, None)
+        return
+    webui_dir = os.environ.get("INITEDIT_WEBUI_DIR")
+    if not webui_dir:
+        pytest.skip(SKIP_REASON)
+    models = webui_models_dir(webui_dir)
+    if not os.path.exists(os.path.join(models, "Stable-diffusion", name + ".safetensors")):
+        pytest.skip(f"no {name} checkpoint in {models}: {hint}")
+    folder = capture_extension()
+    proc, url, log = start_server(webui_dir, extensions={"initedit-test-capture": folder}, ckpt=name)
+    try:
+        yield CapturedWebUI(WebUI(url), None, folder)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+PROBE_LAYOUT = {"layout": [{"phrase": "cat", "box": [0, 0, 0.5, 1]}, {"phrase": "red car", "box": [0.5, 0, 1, 1]}],
+                "heatmaps": True}
+
+
+def check_probe_matches_first_call(target: CapturedWebUI, sampler: str, settings: dict, **fields):
+    """With heatmaps on, the layout runs a second probe on the edited noise: that call's UNet input (x, t, context)
+    must be the conditional row of the sampler's first UNet call, which runs on the same edited noise. A wrong
+    input scale (e.g. for v-prediction) or a wrong first timestep fails here. Returns the capture's meta."""
+    import numpy as np
+
+    js = target.gen(PROBE_LAYOUT, sampler_name=sampler, override_settings=settings, **fields)
+    text = js["info"]["infotexts"][0]
+    assert "InitEdit note" not in text and "InitEdit error" not in text, text
+    calls, meta = target.calls()
+    assert len(calls) >= 3, (len(calls), meta)
+    before, after, first = calls[0], calls[1], calls[2]
+    assert before["x"].shape[0] == after["x"].shape[0] == 1 and first["x"].shape[0] >= 1
+    # the layout edit is a permutation of whole blocks: both probes see the same values
+    np.testing.assert_array_equal(np.sort(before["x"].ravel()), np.sort(after["x"].ravel()))
+    ratio = float(np.abs(first["x"][:1]).mean() / max(float(np.abs(after["x"]).mean()), 1e-12))
+    np.testing.assert_allclose(after["x"], first["x"][:1], rtol=1e-4, atol=1e-4,
+                               err_msg=f"probe input != sampler's first UNet input (magnitude ratio {ratio:.6f})")
+    np.testing.assert_allclose(after["t"], first["t"][:1], rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(after["c"], first["c"][:1], rtol=1e-5, atol=1e-5)
+    return meta
