@@ -156,17 +156,46 @@ class UNetModel(nn.Module):
                 self.output_blocks.append(TimestepEmbedSequential(*layers))
         self.out = nn.Sequential(nn.GroupNorm(min(32, ch), ch), nn.SiLU(), nn.Conv2d(ch, in_channels, 3, padding=1))
 
-    def forward(self, x, timesteps=None, context=None, **kwargs):
-        emb = self.time_embed(timestep_embedding(timesteps, self.model_channels))
+    def forward(self, x, timesteps=None, context=None, control=None, **kwargs):
+        emb = self.embed(timesteps)
+        h, hs = self.encode(x, emb, context)
+        return self.decode(h, hs, emb, context, control)
+
+    def embed(self, timesteps):
+        return self.time_embed(timestep_embedding(timesteps, self.model_channels))
+
+    def encode(self, x, emb, context=None):
+        """The input blocks and the middle block: (h, the skip connections)."""
         hs = []
         h = x
         for block in self.input_blocks:
             h = block(h, emb, context)
             hs.append(h)
-        h = self.middle_block(h, emb, context)
+        return self.middle_block(h, emb, context), hs
+
+    def decode(self, h, hs, emb, context=None, control=None):
+        """The output blocks. ``control``: (one residual per skip connection, one for the middle), added as
+        ControlNet adds them (sd-webui-controlnet's UNet forward)."""
+        hs = list(hs)
+        res, mid = (list(control[0]), control[1]) if control is not None else (None, None)
+        if mid is not None:
+            h = h + mid
         for block in self.output_blocks:
             skip = hs.pop()
+            if res is not None:
+                skip = skip + res.pop()
             if h.shape[-2:] != skip.shape[-2:]:
                 h = F.interpolate(h, size=skip.shape[-2:], mode="nearest")
             h = block(torch.cat([h, skip], dim=1), emb, context)
         return self.out(h)
+
+
+def tiny_unet(seed: int = 0) -> UNetModel:
+    """The test UNet every unit test uses: SD1.x layout, 32 channels, context 32, weights from ``seed``."""
+    torch.manual_seed(seed)
+    return UNetModel(model_channels=32, context_dim=32).eval()
+
+
+def hook_count(model: nn.Module) -> int:
+    """Forward (pre-)hooks left on any module of ``model`` (0 after every InitEdit call)."""
+    return sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in model.modules())

@@ -16,29 +16,23 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from lib_initedit import attention
 from lib_initedit.probe import probe_maps, run_layout
-from tests.ldm_like import CrossAttention, UNetModel, timestep_embedding
+from tests.ldm_like import CrossAttention
 
 PHRASES = [[[3, 4]], [[5]]]
 BOXES = [[(0.0, 0.0, 0.5, 1.0)], [(0.5, 0.0, 1.0, 1.0)]]
 
 
 @pytest.fixture()
-def setup():
-    torch.manual_seed(0)
-    unet = UNetModel(model_channels=32, context_dim=32).eval()
+def setup(tiny_unet):
+    unet = tiny_unet
     g = torch.Generator().manual_seed(3)
     noise = torch.randn(2, 4, 16, 16, generator=g)
     ctx = torch.randn(2, 77, 32, generator=g)
     t = torch.full((2,), 981)
     return unet, noise, ctx, t
-
-
-def hook_count(model):
-    return sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in model.modules())
 
 
 def paper_layers(unet):
@@ -73,7 +67,7 @@ class FakeIPAdapter:
         self.all_hacks = {}
 
 
-def test_ip_adapter_instance_forwards_survive_a_layout_run(setup):
+def test_ip_adapter_instance_forwards_survive_a_layout_run(setup, hook_count):
     unet, noise, ctx, t = setup
     ip = FakeIPAdapter()
     ip.hack(unet)
@@ -92,7 +86,7 @@ def test_ip_adapter_instance_forwards_survive_a_layout_run(setup):
     assert ip.calls == calls + len(installed)
 
 
-def test_ip_adapter_clear_after_a_layout_run_restores_the_plain_unet(setup):
+def test_ip_adapter_clear_after_a_layout_run_restores_the_plain_unet(setup, hook_count):
     unet, noise, ctx, t = setup
     with torch.no_grad():
         before = unet(noise, t, context=ctx)
@@ -107,7 +101,7 @@ def test_ip_adapter_clear_after_a_layout_run_restores_the_plain_unet(setup):
     assert hook_count(unet) == 0
 
 
-def test_ip_adapter_installed_between_probes_is_kept(setup):
+def test_ip_adapter_installed_between_probes_is_kept(setup, hook_count):
     """A patch that arrives while InitEdit's hooks are in place (another extension's pre-hook or forward) stays."""
     unet, noise, ctx, t = setup
     ip = FakeIPAdapter()
@@ -157,26 +151,17 @@ class FakeControlNetHook:
         return res, torch.randn(mid_shape, generator=g).to(like) * self.scale
 
     def forward(self, unet, x, timesteps, context):
+        """CN's forward_webui, on the test UNet's own blocks: encoder as is, residuals into the decoder."""
         self.forward_calls += 1
         if self.reference_latent is not None:  # reference-only: the UNet on the (noised) reference first
             self.original_forward(self.reference_latent.expand_as(x), timesteps, context)
-        emb = unet.time_embed(timestep_embedding(timesteps, unet.model_channels))
-        hs, h = [], x
-        for block in unet.input_blocks:  # the encoder: no ControlNet residual here
-            h = block(h, emb, context)
-            hs.append(h)
-        h = unet.middle_block(h, emb, context)
-        res, mid = self.residuals([tuple(s.shape) for s in hs], tuple(h.shape), h)
-        h = h + mid
-        for block in unet.output_blocks:
-            skip = hs.pop() + res.pop()
-            if h.shape[-2:] != skip.shape[-2:]:
-                h = F.interpolate(h, size=skip.shape[-2:], mode="nearest")
-            h = block(torch.cat([h, skip], dim=1), emb, context)
-        return unet.out(h)
+        emb = unet.embed(timesteps)
+        h, hs = unet.encode(x, emb, context)  # the encoder: no ControlNet residual here
+        control = self.residuals([tuple(s.shape) for s in hs], tuple(h.shape), h)
+        return unet.decode(h, hs, emb, context, control)
 
 
-def test_probe_through_a_controlnet_forward_sees_the_unets_own_encoder(setup):
+def test_probe_through_a_controlnet_forward_sees_the_unets_own_encoder(setup, hook_count):
     unet, noise, ctx, t = setup
     call = lambda x: unet(x, t, context=ctx)  # noqa: E731
     plain = probe_maps(unet, call, noise, paper_layers(unet), PHRASES)
