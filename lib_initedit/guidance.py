@@ -280,13 +280,19 @@ class LayoutGuidance:
         scale = attention.attention_scale(module)
         n = x.shape[1]
         h, w = _layer_hw(n, self._latent_hw)
-        deltas = []
-        for j, b in matched:
-            kj = k[j if k.shape[0] > 1 else 0]
-            vj = v[j if v.shape[0] > 1 else 0]
-            bias, cols = self._bias(b, h, w, x.device)
-            deltas.append(attention_delta(q[j], kj, vj, heads, scale, cols, bias, self.query_chunk))
-        delta = torch.stack(deltas).to(out.dtype)
+        rows = [j for j, _ in matched]
+        qr = q[idx]
+        kr = k[idx] if k.shape[0] > 1 else k.expand(len(rows), -1, -1)
+        vr = v[idx] if v.shape[0] > 1 else v.expand(len(rows), -1, -1)
+        biases = [self._bias(b, h, w, x.device) for _, b in matched]
+        width = max(bias.shape[1] for bias, _ in biases)
+        cols = torch.zeros(len(rows), width, dtype=torch.long, device=x.device)  # padding: column 0, bias 0
+        bias = torch.zeros(len(rows), n, width, dtype=torch.float32, device=x.device)
+        for r, (bb, cc) in enumerate(biases):
+            cols[r, :cc.numel()] = cc
+            bias[r, :, :cc.numel()] = bb
+        chunk = max(1, (self.query_chunk * 4) // len(rows))  # at most 4x the memory of one row's chunk
+        delta = attention_delta(qr, kr, vr, heads, scale, cols, bias, chunk).to(out.dtype)
         proj = module.to_out[0] if isinstance(module.to_out, nn.Sequential) else module.to_out
         change = proj(delta) - proj(torch.zeros_like(delta[:1, :1]))
         out = out.clone()
@@ -312,26 +318,34 @@ class LayoutGuidance:
 
 def attention_delta(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, scale: float,
                     columns: torch.Tensor, bias: torch.Tensor, chunk: int = DEFAULT_QUERY_CHUNK) -> torch.Tensor:
-    """softmax(s + b) v - softmax(s) v for one image, heads merged back: (N, H*d) float32.
+    """softmax(s + b) v - softmax(s) v, heads merged back: (R, N, H*dv) float32 (or (N, H*dv) unbatched).
 
-    q (N, H*d), k / v (T, H*d); b is ``bias`` (N, C) on ``columns`` (C,) and 0 elsewhere. Chunked over the
-    N query positions; nothing of size (H, N, T) is ever allocated."""
-    n, inner = q.shape
+    q (R, N, H*d), k / v (R, T, H*d); b is ``bias`` (R, N, C) on ``columns`` (R, C) and 0 elsewhere (a padded
+    column with bias 0 changes nothing). Chunked over the N query positions: nothing of size (R, H, N, T) is
+    ever allocated, only (R, H, chunk, T)."""
+    single = q.dim() == 2
+    if single:
+        q, k, v, columns, bias = q[None], k[None], v[None], columns[None], bias[None]
+    r, n, inner = q.shape
     d = inner // heads
-    qh = q.float().reshape(n, heads, d).transpose(0, 1)  # (H, N, d)
-    kh = k.float().reshape(k.shape[0], heads, d).transpose(0, 1)  # (H, T, d)
-    vh = v.float().reshape(v.shape[0], heads, -1).transpose(0, 1)  # (H, T, dv)
-    vc = vh.index_select(1, columns)  # (H, C, dv)
-    gain = torch.expm1(bias.float())  # (N, C)
-    out = torch.empty(heads, n, vh.shape[-1], dtype=torch.float32, device=q.device)
-    for start in range(0, n, chunk):
+    qh = q.float().reshape(r, n, heads, d).transpose(1, 2)  # (R, H, N, d)
+    kh = k.float().reshape(r, k.shape[1], heads, d).transpose(1, 2)  # (R, H, T, d)
+    vh = v.float().reshape(r, v.shape[1], heads, -1).transpose(1, 2)  # (R, H, T, dv)
+    c = columns.shape[1]
+    gather = columns.to(q.device)[:, None, :, None].expand(r, heads, c, vh.shape[-1])
+    vc = torch.gather(vh, 2, gather)  # (R, H, C, dv)
+    gain = torch.expm1(bias.float())[:, None]  # (R, 1, N, C)
+    col_index = columns.to(q.device)[:, None, None, :]
+    out = torch.empty(r, heads, n, vh.shape[-1], dtype=torch.float32, device=q.device)
+    for start in range(0, n, max(1, chunk)):
         stop = min(n, start + chunk)
-        probs = torch.matmul(qh[:, start:stop], kh.transpose(-1, -2)).mul_(scale).softmax(dim=-1)  # (H, n, T)
-        old = torch.matmul(probs, vh)  # (H, n, dv)
-        f = probs.index_select(-1, columns) * gain[start:stop]  # (H, n, C)
+        probs = torch.matmul(qh[:, :, start:stop], kh.transpose(-1, -2)).mul_(scale).softmax(dim=-1)  # (R, H, n, T)
+        old = torch.matmul(probs, vh)  # (R, H, n, dv)
+        f = torch.gather(probs, 3, col_index.expand(r, heads, stop - start, c)) * gain[:, :, start:stop]
         z1 = f.sum(dim=-1, keepdim=True)  # Z - 1
-        out[:, start:stop] = (torch.matmul(f, vc) - z1 * old) / (1 + z1)
-    return out.transpose(0, 1).reshape(n, -1)
+        out[:, :, start:stop] = (torch.matmul(f, vc) - z1 * old) / (1 + z1)
+    out = out.transpose(1, 2).reshape(r, n, -1)
+    return out[0] if single else out
 
 
 def _keep(stash: dict, key: str, x: torch.Tensor, context: torch.Tensor):

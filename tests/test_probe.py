@@ -61,6 +61,62 @@ def test_interrupt_stops_between_probes(setup):
 def test_multi_layer_maps_average(setup):
     unet, noise, ctx, call = setup
     layers = select_layers(find_cross_attention(unet), "level")
-    maps = probe_maps(unet, call, noise, layers, [[[2, 3]], [[2, 3]]])
-    assert maps[0].shape == (1, 8, 8)
-    assert torch.all(maps[0] > 0)
+    assert len(layers) == 2
+    positions = [[[2, 3], [5]], [[2, 3], [5]]]
+    maps = probe_maps(unet, call, noise, layers, positions)
+    assert maps[0].shape == (2, 8, 8)
+    singles = [probe_maps(unet, call, noise, [layer], positions) for layer in layers]
+    assert not torch.allclose(singles[0][0], singles[1][0])  # the layers disagree, so the mean is a real test
+    for b in range(2):
+        assert torch.allclose(maps[b], (singles[0][b] + singles[1][b]) / 2, atol=1e-7)
+
+
+def test_layout_options_follow_the_spec():
+    from lib_initedit.probe import layout_options
+    from lib_initedit.spec import InitEditSpec
+
+    spec = InitEditSpec(rounds=2, method="rebuild", layers="paper")
+    options = layout_options(spec)
+    assert options["rounds"] == 2 and options["method"] == "rebuild" and options["layers"] == "paper"
+    for name in ("candidates", "smooth"):
+        if hasattr(spec, name):
+            assert options[name] == getattr(spec, name)
+
+
+def test_candidate_seeds_are_deterministic_and_distinct():
+    from lib_initedit.probe import candidate_seed
+
+    assert candidate_seed(1234, 0) == 1234
+    seeds = {candidate_seed(s, j) for s in range(100) for j in range(1, 8)}
+    assert len(seeds) == 700 and all(0 <= v < 2**32 for v in seeds)
+    assert candidate_seed(1234, 3) == candidate_seed(1234, 3)
+
+
+def test_candidate_pooling_takes_whole_blocks_each_once(setup):
+    unet, noise, ctx, call = setup
+    g = torch.Generator().manual_seed(11)
+    cands = {j: torch.randn(2, 4, 32, 32, generator=g) for j in range(1, 4)}
+    positions = [[[2], [5, 6]], [[3]]]
+    boxes = [[(0, 0, 0.25, 0.25), (0.5, 0.5, 0.8, 0.8)], [(0.25, 0.25, 0.5, 0.5)]]
+    res = run_layout(unet, call, noise, positions, boxes, candidates=4, candidate_noise=lambda j: cands[j])
+    plain = run_layout(unet, call, noise, positions, boxes)
+    assert res.probes == 1 + 3 + 1 and res.measured_after
+    assert any(res.pooled) and not torch.equal(res.noise, plain.noise)
+    for b in range(2):
+        pool = [blocks(noise[b])] + [blocks(cands[j][b]) for j in range(1, 4)]
+        known = {}
+        for j, rows in enumerate(pool):
+            for i, row in enumerate(rows):
+                known[tuple(row.tolist())] = (j, i)
+        used = [known.get(tuple(row.tolist())) for row in blocks(res.noise[b])]
+        assert None not in used  # every block is a whole block of the base or of a candidate
+        assert len(set(used)) == len(used)  # each used once
+        from_cands = [u for u in used if u[0] > 0]
+        assert len(from_cands) == len(res.pooled[b])
+        # a pooled block sits in a box and wants that box's phrase more than the base block it replaced
+        for dst, j, src in res.pooled[b]:
+            assert used[dst] == (j, src)
+    # pooling is off at candidates=1 or without a noise source
+    assert torch.equal(run_layout(unet, call, noise, positions, boxes, candidates=1,
+                                  candidate_noise=lambda j: cands[j]).noise, plain.noise)
+    assert torch.equal(run_layout(unet, call, noise, positions, boxes, candidates=4).noise, plain.noise)
