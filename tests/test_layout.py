@@ -119,3 +119,58 @@ def test_odd_latent_sizes_leave_the_partial_edge_in_place():
     out = permute_blocks(noise, edit.perm, edit.grid)
     assert torch.equal(out[:, 72:], noise[:, 72:]) and torch.equal(out[:, :, 64:], noise[:, :, 64:])
     assert torch.equal(out.flatten().sort().values, noise.flatten().sort().values)
+
+
+def test_smoothing_and_normalisations():
+    from lib_initedit.layout import smooth_maps
+
+    g = torch.Generator().manual_seed(2)
+    maps = torch.rand(2, 8, 8, generator=g)
+    assert torch.equal(smooth_maps(maps, 0.0), maps)
+    flat = torch.full((1, 8, 8), 0.3)
+    assert torch.allclose(smooth_maps(flat, 1.0), flat)
+    spike = torch.zeros(1, 9, 9)
+    spike[0, 4, 4] = 1.0
+    blurred = smooth_maps(spike, 1.0)[0]
+    assert abs(float(blurred.sum()) - 1.0) < 1e-5 and blurred[4, 4] < 1.0 and blurred[4, 5] > 0
+    assert torch.allclose(blurred, blurred.flip(0)) and torch.allclose(blurred, blurred.T)
+    z = normalise_maps(maps, "zscore").flatten(1)
+    assert torch.allclose(z.mean(1), torch.zeros(2), atol=1e-6) and torch.allclose(z.std(1), torch.ones(2))
+    assert torch.allclose(normalise_maps(maps, "max").flatten(1).amax(1), torch.ones(2))
+    assert torch.allclose(normalise_maps(maps).flatten(1).mean(1), torch.ones(2))
+
+
+def test_pool_blocks_prefers_better_candidate_blocks_each_once():
+    from lib_initedit.layout import pool_blocks, replace_blocks
+
+    # base: phrase 0 is weak everywhere except cell 63; the box is the top-left 2x2 cells (0, 1, 8, 9)
+    base = torch.ones(2, 8, 8)
+    base[0].view(-1)[63] = 5.0
+    edit = plan_layout(base, [(0, 0, 0.25, 0.25), (0.75, 0.75, 1, 1)], (32, 32))
+    cand = torch.ones(2, 8, 8)
+    cand[0].view(-1)[[5, 20]] = torch.tensor([9.0, 8.0])  # two strong own-label blocks of phrase 0
+    cand[1].view(-1)[20] = 20.0  # ...but phrase 1 wants block 20 even more: it is labelled 1
+    pool = pool_blocks(edit, [normalise_maps(cand)])
+    incoming = [(j, src) for _, j, src in pool.replacements]
+    assert (1, 5) in incoming and len(incoming) == len(set(incoming))
+    box0 = {0, 1, 8, 9}
+    for dst, j, src in pool.replacements:
+        assert j == 1
+        assert dst in box0 or dst in {54, 55, 62, 63}
+    # base block 63 (score 5) moved into box 0 by the swap, and is kept: it beats every other base block
+    replaced = {dst for dst, _, _ in pool.replacements}
+    assert 63 in {int(edit.perm[d]) for d in box0 if d not in replaced}
+    where = {(j, src): dst for dst, j, src in pool.replacements}
+    assert where[(1, 5)] in box0  # phrase 0's strong candidate block goes to box 0
+    assert where[(1, 20)] in {54, 55, 62, 63}  # labelled phrase 1: it goes to box 1, not to box 0
+    noise = torch.randn(3, 32, 32)
+    other = torch.randn(3, 32, 32)
+    out = replace_blocks(noise, pool.replacements, [other], edit.grid)
+    dst, j, src = pool.replacements[0]
+    (r, c), (sr, sc) = divmod(dst, 8), divmod(src, 8)
+    assert torch.equal(out[:, 4 * r:4 * r + 4, 4 * c:4 * c + 4], other[:, 4 * sr:4 * sr + 4, 4 * sc:4 * sc + 4])
+    untouched = torch.ones(8, 8, dtype=torch.bool)
+    for dst, _, _ in pool.replacements:
+        untouched.view(-1)[dst] = False
+    mask = untouched.repeat_interleave(4, 0).repeat_interleave(4, 1)
+    assert torch.equal(out[:, mask], noise[:, mask])
