@@ -13,15 +13,14 @@ Variants, run interleaved (order rotated every repeat) in one process, batch 1, 
     b  capture_cross_attention on the "paper" layer (input_blocks.8.1 ...attn2), no early stop
     c  the same with early stop (what probe.probe_maps does)
     d  capture on every level-2 down-path attn2 ("level": input_blocks.7.1 and 8.1), no early stop
-    e  a prototype of the change proposed in docs/benchmark-probe.md (q and k taken from the module's
-       own to_q / to_k calls by forward hooks instead of recomputed), paper layer, no early stop
 
 Times are process CPU time with one torch thread by default (--threads, --clock): on a shared CPU,
 wall time of spinning OpenMP threads is mostly other people's load; full forwards also record wall time.
 Hooked-layer overhead is measured two ways: in situ (timers around the hooked attn2 modules and their
 SpatialTransformer: the pre-hook runs before the capture's pre-hook, the forward hook is re-registered
 after the capture's hooks, so the time covers the capture) and in isolation (the paper attn2's forward vs.
-attention.attention_probabilities on the same inputs, interleaved, many repeats). Peak memory: the peak of
+the capture's work on the same inputs: attention.probabilities_from_qk on the forward's own q / k, as the
+library does, and attention.attention_probabilities, its recomputing fallback; interleaved, many repeats). Peak memory: the peak of
 the live bytes of the c10 CPU allocator during one call, from torch.profiler(profile_memory=True)
 allocation/free events (see docs/benchmark-probe.md). FLOPs of a and c by torch.utils.flop_counter.
 """
@@ -29,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import contextlib
 import gc
 import itertools
 import json
@@ -53,84 +51,7 @@ VARIANTS = {
     "b": "capture paper layer, no early stop",
     "c": "capture paper layer, early stop (probe_maps)",
     "d": "capture all level-2 down layers, no early stop",
-    "e": "proposed: reuse to_q/to_k outputs, paper layer, no early stop",
 }
-
-
-# ---------------------------------------------------------------------------------------------------
-# prototype of the proposed attention.py change (benchmark-only; the library is not modified here)
-
-@contextlib.contextmanager
-def capture_reusing_qk(unet, layers, columns, stop_early=True, query_chunk=4096):
-    """Like attention.capture_cross_attention, but q and k are the outputs of the module's own to_q / to_k
-    calls (forward hooks on those Linear children), and the probabilities are computed in a forward hook on
-    attn2 after its forward. Falls back to recomputing from the recorded inputs if to_q / to_k were not
-    called (a forward that fuses the projections)."""
-    record = attention.AttentionRecord(columns=list(columns))
-    wanted = {layer.name for layer in layers}
-    last = next((l.name for l in reversed(attention.find_cross_attention(unet)) if l.name in wanted), None)
-    sizes: dict = {}
-    handles = []
-    try:
-        handles.append(unet.register_forward_pre_hook(attention._record_latent(record), with_kwargs=True))
-        modules = dict(unet.named_modules())
-        for layer in layers:
-            if layer.parent and layer.parent in modules and layer.parent not in sizes:
-                handles.append(modules[layer.parent].register_forward_pre_hook(
-                    attention._record_size(layer.parent, sizes), with_kwargs=True))
-            stash: dict = {}
-            mod = layer.module
-
-            def reset(module, args, kwargs, stash=stash):
-                stash.clear()
-
-            def keep(key, stash=stash):
-                def hook(module, args, output):
-                    stash[key] = output
-                return hook
-
-            def done(module, args, kwargs, output, layer=layer, stash=stash,
-                     stop=stop_early and layer.name == last):
-                q, k = stash.pop("q", None), stash.pop("k", None)
-                if q is None or k is None:  # projections not called as modules: recompute
-                    x = attention._first_tensor(args, kwargs, "x")
-                    context = kwargs.get("context", args[1] if len(args) > 1 else None)
-                    probs = attention.attention_probabilities(module, x, context, record.columns, query_chunk)
-                else:
-                    probs = probabilities_from_qk(q, k, int(module.heads), float(module.scale), record.columns,
-                                                  query_chunk)
-                h, w = sizes.get(layer.parent) or attention.infer_hw(probs.shape[1], record.latent_hw)
-                record.maps[layer.name] = probs.reshape(probs.shape[0], h, w, probs.shape[2])
-                if stop:
-                    raise attention.StopProbe(layer.name)
-
-            handles.append(mod.register_forward_pre_hook(reset, with_kwargs=True))
-            handles.append(mod.to_q.register_forward_hook(keep("q")))
-            handles.append(mod.to_k.register_forward_hook(keep("k")))
-            handles.append(mod.register_forward_hook(done, with_kwargs=True))
-        yield record
-    except attention.StopProbe:
-        record.stopped_early = True
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-@torch.no_grad()
-def probabilities_from_qk(q, k, heads, scale, columns, chunk=4096):
-    """The tail of attention.attention_probabilities, from already projected q (B, N, H*d), k (B', T, H*d)."""
-    b, n, inner = q.shape
-    d = inner // heads
-    q = q.float().reshape(b, n, heads, d).transpose(1, 2)
-    k = k.float().reshape(k.shape[0], k.shape[1], heads, d).transpose(1, 2)
-    if k.shape[0] != b:
-        k = k.expand(b, -1, -1, -1)
-    cols = torch.as_tensor(list(columns), dtype=torch.long, device=q.device)
-    out = torch.empty(b, n, cols.numel(), dtype=torch.float32, device=q.device)
-    for start in range(0, n, max(1, chunk)):
-        sim = torch.matmul(q[:, :, start:start + chunk], k.transpose(-1, -2)) * scale
-        out[:, start:start + chunk] = sim.softmax(dim=-1).index_select(-1, cols).mean(dim=1)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -201,10 +122,10 @@ def make_runner(unet, noise, t, ctx, paper, level, columns, timers):
             timers.close()
         return None
 
-    def cap(layers, stop, impl=attention.capture_cross_attention):
+    def cap(layers, stop):
         def run():
             try:
-                with impl(unet, layers, columns, stop_early=stop) as record:
+                with attention.capture_cross_attention(unet, layers, columns, stop_early=stop) as record:
                     timers.arm()
                     unet(noise, t, context=ctx)
             finally:
@@ -214,8 +135,7 @@ def make_runner(unet, noise, t, ctx, paper, level, columns, timers):
             return record
         return run
 
-    return {"a": plain, "b": cap(paper, False), "c": cap(paper, True), "d": cap(level, False),
-            "e": cap(paper, False, capture_reusing_qk)}
+    return {"a": plain, "b": cap(paper, False), "c": cap(paper, True), "d": cap(level, False)}
 
 
 def peak_live_bytes(fn, timers):
@@ -262,7 +182,7 @@ def main(argv=None):
     p.add_argument("--columns", default="2,5,6", help="token positions captured")
     p.add_argument("--repeats", type=int, default=None, help="interleaved rounds of all variants")
     p.add_argument("--micro", type=int, default=None, help="repeats of the isolated layer benchmark")
-    p.add_argument("--variants", default="abcde")
+    p.add_argument("--variants", default="abcd")
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--no-flops", action="store_true", help="skip the FLOP count of a and c (default off in --quick)")
     p.add_argument("--threads", type=int, default=1,
@@ -319,15 +239,13 @@ def main(argv=None):
     times_other = {v: [] for v in variants}
     layer_times = {v: [] for v in variants}
     with torch.no_grad():
-        # correctness of the prototype: same maps as the library's capture
-        rec_b, rec_e = runs["b"](), runs["e"]()
-        proto_diff = max(float((rec_b.maps[n] - rec_e.maps[n]).abs().max()) for n in rec_b.maps)
-        rec_c = runs["c"]()
+        # correctness: the early stop gives the same maps as the full forward
+        rec_b, rec_c = runs["b"](), runs["c"]()
         early_diff = max(float((rec_b.maps[n] - rec_c.maps[n]).abs().max()) for n in rec_b.maps)
         assert rec_c.stopped_early
-        del rec_b, rec_c, rec_e
-        for v in variants:  # warm-up (b, c, e ran above)
-            if v not in "bce":
+        del rec_b, rec_c
+        for v in variants:  # warm-up (b, c ran above)
+            if v not in "bc":
                 runs[v]()
         timers.take()
         for r in range(repeats):
@@ -372,8 +290,9 @@ def main(argv=None):
         q_in, k_in = mod.to_q(x_in), mod.to_k(c_in)
         micro_fns = {
             "attn2_forward": lambda: mod(x_in, context=c_in),
-            "capture_current": lambda: attention.attention_probabilities(mod, x_in, c_in, columns),
-            "capture_proposed": lambda: probabilities_from_qk(q_in, k_in, int(mod.heads), float(mod.scale), columns),
+            "capture_from_qk": lambda: attention.probabilities_from_qk(q_in, k_in, int(mod.heads),
+                                                                       attention.attention_scale(mod), columns),
+            "capture_recompute": lambda: attention.attention_probabilities(mod, x_in, c_in, columns),
             "to_q": lambda: mod.to_q(x_in),
         }
         parent = modules[paper[-1].parent]
@@ -407,7 +326,7 @@ def main(argv=None):
         return median([sum(lt[n] for n in names) for lt in layer_times[v]])
 
     insitu = {}
-    for v, names in (("b", [paper_attn]), ("e", [paper_attn]), ("d", attn_names)):
+    for v, names in (("b", [paper_attn]), ("d", attn_names)):
         if v in variants:
             base = layer_med("a", names)
             insitu[v] = {"layers": names, "plain_s": base, "with_capture_s": layer_med(v, names),
@@ -416,18 +335,18 @@ def main(argv=None):
                                                     for lt, la in zip(layer_times[v], layer_times["a"])])}
     parents = sorted({l.parent for l in level})
     insitu_parent = {}
-    for v, names in (("b", [paper_parent]), ("e", [paper_parent]), ("d", parents)):
+    for v, names in (("b", [paper_parent]), ("d", parents)):
         if v in variants:
             base = layer_med("a", names)
             insitu_parent[v] = {"layers": names, "plain_s": base, "with_capture_s": layer_med(v, names),
                                 "overhead": layer_med(v, names) / base - 1}
     mt = {k: median(v_) for k, v_ in micro_t.items()}
     isolated = {"median_s": mt,
-                "current_over_attn2": mt["capture_current"] / mt["attn2_forward"],
-                "proposed_over_attn2": mt["capture_proposed"] / mt["attn2_forward"],
-                "current_over_spatial_transformer": mt["capture_current"] / mt["spatial_transformer"],
-                "proposed_over_spatial_transformer": mt["capture_proposed"] / mt["spatial_transformer"],
-                "to_q_share_of_current": mt["to_q"] / mt["capture_current"]}
+                "from_qk_over_attn2": mt["capture_from_qk"] / mt["attn2_forward"],
+                "recompute_over_attn2": mt["capture_recompute"] / mt["attn2_forward"],
+                "from_qk_over_spatial_transformer": mt["capture_from_qk"] / mt["spatial_transformer"],
+                "recompute_over_spatial_transformer": mt["capture_recompute"] / mt["spatial_transformer"],
+                "to_q_share_of_recompute": mt["to_q"] / mt["capture_recompute"]}
     mem_out = {}
     if memory:
         base_peak = memory["a"][0]
@@ -447,7 +366,7 @@ def main(argv=None):
               "capture_transient_paper_layer": transient,
               "hooked_attn2_in_situ": insitu, "hooked_spatial_transformer_in_situ": insitu_parent,
               "isolated_paper_attn2": isolated, "memory": mem_out, "params_bytes": params,
-              "prototype_max_abs_diff": proto_diff, "early_stop_max_abs_diff": early_diff,
+              "early_stop_max_abs_diff": early_diff,
               "wall_s": time.perf_counter() - t_begin}
 
     print()
@@ -468,11 +387,11 @@ def main(argv=None):
     print("isolated, paper attn2 inputs (medians of %d interleaved repeats):" % micro)
     print(f"  attn2 forward {mt['attn2_forward'] * 1e3:.2f} ms, SpatialTransformer {mt['spatial_transformer'] * 1e3:.2f} ms, "
           f"to_q {mt['to_q'] * 1e3:.2f} ms")
-    print(f"  capture now {mt['capture_current'] * 1e3:.2f} ms = {isolated['current_over_attn2']:.1%} of attn2 "
-          f"({isolated['current_over_spatial_transformer']:.1%} of its SpatialTransformer)")
-    print(f"  proposed    {mt['capture_proposed'] * 1e3:.2f} ms = {isolated['proposed_over_attn2']:.1%} of attn2 "
-          f"({isolated['proposed_over_spatial_transformer']:.1%} of its SpatialTransformer)")
-    print(f"prototype maps vs library: max |diff| {proto_diff:.2e}; early-stop vs full maps: {early_diff:.2e}")
+    print(f"  capture (forward's q/k) {mt['capture_from_qk'] * 1e3:.2f} ms = {isolated['from_qk_over_attn2']:.1%} of attn2 "
+          f"({isolated['from_qk_over_spatial_transformer']:.1%} of its SpatialTransformer)")
+    print(f"  fallback (recompute)    {mt['capture_recompute'] * 1e3:.2f} ms = {isolated['recompute_over_attn2']:.1%} of attn2 "
+          f"({isolated['recompute_over_spatial_transformer']:.1%} of its SpatialTransformer)")
+    print(f"early-stop vs full maps: max |diff| {early_diff:.2e}")
     if transient:
         print(f"capture's own transient memory on the paper layer (variant c, where attn2 never runs): "
               f"{transient['bytes'] / 2**20:.2f} MiB = {transient['over_plain_peak']:.2%} of the plain forward's peak "
