@@ -341,3 +341,25 @@ def test_importable_is_safe_outside_a_webui():
     hosts = importlib.import_module("lib_initedit.webui.hosts")
     assert hosts._importable("json") and not hosts._importable("no_such_module_initedit")
     assert not hosts._importable("json.no_such_child")
+
+
+def test_sampler_level_functions_are_the_a1111_hosts_with_forge_settings_in_the_key(forge, monkeypatch):
+    host, s = forge
+    import lib_initedit.webui as webui_package
+
+    seen = []
+    fake = types.SimpleNamespace(
+        hook_sampling=lambda p, hooks: seen.append(("hook", hooks)) or "restore",
+        sample_base=lambda p, x, c, uc, hooks: seen.append(("base", hooks)),
+        follow_brownian_noise=lambda p, make: seen.append(("follow", make)) or "undo",
+        brownian_noise=lambda x, sigmas, seeds: seen.append(("brownian", seeds)) or "f",
+        base_key=lambda p, x, c, uc, index, extra: extra)
+    monkeypatch.setitem(sys.modules, "lib_initedit.webui.host", fake)
+    monkeypatch.setattr(webui_package, "host", fake, raising=False)
+    assert host.hook_sampling(None, "H") == "restore" and host.follow_brownian_noise(None, "M") == "undo"
+    host.sample_base(None, None, None, None, "H2")
+    assert host.brownian_noise(None, None, [1]) == "f"
+    assert [k for k, _ in seen] == ["hook", "follow", "base", "brownian"]
+    s.shared.opts.forge_additional_modules = ["vae.safetensors"]
+    key = host.base_key(None, None, None, None, 0, "initedit")
+    assert key.startswith("initedit\0forge:") and "vae.safetensors" in key

@@ -84,6 +84,35 @@ def brownian_noise(x, sigmas, seeds):
     return a1111.brownian_noise(x, sigmas, seeds)
 
 
+def hook_sampling(p, hooks):
+    """Forge keeps A1111's sampler shape (``sampler.sample``, ``sampler.model_wrap_cfg``: a ``torch.nn.Module``
+    CFGDenoiser with ``total_steps``, modules/sd_samplers_cfg_denoiser.py): the A1111 host's hooks apply."""
+    from . import host as a1111
+
+    return a1111.hook_sampling(p, hooks)
+
+
+def sample_base(p, x: torch.Tensor, c, uc, hooks) -> None:
+    """The batch's first pass from ``x`` with a sampler of its own (``sd_samplers.create_sampler``; Forge's
+    ``sample`` loads and releases the patcher itself), as the A1111 host does it."""
+    from . import host as a1111
+
+    a1111.sample_base(p, x, c, uc, hooks)
+
+
+FORGE_OPTIONS = ("forge_try_reproduce", "forge_additional_modules", "forge_unet_storage_dtype",
+                 "forge_preset", "forge_inference_memory", "forge_async_loading", "forge_pin_shared_memory")
+
+
+def base_key(p, x_T: torch.Tensor, c, uc, index: int, extra: str) -> str:
+    """The A1111 host's key (noise, conds, prompts, model, sampler settings, other scripts' arguments) plus
+    Forge's own settings that change a first pass (additional modules: VAE / text encoders, UNet dtype)."""
+    from . import host as a1111
+
+    forge = repr([(name, getattr(shared.opts, name, None)) for name in FORGE_OPTIONS])
+    return a1111.base_key(p, x_T, c, uc, index, f"{extra}\0forge:{forge}")
+
+
 def opt(name: str, default):
     return getattr(shared.opts, name, default)
 
