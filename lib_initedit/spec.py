@@ -34,7 +34,8 @@ NOTE_KEY = "InitEdit note"
 # (``parse_infotext``), so an old image reproduces exactly although the field's default has changed;
 # ``to_dict`` always writes these fields so that new infotexts never rely on a default.
 LEGACY_VALUES = {"keep": 0.0, "guidance": 0.0}
-_SECTION_OF = {"keep": "reroll", "guidance": "layout"}  # written whenever this list is not empty
+# Fields written whenever this list is not empty, so an infotext never depends on a default that may change.
+_SECTION_OF = {"keep": "reroll", "guidance": "layout", "guidance_steps": "layout"}
 
 
 class SpecError(ValueError):
