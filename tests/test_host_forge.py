@@ -317,11 +317,13 @@ def test_select_host_by_feature(selection):
     hosts, present, chosen = selection
     a1111_model = types.SimpleNamespace(model=None)
     forge_model = types.SimpleNamespace(forge_objects=object())
+    placeholder = types.SimpleNamespace()  # Forge's FakeInitialModel before a checkpoint is loaded
     assert hosts.select_host(a1111_model).endswith(".host")
+    assert hosts.backend_kind(forge_model) == "ldm_patched"  # forge_objects but no known backend
     present.update({"backend", "backend.patcher.unet"})
     assert hosts.backend_kind(forge_model) == "forge"
     assert hosts.select_host(forge_model).endswith(".host_forge")
-    assert hosts.select_host(a1111_model).endswith(".host")  # a model without forge_objects is A1111's
+    assert hosts.select_host(placeholder).endswith(".host_forge")
     present.clear()
     present.add("ldm_patched")
     assert hosts.backend_kind(forge_model) == "ldm_patched"

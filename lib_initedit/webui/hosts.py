@@ -4,6 +4,8 @@
 - Forge 2 / Forge Neo (the ``backend`` package with ``backend.patcher.unet``): ``host_forge``.
 - reForge / Forge Classic (``ldm_patched``): no adapter yet; ``host`` answers, and its
   ``unsupported_reason()`` says so for their models (they have ``forge_objects``).
+
+Safe to call at import time (no model needed, none is loaded by asking).
 """
 from __future__ import annotations
 
@@ -31,14 +33,17 @@ def loaded_model():
 
 
 def backend_kind(model=None) -> str:
-    """"forge" (backend/ UNet patcher), "ldm_patched" (reForge / Forge Classic) or "a1111"."""
-    model = loaded_model() if model is None else model
-    if model is not None and not hasattr(model, "forge_objects"):
-        return A1111
+    """"forge" (backend/ UNet patcher), "ldm_patched" (reForge / Forge Classic) or "a1111".
+
+    The backend decides, not the model: Forge holds a placeholder model without ``forge_objects`` until a
+    checkpoint is loaded (``FakeInitialModel``), and the controller may ask at import time."""
     if _importable("backend") and _importable("backend.patcher.unet"):
         return FORGE
     if _importable("ldm_patched"):
         return LDM_PATCHED
+    model = loaded_model() if model is None else model
+    if model is not None and hasattr(model, "forge_objects"):
+        return LDM_PATCHED  # some other Forge line: host.py's unsupported_reason() names it
     return A1111
 
 
