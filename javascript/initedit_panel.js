@@ -44,10 +44,9 @@
         });
         var el = h("label", {class: "initedit-field initedit-slider", title: title || null, "data-slider": name},
             [h("span", {text: label}), range, box]);
-        el.set = function(v) {
-            if (document.activeElement === box || document.activeElement === range) return; // the user is on it
-            if (String(range.value) !== String(v)) range.value = v;
-            if (String(box.value) !== String(v)) box.value = v;
+        el.set = function(v) { // what the user is typing ("0.50", "0.") stays as long as it means v
+            if (parseFloat(range.value) !== v) range.value = v;
+            if (parseFloat(box.value) !== v) box.value = v;
         };
         return el;
     }

@@ -386,3 +386,141 @@ def test_move_a_painted_mask(page):
     drv.drag(page, (0.25, 0.5), (0.65, 0.5))  # in box mode, dragging a mask moves it
     assert not white_at(0.25, 0.5) and white_at(0.65, 0.5)
     assert len(drv.spec(page)["reroll"]) == 1
+
+
+def _set_slider(page, name, value):
+    """Drag-like: set the range input and fire its input event, as a slider drag does."""
+    page.locator(f"[data-field={name}]").evaluate("(el, v) => { el.value = v; el.dispatchEvent(new Event('input')); }", value)
+
+
+def test_keep_the_rest_slider(page):
+    slider = page.locator("[data-slider=keep]")
+    assert slider.is_visible()  # on the Reroll tab, plainly labelled, with a tooltip that says what it does
+    assert "Keep the rest" in slider.inner_text()
+    assert "outside the regions" in slider.get_attribute("title")
+    rng = page.locator("[data-field=keep]")
+    facts = spec_facts()
+    keep = next(f for f in facts["fields"] if f["name"] == "keep")
+    assert (float(rng.get_attribute("min")), float(rng.get_attribute("max")), rng.get_attribute("step")) == \
+        (keep["min"], keep["max"], "0.05")
+    drv.drag(page, (0.1, 0.1), (0.4, 0.4))
+    assert drv.spec(page)["keep"] == keep["default"]  # written with the regions, as to_dict writes it
+    _set_slider(page, "keep", 0.35)
+    assert drv.spec(page)["keep"] == 0.35
+    page.locator("[data-field=keep-num]").fill("0.8")
+    page.locator("[data-field=keep-num]").press("Enter")
+    assert drv.spec(page)["keep"] == 0.8
+    page.locator("[data-field=keep-num]").fill("7")  # out of range: clamped to the server's limit on change
+    page.locator("[data-field=keep-num]").press("Enter")
+    assert drv.spec(page)["keep"] == keep["max"]
+    # a pasted spec moves the slider
+    page.evaluate("t => { document.querySelector('%s').value = t; }" % SPEC_TA,
+                  json.dumps({"reroll": [{"box": [0, 0, 0.5, 0.5]}], "keep": 0.25}))
+    page.wait_for_timeout(100)
+    assert float(page.input_value("[data-field=keep]")) == 0.25 and page.input_value("[data-field=keep-num]") == "0.25"
+
+
+def test_layout_guidance_sliders(page):
+    page.click(".initedit-tab[data-tab=layout]")
+    facts = {f["name"]: f for f in spec_facts()["fields"]}
+    g, gs = page.locator("[data-field=guidance]"), page.locator("[data-field=guidance_steps]")
+    assert g.is_visible() and gs.is_visible() and not page.locator("[data-slider=keep]").is_visible()
+    assert float(g.get_attribute("max")) == facts["guidance"]["max"] and float(gs.get_attribute("max")) == 1
+    assert float(page.input_value("[data-field=guidance_steps]")) == facts["guidance_steps"]["default"]
+    drv.drag(page, (0.1, 0.1), (0.5, 0.5))
+    page.click(".initedit-word:text-is('cat')")
+    s = drv.spec(page)  # (checked: exactly what parse_spec(s).to_dict() writes)
+    pinned = {k for k, section in spec_facts()["pinned"].items() if section == "layout"}
+    assert "guidance" in pinned and pinned <= set(s) and s["guidance"] == facts["guidance"]["default"]
+    _set_slider(page, "guidance", 4.5)
+    _set_slider(page, "guidance_steps", 0.6)
+    s = drv.spec(page)
+    assert (s["guidance"], s["guidance_steps"]) == (4.5, 0.6)
+    assert "Guidance" in page.locator("[data-slider=guidance]").inner_text()
+    assert "Guided steps" in page.locator("[data-slider=guidance_steps]").inner_text()
+
+
+def test_masks_follow_their_region_not_its_position(page):
+    """The model keys masks by region: deleting the first of two masks leaves the second one's PNG and its
+    drawing; undo brings the first back with its own mask."""
+    Image = pytest.importorskip("PIL.Image")
+    page.click(".initedit-tool-brush")
+    drv.drag(page, (0.1, 0.2), (0.3, 0.2), steps=4)  # region 1: top-left stroke
+    page.keyboard.press("Escape")  # deselect: the next stroke starts a new region
+    drv.drag(page, (0.6, 0.8), (0.9, 0.8), steps=4)  # region 2: bottom-right stroke
+    s = drv.spec(page)
+    assert len(s["reroll"]) == 2
+    first, second = s["reroll"][0]["mask"], s["reroll"][1]["mask"]
+    assert first != second
+    page.wait_for_timeout(650)  # a separate undo step
+    page.click(".initedit-tab-body[data-tab=reroll] .initedit-chip >> nth=0")
+    page.click(".initedit-tab-body[data-tab=reroll] .initedit-delete")
+    s = drv.spec(page)
+    assert [r["mask"] for r in s["reroll"]] == [second]
+    model = "InitEdit.mounts[0].editor.model"
+    assert page.evaluate(f"{model}.masks.size") == 1
+    assert page.evaluate(f"{model}.maskOf({model}.spec.reroll[0]) !== null")
+    page.wait_for_timeout(100)
+    # the canvas shows the remaining mask where it was painted (region colours follow the list: now colour 0)
+    px = page.evaluate("""() => { const c = document.querySelector('canvas.initedit-canvas');
+        const at = (fx, fy) => Array.from(c.getContext('2d').getImageData(c.width * fx, c.height * fy, 1, 1).data);
+        return [at(0.75, 0.8), at(0.2, 0.2)]; }""")
+    assert px[0][:3] != px[1][:3]
+    im = Image.open(io.BytesIO(base64.b64decode(second))).convert("L")
+    assert im.getpixel((int(0.75 * im.width), int(0.8 * im.height))) > 200
+    page.click(".initedit-undo")
+    s = drv.spec(page)
+    assert [r["mask"] for r in s["reroll"]] == [first, second]
+    assert page.evaluate(f"{model}.masks.size") == 2
+    ids = page.evaluate(f"{model}.spec.reroll.map(r => r.id)")
+    assert len(set(ids)) == 2 and all(ids)
+    assert "id" not in page.input_value(SPEC_TA)  # the id never reaches the JSON
+
+
+def test_model_works_without_a_canvas(page):
+    """The model (spec, masks by id, history) is usable on its own: no canvas, no DOM events."""
+    res = page.evaluate("""facts => {
+        const S = InitEdit.spec.codec(JSON.parse(facts)), changes = [];
+        const m = new InitEdit.Model(S, InitEdit.mask, {onChange: t => changes.push(t)});
+        const a = S.newRegion({box: [0, 0, 0.5, 0.5]}), b = S.newRegion({box: [0.5, 0.5, 1, 1]});
+        m.add('reroll', a); m.commit();
+        m._lastCommit = 0; m.add('reroll', b); m.commit();
+        m.setOption('keep', 5); m._lastCommit = 0; m.commit();
+        m.remove('reroll', 0); m._lastCommit = 0; m.commit();
+        const afterRemove = m.text();
+        m.undo();
+        return {changes: changes.length, afterRemove, undone: m.text(), keep: m.spec.keep, ids: m.spec.reroll.map(r => r.id)};
+    }""", json.dumps(spec_facts()))
+    assert json.loads(res["afterRemove"])["reroll"] == [{"box": [0.5, 0.5, 1, 1], "seed": -1, "strength": 1, "feather": 0.05}]
+    assert len(json.loads(res["undone"])["reroll"]) == 2 and res["keep"] == 1  # clamped to the server's limit
+    assert res["changes"] == 5 and len(set(res["ids"])) == 2
+
+
+def test_accordion_flags_a_bad_field_before_generate(page):
+    """The accordion asks the server's parser (the validate route) and shows its message, debounced."""
+    page.click(".initedit-tab[data-tab=layout]")
+    drv.drag(page, (0.1, 0.1), (0.5, 0.5))  # a box without a phrase: the parser refuses it
+    invalid = page.locator(".initedit-invalid")
+    invalid.wait_for(state="visible", timeout=3000)
+    assert "layout[0].phrase" in invalid.inner_text()
+    n = len(page.validations)
+    page.click(".initedit-word:text-is('cat')")
+    page.wait_for_timeout(600)
+    assert not invalid.is_visible()
+    assert len(page.validations) == n + 1  # one request per settled change
+    json.loads(page.validations[-1])  # the body is JSON: {"spec": text}
+    page.wait_for_timeout(800)
+    assert len(page.validations) == n + 1  # idle: no more requests
+
+
+def test_no_facts_no_editor_and_a_message(browser):
+    page = browser.new_page()
+    try:
+        page.goto((HERE / "harness.html").as_uri())
+        for js in sorted((ROOT / "javascript").glob("*.js")):
+            page.add_script_tag(path=str(js))
+        page.evaluate("InitEdit.mountAll()")
+        assert "no spec facts" in page.inner_text(".initedit-root")
+        assert page.locator("canvas.initedit-canvas").count() == 0
+    finally:
+        page.close()
