@@ -1,0 +1,108 @@
+"""Layout guidance through the real WebUI (tiny checkpoints): it changes the sampling, composes with an
+IP-Adapter-style forward patch, and leaves every forward as it found it after success, error and interrupt.
+
+The forward and hook checks use the test-only extension tests/tooling/lab_ext_test_probe (its route
+``/initedit-test/unet`` and its "Fake IP-Adapter" script); they skip when the server does not have it.
+"""
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from tests.webui.conftest import pixels
+from tests.webui.test_api import initedit_of, infotext
+
+BOXES = [{"phrase": "cat", "box": [0, 0, 0.5, 1]}, {"phrase": "red car", "box": [0.5, 0, 1, 1]}]
+GUIDED = {"layout": BOXES, "guidance": 6.0, "guidance_steps": 0.5}
+UNGUIDED = {"layout": BOXES, "guidance": 0.0}
+
+
+def unet_state(webui):
+    status, state = webui.get("/initedit-test/unet")
+    if status != 200:
+        pytest.skip("the server lacks the test-only extension tests/tooling/lab_ext_test_probe")
+    return state
+
+
+def fake_ip(on=True):
+    return {"Fake IP-Adapter (InitEdit tests)": {"args": [on]}}
+
+
+def test_guidance_changes_the_image_and_is_recorded(webui):
+    guided = webui.txt2img(GUIDED, steps=8, seed=3)
+    unguided = webui.txt2img(UNGUIDED, steps=8, seed=3)
+    assert not np.array_equal(pixels(guided), pixels(unguided))
+    spec = initedit_of(guided)
+    assert spec["guidance"] == 6.0 and spec["guidance_steps"] == 0.5
+    again = webui.txt2img(GUIDED, steps=8, seed=3)
+    assert np.array_equal(pixels(again), pixels(guided))  # deterministic
+
+
+def test_an_infotext_from_before_guidance_reproduces_its_image(webui):
+    """An old infotext has no "guidance": it is read as guidance 0 whatever today's default is."""
+    old = webui.txt2img({"layout": BOXES, "guidance": 0.0}, steps=6, seed=4)
+    text = infotext(old).replace(',\\"guidance\\":0.0', "").replace(',\\"guidance_steps\\":0.3', "")
+    assert "guidance" not in text.split("InitEdit:", 1)[1].split("\n")[0]
+    status, js = webui.request("POST", "/sdapi/v1/txt2img", {"infotext": text, "send_images": True,
+                                                             "save_images": False})
+    assert status == 200
+    assert np.array_equal(pixels(js), pixels(old))
+
+
+def test_forwards_and_hooks_are_restored_after_success(webui):
+    before = unet_state(webui)
+    webui.txt2img(GUIDED, steps=6)
+    webui.txt2img({**GUIDED, "reroll": [{"box": [0, 0, 0.5, 0.5], "seed": 9}], "keep": 0.5}, steps=6)
+    assert unet_state(webui) == before == {"instance_forwards": 0, "hooks": 0}
+
+
+def test_guidance_composes_with_an_ip_adapter_style_forward_patch(webui):
+    unet_state(webui)
+    ip_only = pixels(webui.txt2img(UNGUIDED, steps=6, seed=5, alwayson_scripts=fake_ip()))
+    guided_only = pixels(webui.txt2img(GUIDED, steps=6, seed=5))
+    both = pixels(webui.txt2img(GUIDED, steps=6, seed=5, alwayson_scripts=fake_ip()))
+    plain = pixels(webui.txt2img(UNGUIDED, steps=6, seed=5))
+    assert not np.array_equal(ip_only, plain)  # the patch does something
+    assert not np.array_equal(both, guided_only)  # ...and still does it while guidance wraps it
+    assert not np.array_equal(both, ip_only)  # ...and guidance does something on top of it
+    assert unet_state(webui) == {"instance_forwards": 0, "hooks": 0}  # the patch could remove itself
+
+
+def test_interrupt_during_guided_sampling_restores_everything(webui):
+    unet_state(webui)
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("js", webui.txt2img(
+        {**GUIDED, "guidance_steps": 1.0}, steps=60, width=256, height=256)))
+    t.start()
+    time.sleep(2.0)
+    webui.request("POST", "/sdapi/v1/interrupt", {})
+    t.join(600)
+    assert not t.is_alive()
+    assert unet_state(webui) == {"instance_forwards": 0, "hooks": 0}
+    a = pixels(webui.txt2img(UNGUIDED, steps=4, seed=1))
+    b = pixels(webui.txt2img(UNGUIDED, steps=4, seed=1))
+    assert np.array_equal(a, b)
+
+
+def test_guidance_with_hires_fix_lora_and_batches(webui):
+    js = webui.txt2img(GUIDED, steps=4, enable_hr=True, hr_scale=1.5, hr_upscaler="Latent", denoising_strength=0.5,
+                       hr_second_pass_steps=3, batch_size=2)
+    assert len(js["images"]) == 2 and "InitEdit error" not in infotext(js)
+    prompt = "a cat and a red car <lora:tiny-lora-sd15:0.5>"
+    status, _ = webui.request("POST", "/sdapi/v1/txt2img", {"prompt": prompt, "width": 64, "height": 64, "steps": 4,
+                                                           "seed": 1, "send_images": False})
+    if status != 200:
+        pytest.skip("the tiny LoRA makes the tiny checkpoint fail by itself (NaN), InitEdit or not")
+    lora = webui.txt2img(GUIDED, prompt=prompt, steps=4)
+    assert initedit_of(lora)["guidance"] == 6.0 and "InitEdit note" not in infotext(lora)
+
+
+def test_guidance_on_sdxl(webui, checkpoints):
+    title = next((t for name, t in checkpoints.items() if "sdxl" in name), None)
+    if title is None:
+        pytest.skip("no tiny-sdxl checkpoint on this server")
+    guided = webui.txt2img(GUIDED, checkpoint=title, steps=4, width=128, height=128, seed=2)
+    unguided = webui.txt2img(UNGUIDED, checkpoint=title, steps=4, width=128, height=128, seed=2)
+    assert "InitEdit error" not in infotext(guided) and "InitEdit note" not in infotext(guided)
+    assert not np.array_equal(pixels(guided), pixels(unguided))
