@@ -136,14 +136,16 @@ def test_accordion_draw_resize_generate_infotext(page, shot_dir):
 
 
 def test_paste_restores_boxes(page, shot_dir):
-    """Paste of an InitEdit infotext (the ↙️ button) puts the boxes back on the canvas."""
-    info = json.loads(page.input_value("#generation_info_txt2img textarea") or "{}")
-    if "infotexts" not in info:
-        pytest.skip("needs the generation of the previous test")
-    infotext = info["infotexts"][0]
-    page.click(f"{ROOT_SEL} .initedit-tab-body[data-tab=reroll] .initedit-clear")
-    page.click(f"{ROOT_SEL} .initedit-tab[data-tab=layout]")
-    page.click(f"{ROOT_SEL} .initedit-tab-body[data-tab=layout] .initedit-clear")
+    """Paste of an InitEdit infotext (the ↙️ button) puts the boxes back on the canvas. Self-sufficient: the
+    infotext is written here, as the WebUI writes one (the spec json-quoted), with a field the spec's old
+    versions lacked left out (it comes back with its legacy value)."""
+    spec = {"reroll": [{"box": [0.2, 0.2, 0.7, 0.8], "seed": 1234, "strength": 0.75, "feather": 0.05}],
+            "layout": [{"phrase": "cat", "box": [0.55, 0.1, 0.95, 0.45]}], "vary": "reroll"}
+    infotext = ("a cat and a red car\nSteps: 4, Sampler: Euler, Schedule type: Automatic, CFG scale: 7, Seed: 1, "
+                f"Size: 128x128, InitEdit: {json.dumps(json.dumps(spec))}, Version: v1.10.1")
+    for tab in ("reroll", "layout"):
+        page.click(f"{ROOT_SEL} .initedit-tab[data-tab={tab}]")
+        page.click(f"{ROOT_SEL} .initedit-tab-body[data-tab={tab}] .initedit-clear")
     assert _spec(page) == {}
     page.fill("#txt2img_prompt textarea", infotext)
     page.click("#paste")
@@ -152,8 +154,29 @@ def test_paste_restores_boxes(page, shot_dir):
         timeout=30_000)
     st = page.evaluate(f"window.InitEdit.mounts.find(m => m.root.matches('{ROOT_SEL}')).editor.spec")
     assert drv.close(st["reroll"][0]["box"], [0.2, 0.2, 0.7, 0.8]) and st["layout"][0]["phrase"] == "cat"
+    assert st["reroll"][0]["seed"] == 1234 and st["vary"] == "reroll"
+    from lib_initedit.spec import parse_infotext
+
+    assert _spec(page) == parse_infotext(json.dumps(spec)).to_dict()  # legacy values written in full
+    assert page.locator(f"#{_ids(page)['acc']}-checkbox input").first.is_checked()  # paste turns it on
     assert page.locator(f"{ROOT_SEL} .initedit-tab-body[data-tab=layout] .initedit-chip").count() == 1
     page.locator(f"#{_ids(page)['acc']}").screenshot(path=str(shot_dir / "webui_pasted.png"))
+    assert not page.errors, page.errors
+
+
+def test_new_sliders_write_the_spec(page):
+    """Keep the rest (Reroll tab), Guidance and Guided steps (Layout tab) in the real page."""
+    set_range = "(el, v) => { el.value = v; el.dispatchEvent(new Event('input')); }"
+    page.click(f"{ROOT_SEL} .initedit-tab[data-tab=reroll]")
+    if not _spec(page).get("reroll"):
+        drv.drag(page, (0.2, 0.2), (0.5, 0.5), scope=ROOT_SEL)
+    page.locator(f"{ROOT_SEL} [data-field=keep]").evaluate(set_range, 0.4)
+    page.click(f"{ROOT_SEL} .initedit-tab[data-tab=layout]")
+    page.locator(f"{ROOT_SEL} [data-field=guidance]").evaluate(set_range, 3)
+    page.locator(f"{ROOT_SEL} [data-field=guidance_steps]").evaluate(set_range, 0.5)
+    s = _spec(page)
+    assert (s["keep"], s["guidance"], s["guidance_steps"]) == (0.4, 3, 0.5), s
+    page.click(f"{ROOT_SEL} .initedit-tab[data-tab=reroll]")
     assert not page.errors, page.errors
 
 
@@ -198,6 +221,10 @@ def test_server_error_is_shown_in_the_accordion(page, shot_dir):
     drv.drag(page, (0.1, 0.1), (0.5, 0.5), scope=ROOT_SEL)
     assert _spec(page)["layout"][0]["phrase"] == ""
     assert page.locator(f"{ROOT_SEL} .initedit-phrase-warn").is_visible()
+    # before Generate: the server's parser (POST /initedit/v1/validate) names the field in the accordion
+    invalid = page.locator(f"{ROOT_SEL} .initedit-invalid")
+    invalid.wait_for(state="visible", timeout=10_000)
+    assert "layout[0].phrase" in invalid.inner_text()
     page.evaluate("document.querySelector('#generation_info_txt2img textarea').value = ''")
     page.click("#txt2img_generate")
     page.wait_for_function(
