@@ -25,8 +25,8 @@ def unet_state(webui):
     return state
 
 
-def fake_ip(on=True):
-    return {"Fake IP-Adapter (InitEdit tests)": {"args": [on]}}
+def fake_ip(on=True, fail_at=0):
+    return {"Fake IP-Adapter (InitEdit tests)": {"args": [on, fail_at]}}
 
 
 def test_guidance_changes_the_image_and_is_recorded(webui):
@@ -83,6 +83,17 @@ def test_interrupt_during_guided_sampling_restores_everything(webui):
     a = pixels(webui.txt2img(UNGUIDED, steps=4, seed=1))
     b = pixels(webui.txt2img(UNGUIDED, steps=4, seed=1))
     assert np.array_equal(a, b)
+
+
+def test_an_error_inside_the_unet_during_guided_sampling_restores_everything(webui):
+    unet_state(webui)
+    body = {"prompt": "a cat and a red car", "width": 64, "height": 64, "steps": 8, "seed": 1,
+            "alwayson_scripts": {"InitEdit": {"args": [{**GUIDED, "guidance_steps": 1.0}]}, **fake_ip(False, 5)}}
+    status, _ = webui.request("POST", "/sdapi/v1/txt2img", body)
+    assert status != 200  # the failure reached the WebUI (after the probe, mid-sampling)
+    assert unet_state(webui) == {"instance_forwards": 0, "hooks": 0}
+    a = pixels(webui.txt2img(UNGUIDED, steps=4, seed=1))
+    assert np.array_equal(a, pixels(webui.txt2img(UNGUIDED, steps=4, seed=1)))
 
 
 def test_guidance_with_hires_fix_lora_and_batches(webui):

@@ -4,7 +4,7 @@
   {"seeds": [...], "latents": tensor}, so properties that hold exactly in latent space can be checked;
 - GET /initedit-test/unet: how many modules of the UNet have an instance ``forward`` and how many hooks, to
   check that nothing is left behind after a generation (success, error, interrupt);
-- "Fake IP-Adapter" (args [true]): an IP-Adapter-style per-instance patch of every ``attn2.forward`` that
+- "Fake IP-Adapter" (args [true, 0]; [false, n] raises inside the UNet at its n-th attn2 call instead): an IP-Adapter-style per-instance patch of every ``attn2.forward`` that
   adds a small term, for the duration of the generation, to check that InitEdit's guidance composes with it.
 """
 import itertools
@@ -62,18 +62,37 @@ class FakeIPAdapter(scripts.Script):
     def ui(self, is_img2img):
         import gradio as gr
 
-        return [gr.Checkbox(False, label="Fake IP-Adapter", elem_id=self.elem_id("on"))]
+        return [gr.Checkbox(False, label="Fake IP-Adapter", elem_id=self.elem_id("on")),
+                gr.Number(0, label="Fail at attn2 call", elem_id=self.elem_id("fail"))]
 
-    def process(self, p, on=False, *args):
+    def process(self, p, on=False, fail_at=0, *args):
         self._patched = []
         unet = _unet()
-        if not on or unet is None:
+        if unet is None:
+            return
+        if fail_at:
+            self._fail_at(unet, int(fail_at))
+        if not on:
             return
         for name, module in unet.named_modules():
             if name.endswith("attn2"):
                 had_own, saved = "forward" in vars(module), vars(module).get("forward")
                 module.forward = self._patch(module.forward)
                 self._patched.append((module, had_own, saved))
+
+    @staticmethod
+    def _fail_at(unet, n):
+        """Raise from inside the UNet at its n-th attn2 call (mid-sampling), removing this hook as it does."""
+        module = next(m for name, m in unet.named_modules() if name.endswith("attn2"))
+        calls = {"n": 0}
+
+        def hook(mod, args):
+            calls["n"] += 1
+            if calls["n"] >= n:
+                handle.remove()
+                raise RuntimeError("fake failure inside the UNet (InitEdit test)")
+
+        handle = module.register_forward_pre_hook(hook)
 
     @staticmethod
     def _patch(inner):
