@@ -15,7 +15,7 @@
 # AUTOMATIC1111/stable-diffusion-webui-assets and salesforce/BLIP; torch==2.13.0 (CPU) from the index.
 # Env: FORGE_LAB (default $HOME/forge-lab), MIRRORS (default: the nearest .mirror folder above this file,
 #      else /work/.mirror), FORGE_MIRROR / FORGE_BRANCH / FORGE_COMMIT (another Forge line, e.g. Neo, when a
-#      snapshot holds it), PYTHON, FORCE_MODELS=1, WEBUI_LAB_TOOLS (the A1111 lab's tools/ folder).
+#      snapshot holds it), PYTHON, FORCE_MODELS=1, SKIP_SDXL=1, WEBUI_LAB_TOOLS (the A1111 lab's tools/ folder).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -41,6 +41,7 @@ REPOS=(
 LOGS="$FORGE_LAB/logs"
 VPY="$FORGE_LAB/venv/bin/python"
 CKPT="$FORGE_LAB/models/Stable-diffusion/tiny-forge-sd15.safetensors"
+CKPT_XL="$FORGE_LAB/models/Stable-diffusion/tiny-forge-sdxl.safetensors"
 if [[ -z "${WEBUI_LAB_TOOLS:-}" ]]; then
   for t in "$REPO_ROOT/../shared/webui-lab/tools" /work/shared/webui-lab/tools; do
     [[ -d "$t" ]] && { WEBUI_LAB_TOOLS="$t"; break; }
@@ -158,6 +159,15 @@ print(f'   torch {torch.__version__} (cuda {torch.cuda.is_available()}), torchvi
     echo "   $CKPT (present)"
   fi
   sha256sum "$CKPT" | sed 's/^/   /'
+  # SDXL (SKIP_SDXL=1 to skip): 2.1 GB, ~1.5 min; full-shape CLIP-G (695 M parameters) and CLIP-L, and a
+  # random VAE-approx for the live preview (Forge would download it)
+  if [[ -z "${SKIP_SDXL:-}" ]]; then
+    if [[ -n "${FORCE_MODELS:-}" || ! -f "$CKPT_XL" || ! -f "$FORGE_LAB/models/VAE-approx/vaeapprox-sdxl.pt" ]]; then
+      (cd "$FORGE" && "$VPY" "$HERE/make_tiny_forge_checkpoint.py" --kind sdxl --forge "$FORGE" --out "$CKPT_XL")
+    else
+      echo "   $CKPT_XL (present)"
+    fi
+  fi
   say "done.  Start it with: FORGE_LAB=$FORGE_LAB $0 run 7870"
 }
 

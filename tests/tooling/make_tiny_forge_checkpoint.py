@@ -31,6 +31,16 @@ UNET_CONFIG = dict(  # what huggingface_guess will read back from the keys (+ SD
 )
 
 
+SDXL = os.path.join("backend", "huggingface", "stabilityai", "stable-diffusion-xl-base-1.0")
+SDXL_UNET_CONFIG = dict(  # huggingface_guess matches SDXL on transformer_depth [0,0,2,2,10,10] (per input res
+    # block), context 2048, adm 2816, linear proj; channels may stay 320 and the output / middle side shallow
+    in_channels=4, out_channels=4, model_channels=320, num_res_blocks=[2, 2, 2], channel_mult=[1, 1, 1],
+    transformer_depth=[0, 0, 2, 2, 10, 10], transformer_depth_output=[0, 0, 0, 1, 1, 1, 1, 1, 1],
+    transformer_depth_middle=1, context_dim=2048, num_heads=-1, num_head_channels=64, use_spatial_transformer=True,
+    use_linear_in_transformer=True, adm_in_channels=2816, num_classes="sequential", use_checkpoint=False,
+)
+
+
 def log(*a):
     print("[make_tiny_forge_checkpoint]", *a, flush=True)
 
@@ -46,9 +56,13 @@ def reinit_zeroed(module: torch.nn.Module) -> int:
     return n
 
 
-def build(forge: str, seed: int) -> dict[str, torch.Tensor]:
+def _import_forge(forge: str) -> None:
     sys.path[:0] = [forge, os.path.join(forge, "packages_3rdparty"), os.path.join(forge, "repositories", "huggingface_guess")]
     sys.argv[1:] = ["--always-cpu"]  # backend.args parses the command line on import
+
+
+def build(forge: str, seed: int) -> dict[str, torch.Tensor]:
+    _import_forge(forge)
     from backend.nn.unet import IntegratedUNet2DConditionModel
     from backend.nn.vae import IntegratedAutoencoderKL
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -73,19 +87,59 @@ def build(forge: str, seed: int) -> dict[str, torch.Tensor]:
     return {k: v.detach().to(torch.float16) if v.is_floating_point() else v.detach() for k, v in sd.items()}
 
 
-def save(state_dict: dict[str, torch.Tensor], path: str) -> None:
-    """Byte-reproducible safetensors (sorted keys, no metadata map order)."""
+def build_sdxl(forge: str, seed: int) -> dict[str, torch.Tensor]:
+    """SDXL: shallow 320-channel UNet with SDXL's input-side transformer depths, full-shape CLIP-L and
+    CLIP-G (open_clip key layout, as SDXL checkpoints store it) and VAE, random, fp16."""
+    _import_forge(forge)
+    from backend.nn.unet import IntegratedUNet2DConditionModel
+    from backend.nn.vae import IntegratedAutoencoderKL
+    from huggingface_guess import diffusers_convert
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    half = lambda t: t.detach().to(torch.float16) if t.is_floating_point() else t.detach()  # noqa: E731
+    sd: dict[str, torch.Tensor] = {}
+    torch.manual_seed(seed)
+    unet = IntegratedUNet2DConditionModel(**SDXL_UNET_CONFIG)
+    log(f"UNet: {sum(p.numel() for p in unet.parameters()) / 1e6:.1f}M params, re-initialised {reinit_zeroed(unet)} zeroed layers")
+    sd.update({f"model.diffusion_model.{k}": half(v) for k, v in unet.state_dict().items()})
+    del unet
+
+    torch.manual_seed(seed + 1)
+    clip_l = CLIPTextModel(CLIPTextConfig.from_pretrained(os.path.join(forge, SDXL, "text_encoder")))
+    sd.update({f"conditioner.embedders.0.transformer.{k}": half(v) for k, v in clip_l.state_dict().items()
+               if not k.endswith("position_ids")})
+    log(f"CLIP-L: {sum(p.numel() for p in clip_l.parameters()) / 1e6:.1f}M params")
+    del clip_l
+
+    torch.manual_seed(seed + 3)
+    g_cfg = CLIPTextConfig.from_pretrained(os.path.join(forge, SDXL, "text_encoder_2"))
+    clip_g = CLIPTextModelWithProjection(g_cfg)
+    log(f"CLIP-G: {sum(p.numel() for p in clip_g.parameters()) / 1e6:.1f}M params (hidden {g_cfg.hidden_size}, {g_cfg.num_hidden_layers} layers)")
+    g = {f"clip_g.transformer.{k}": half(v) for k, v in clip_g.state_dict().items() if not k.endswith("position_ids")}
+    del clip_g
+    g = diffusers_convert.convert_text_enc_state_dict_v20(g, "clip_g")  # HF -> open_clip names, as Forge saves SDXL
+    sd.update({"conditioner.embedders.1.model" + k[len("clip_g"):]: v for k, v in g.items()})
+    del g
+
+    torch.manual_seed(seed + 2)
+    vae = IntegratedAutoencoderKL.from_config(IntegratedAutoencoderKL.load_config(os.path.join(forge, SDXL, "vae")))
+    log(f"VAE: {sum(p.numel() for p in vae.parameters()) / 1e6:.1f}M params")
+    sd.update({f"first_stage_model.{k}": half(v) for k, v in vae.state_dict().items()})
+    return sd
+
+
+def save(state_dict: dict[str, torch.Tensor], path: str, note: str = "tiny random-weight SD1.5 for the Forge lab") -> None:
+    """Byte-reproducible safetensors (sorted keys), written tensor by tensor."""
     import struct
 
     dt = {torch.float32: "F32", torch.float16: "F16", torch.int64: "I64"}
-    header, blobs, off = {}, [], 0
-    header["__metadata__"] = {"initedit": "tiny random-weight SD1.5 for the Forge lab"}
-    for k in sorted(state_dict):
-        t = state_dict[k].contiguous()
-        b = t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
-        header[k] = {"dtype": dt[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
+    header, off = {"__metadata__": {"initedit": note}}, 0
+    keys = sorted(state_dict)
+    for k in keys:
+        t = state_dict[k]
+        n = t.numel() * t.element_size()
+        header[k] = {"dtype": dt[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + n]}
+        off += n
     hb = json.dumps(header, separators=(",", ":")).encode()
     hb += b" " * (-len(hb) % 8)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -93,8 +147,10 @@ def save(state_dict: dict[str, torch.Tensor], path: str) -> None:
     with open(tmp, "wb") as f:
         f.write(struct.pack("<Q", len(hb)))
         f.write(hb)
-        for b in blobs:
-            f.write(b)
+        for k in keys:
+            t = state_dict[k].contiguous()
+            if t.numel():
+                f.write(t.view(-1).view(torch.uint8).numpy().tobytes())
     os.replace(tmp, path)
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -103,7 +159,21 @@ def save(state_dict: dict[str, torch.Tensor], path: str) -> None:
     log(f"saved {path}: {len(state_dict)} tensors, {os.path.getsize(path) / 1e6:.0f} MB, sha256 {h.hexdigest()[:12]}")
 
 
-def check(forge: str, path: str) -> None:
+def write_vae_approx(path: str, seed: int) -> None:
+    """Forge's live preview for SDXL loads models/VAE-approx/vaeapprox-sdxl.pt and downloads it when absent
+    (which fails offline and fails the generation): a random one of the same shape (modules/sd_vae_approx.py)."""
+    shapes = [(8, 4, 7), (16, 8, 5), (32, 16, 3), (64, 32, 3), (32, 64, 3), (16, 32, 3), (8, 16, 3), (3, 8, 3)]
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for i, (out, inp, k) in enumerate(shapes, start=1):
+        sd[f"conv{i}.weight"] = torch.randn(out, inp, k, k, generator=g) * (inp * k * k) ** -0.5
+        sd[f"conv{i}.bias"] = torch.zeros(out)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    torch.save(sd, path)
+    log(f"saved {path} (random VAEApprox for SDXL previews)")
+
+
+def check(forge: str, path: str, kind: str = "sd15") -> None:
     """What Forge's loader will guess from the file."""
     sys.path.insert(0, os.path.join(forge, "repositories", "huggingface_guess"))
     import huggingface_guess
@@ -113,8 +183,9 @@ def check(forge: str, path: str) -> None:
     guess = huggingface_guess.guess(sd)
     log(f"huggingface_guess: {type(guess).__name__} ({guess.huggingface_repo}); unet_config "
         f"channel_mult={guess.unet_config.get('channel_mult')} transformer_depth={guess.unet_config.get('transformer_depth')}")
-    if type(guess).__name__ != "SD15":
-        raise SystemExit(f"loader would see {type(guess).__name__}, not SD15")
+    want = {"sd15": "SD15", "sdxl": "SDXL"}[kind]
+    if type(guess).__name__ != want:
+        raise SystemExit(f"loader would see {type(guess).__name__}, not {want}")
 
 
 def main() -> None:
@@ -122,10 +193,16 @@ def main() -> None:
     ap.add_argument("--forge", default=os.getcwd(), help="the Forge folder (default: the current one)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--kind", choices=["sd15", "sdxl"], default="sd15")
     a = ap.parse_args()
     with torch.no_grad():
-        save(build(a.forge, a.seed), a.out)
-    check(a.forge, a.out)
+        if a.kind == "sd15":
+            save(build(a.forge, a.seed), a.out)
+        else:
+            save(build_sdxl(a.forge, a.seed), a.out, "tiny random-weight SDXL for the Forge lab")
+            models = os.path.dirname(os.path.dirname(os.path.abspath(a.out)))
+            write_vae_approx(os.path.join(models, "VAE-approx", "vaeapprox-sdxl.pt"), a.seed)
+    check(a.forge, a.out, a.kind)
 
 
 if __name__ == "__main__":
