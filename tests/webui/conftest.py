@@ -110,6 +110,21 @@ def webui_version_args(webui_dir: str, models: str, data: str) -> list[str]:
             "--disable-safe-unpickle"]
 
 
+def _wait_for_startup(proc, log_path: str, timeout: float = 120) -> None:
+    """The API answers before the WebUI has finished starting (the app_started callbacks run after the routes
+    exist); a generation request in that window failed on 1.9.4 with HTTP 500 (IndexError in
+    init_script_args). Wait for the "Startup time" line A1111 prints at the end of start-up."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            with open(log_path, errors="replace") as f:
+                if "Startup time:" in f.read():
+                    return
+        except OSError:
+            return
+        time.sleep(1)
+
+
 def webui_models_dir(webui_dir: str) -> str:
     return os.environ.get("INITEDIT_WEBUI_MODELS") or os.path.join(webui_dir, "../models")
 
@@ -153,6 +168,7 @@ def start_server(webui_dir: str, extensions: dict | None = None, ready_path: str
             up = up or time.time()
             if ready_path:
                 urllib.request.urlopen(url + ready_path, timeout=2)
+            _wait_for_startup(proc, log.name)
             return proc, url, log.name
         except OSError:  # urllib's HTTPError is an OSError too: 404 until an extension's routes exist
             if up and time.time() - up > 90:
