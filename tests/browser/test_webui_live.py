@@ -69,6 +69,25 @@ def _spec(page):
     return drv.spec(page, f"#{_ids(page)['spec']} textarea")
 
 
+def _small_image(page):
+    """128 x 128, 4 steps: a generation of a few seconds on the CPU."""
+    page.fill("#txt2img_prompt textarea", "a cat and a red car")
+    for elem, v in (("txt2img_width", 128), ("txt2img_height", 128), ("txt2img_steps", 4)):
+        _set_number(page, elem, v)
+
+
+def _open_accordion(page):
+    """Open (and so enable) the InitEdit accordion when it is closed: each test can run on its own."""
+    acc = page.locator(f"#{_ids(page)['acc']}")
+    if not page.locator(f"#{_ids(page)['acc']}-checkbox input").first.is_checked():
+        acc.locator(".label-wrap").first.click()
+    canvas = drv.canvas(page, ROOT_SEL)
+    canvas.wait_for(state="visible")
+    canvas.scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    return acc
+
+
 def _resolved_spec(infotext: str) -> dict:
     """The InitEdit value of an infotext (json-quoted by the WebUI, or bare JSON)."""
     obj, _ = json.JSONDecoder().raw_decode(infotext.split("InitEdit: ", 1)[1])
@@ -77,16 +96,9 @@ def _resolved_spec(infotext: str) -> dict:
 
 def test_accordion_draw_resize_generate_infotext(page, shot_dir):
     ids = _ids(page)
-    page.fill("#txt2img_prompt textarea", "a cat and a red car")
-    for elem, v in (("txt2img_width", 128), ("txt2img_height", 128), ("txt2img_steps", 4)):
-        _set_number(page, elem, v)
+    _small_image(page)
 
-    acc = page.locator(f"#{ids['acc']}")
-    acc.locator(".label-wrap").first.click()  # open = enable
-    canvas = drv.canvas(page, ROOT_SEL)
-    canvas.wait_for(state="visible")
-    canvas.scroll_into_view_if_needed()
-    page.wait_for_timeout(300)
+    acc = _open_accordion(page)  # open = enable
     assert page.locator(f"#{ids['acc']}-checkbox input").first.is_checked()
 
     drv.drag(page, (0.2, 0.2), (0.5, 0.6), scope=ROOT_SEL)
@@ -143,6 +155,7 @@ def test_paste_restores_boxes(page, shot_dir):
             "layout": [{"phrase": "cat", "box": [0.55, 0.1, 0.95, 0.45]}], "vary": "reroll"}
     infotext = ("a cat and a red car\nSteps: 4, Sampler: Euler, Schedule type: Automatic, CFG scale: 7, Seed: 1, "
                 f"Size: 128x128, InitEdit: {json.dumps(json.dumps(spec))}, Version: v1.10.1")
+    _open_accordion(page)
     for tab in ("reroll", "layout"):
         page.click(f"{ROOT_SEL} .initedit-tab[data-tab={tab}]")
         page.click(f"{ROOT_SEL} .initedit-tab-body[data-tab={tab}] .initedit-clear")
@@ -167,6 +180,7 @@ def test_paste_restores_boxes(page, shot_dir):
 def test_new_sliders_write_the_spec(page):
     """Keep the rest (Reroll tab), Guidance and Guided steps (Layout tab) in the real page."""
     set_range = "(el, v) => { el.value = v; el.dispatchEvent(new Event('input')); }"
+    _open_accordion(page)
     page.click(f"{ROOT_SEL} .initedit-tab[data-tab=reroll]")
     if not _spec(page).get("reroll"):
         drv.drag(page, (0.2, 0.2), (0.5, 0.5), scope=ROOT_SEL)
@@ -183,7 +197,9 @@ def test_new_sliders_write_the_spec(page):
 def test_mask_and_heatmaps_generate(page, shot_dir):
     """A painted mask region and a layout box with probe heatmaps: the server accepts the mask PNG and
     the gallery gains the heatmap images."""
-    page.fill("#txt2img_prompt textarea", "a cat and a red car")
+    _small_image(page)
+    _open_accordion(page)
+    page.click(f"{ROOT_SEL} .initedit-bg-last")  # the background follows the newest output
     for tab in ("reroll", "layout"):
         page.click(f"{ROOT_SEL} .initedit-tab[data-tab={tab}]")
         page.click(f"{ROOT_SEL} .initedit-tab-body[data-tab={tab}] .initedit-clear")
@@ -205,7 +221,7 @@ def test_mask_and_heatmaps_generate(page, shot_dir):
     info = json.loads(page.input_value("#generation_info_txt2img textarea"))
     assert '\\"mask\\"' in info["infotexts"][0] or '"mask"' in info["infotexts"][0]
     assert len(info["infotexts"]) >= 2, "heatmaps on: the outputs gain the probe's heatmap images"
-    # "Last image" was chosen in the first test: the background follows the new output by itself
+    # "Last image" was chosen above: the background follows the new output by itself
     page.wait_for_function(f"""() => {{ const m = window.InitEdit.mounts.find(m => m.root.matches('{ROOT_SEL}'));
         const img = m.galleryImage(); return m.bgMode === 'last' && img && m.bgSrc === img.src; }}""", timeout=10_000)
     page.wait_for_timeout(500)
@@ -215,6 +231,8 @@ def test_mask_and_heatmaps_generate(page, shot_dir):
 
 def test_server_error_is_shown_in_the_accordion(page, shot_dir):
     """A layout box without a phrase: the server refuses the spec, names the field, and the panel says so."""
+    _small_image(page)
+    _open_accordion(page)
     for tab in ("reroll", "layout"):
         page.click(f"{ROOT_SEL} .initedit-tab[data-tab={tab}]")
         page.click(f"{ROOT_SEL} .initedit-tab-body[data-tab={tab}] .initedit-clear")
