@@ -41,30 +41,40 @@ def noise_stream(p, shape, seeds):
                         seed_resize_from_w=getattr(p, "seed_resize_from_w", 0))
 
 
-def follow_brownian_noise(p, make):
-    """SDE samplers (DPM++ SDE, 2M SDE, 2M SDE Heun, 3M SDE) ask ``p.sampler.create_noise_sampler(x, sigmas,
-    p)`` once per batch for their Brownian noise; an instance attribute on this batch's sampler routes that
-    through ``make``. It removes itself on first use; the returned function removes it otherwise."""
-    sampler = getattr(p, "sampler", None)
-    original = getattr(sampler, "create_noise_sampler", None)
-    if original is None:
-        return lambda: None
-    had_own = "create_noise_sampler" in vars(sampler)
+def _patch_once(obj, name: str, body: Callable) -> Callable[[], None]:
+    """Give ``obj`` (this batch's sampler: a per-generation object) an instance attribute ``name`` that runs
+    ``body(original, *args, **kwargs)`` once and is removed as it starts; returns the function that removes
+    it if it never runs. Whatever ``obj.name`` was before (a method or another extension's patch) is restored."""
+    original = getattr(obj, name)
+    had_own = name in vars(obj)
 
     def restore():
-        if vars(sampler).get("create_noise_sampler") is create:
+        if vars(obj).get(name) is patched:
             if had_own:
-                sampler.create_noise_sampler = original
+                setattr(obj, name, original)
             else:
-                del sampler.create_noise_sampler
+                delattr(obj, name)
 
-    def create(x, sigmas, p_):
+    def patched(*args, **kwargs):
         restore()
+        return body(original, *args, **kwargs)
+
+    setattr(obj, name, patched)
+    return restore
+
+
+def follow_brownian_noise(p, make):
+    """SDE samplers (DPM++ SDE, 2M SDE, 2M SDE Heun, 3M SDE) ask ``p.sampler.create_noise_sampler(x, sigmas,
+    p)`` once per batch for their Brownian noise; route that through ``make``."""
+    sampler = getattr(p, "sampler", None)
+    if getattr(sampler, "create_noise_sampler", None) is None:
+        return lambda: None
+
+    def create(original, x, sigmas, p_):
         base = original(x, sigmas, p_)
         return make(base, x, sigmas) or base
 
-    sampler.create_noise_sampler = create
-    return restore
+    return _patch_once(sampler, "create_noise_sampler", create)
 
 
 def brownian_noise(x, sigmas, seeds):
@@ -85,18 +95,8 @@ def hook_sampling(p, hooks) -> Callable[[], None]:
     sampler = getattr(p, "sampler", None)
     if sampler is None or not hasattr(sampler, "model_wrap_cfg"):
         return lambda: None
-    original = sampler.sample
-    had_own = "sample" in vars(sampler)
 
-    def restore():
-        if vars(sampler).get("sample") is sample:
-            if had_own:
-                sampler.sample = original
-            else:
-                del sampler.sample
-
-    def sample(*args, **kwargs):
-        restore()
+    def sample(original, *args, **kwargs):
         denoiser = sampler.model_wrap_cfg
         calls = {"index": 0}
 
@@ -116,15 +116,15 @@ def hook_sampling(p, hooks) -> Callable[[], None]:
             handles.append(denoiser.register_forward_hook(after, with_kwargs=True))
             hooks.enter()
             result = original(*args, **kwargs)
-            completed = not should_stop() and calls["index"] > 0  # (second-order samplers call fewer times than total_steps says)
+            # (second-order samplers call the denoiser fewer times than total_steps says)
+            completed = not should_stop() and calls["index"] > 0
             return result
         finally:
             for handle in handles:
                 handle.remove()
             hooks.leave(completed)
 
-    sampler.sample = sample
-    return restore
+    return _patch_once(sampler, "sample", sample)
 
 
 def _context_rows(cond, index):
