@@ -111,9 +111,10 @@ def webui_version_args(webui_dir: str, models: str, data: str) -> list[str]:
 
 
 def _wait_for_startup(proc, log_path: str, timeout: float = 120) -> None:
-    """The API answers before the WebUI has finished starting (the app_started callbacks run after the routes
-    exist); a generation request in that window failed on 1.9.4 with HTTP 500 (IndexError in
-    init_script_args). Wait for the "Startup time" line A1111 prints at the end of start-up."""
+    """Wait for the "Startup time" line A1111 prints at the end of start-up (after create_api and the
+    app_started callbacks). Requests earlier than that: a generation failed on 1.9.4 with HTTP 500 (IndexError in
+    init_script_args, during app_started), and any request between gradio's launch and create_api makes the
+    WebUI exit. Gives up silently after ``timeout`` (a WebUI that prints no such line)."""
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
         try:
@@ -160,6 +161,9 @@ def start_server(webui_dir: str, extensions: dict | None = None, ready_path: str
         cwd=webui_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline, up = time.time() + 300, None
+    # no request before start-up is over: one that reaches the app between gradio's launch and create_api
+    # makes A1111 exit ("Cannot add middleware after an application has started", seen on 1.10.1)
+    _wait_for_startup(proc, log.name, timeout=240)
     while time.time() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"the WebUI exited early; see {log.name}")
@@ -168,7 +172,6 @@ def start_server(webui_dir: str, extensions: dict | None = None, ready_path: str
             up = up or time.time()
             if ready_path:
                 urllib.request.urlopen(url + ready_path, timeout=2)
-            _wait_for_startup(proc, log.name)
             return proc, url, log.name
         except OSError:  # urllib's HTTPError is an OSError too: 404 until an extension's routes exist
             if up and time.time() - up > 90:
