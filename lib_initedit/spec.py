@@ -84,7 +84,7 @@ class InitEditSpec:
     method: str = "swap"
     layers: str = "level"
     heatmaps: bool = False
-    keep: float = 0.0  # fraction of the steps during which the outside of the regions follows the base image
+    keep: float = 0.8  # fraction of the steps during which the outside of the regions follows the base image (docs/reroll-keep.md)
     guidance: float = 0.0  # layout: score bias (logits) for each phrase inside its box, minus outside; 0 = off
     guidance_steps: float = 0.3  # layout: fraction of the steps that are guided
 
