@@ -23,7 +23,7 @@
     }
 
     // a labelled range + number pair; `commit(value)` on every change; `.set(v)` shows a value without committing
-    function slider(label, value, min, max, step, commit, name, title) {
+    function slider(clamp, label, value, min, max, step, commit, name, title) {
         var range = h("input", {type: "range", min: min, max: max, step: step, value: value, "data-field": name});
         var box = h("input", {type: "number", min: min, max: max, step: step, value: value, class: "initedit-num", "data-field": name + "-num"});
         range.addEventListener("input", function() {
@@ -38,7 +38,7 @@
             }
         });
         box.addEventListener("change", function() {
-            var v = ns.geometry.clamp(parseFloat(box.value) || 0, min, max);
+            var v = clamp(parseFloat(box.value) || 0, min, max);
             box.value = range.value = v;
             commit(v);
         });
@@ -99,7 +99,7 @@
         this.toolBrush = button("🖌️ Mask", "Paint a mask (right button or Alt erases)", function() {
             self.setTool("brush");
         }, "initedit-tool-brush");
-        this.brushSize = slider("Brush", 0.04, 0.005, 0.2, 0.005, function(v) {
+        this.brushSize = slider(G.clamp, "Brush", 0.04, 0.005, 0.2, 0.005, function(v) {
             self.editor.brush = v;
         }, "brush");
         this.eraseBox = h("input", {type: "checkbox", "data-field": "erase", onchange: function(e) {
@@ -112,7 +112,7 @@
         this.rerollList = h("div", {class: "initedit-list"});
         this.rerollItem = h("div", {class: "initedit-item"});
         var keep = S.limits("keep");
-        this.keep = slider("Keep the rest", S.DEFAULTS.keep, keep.min, keep.max, 0.05, option("keep"), "keep",
+        this.keep = slider(G.clamp, "Keep the rest", S.DEFAULTS.keep, keep.min, keep.max, 0.05, option("keep"), "keep",
             "Fraction of the steps during which everything outside the regions follows the image without the reroll " +
             "(0: only the initial noise is edited; 1: the outside is the image without the reroll to the end)");
         this.rerollBody = h("div", {class: "initedit-tab-body", "data-tab": "reroll"}, [
@@ -146,9 +146,9 @@
             self.editor.setOption("heatmaps", e.target.checked);
         }});
         var guidance = S.limits("guidance"), gsteps = S.limits("guidance_steps");
-        this.guidance = slider("Guidance", S.DEFAULTS.guidance, guidance.min, guidance.max, 0.5, option("guidance"), "guidance",
+        this.guidance = slider(G.clamp, "Guidance", S.DEFAULTS.guidance, guidance.min, guidance.max, 0.5, option("guidance"), "guidance",
             "During sampling, pull each phrase's attention into its box: how strongly (0: off, the noise edit only)");
-        this.guidanceSteps = slider("Guided steps", S.DEFAULTS.guidance_steps, gsteps.min, gsteps.max, 0.05, option("guidance_steps"),
+        this.guidanceSteps = slider(G.clamp, "Guided steps", S.DEFAULTS.guidance_steps, gsteps.min, gsteps.max, 0.05, option("guidance_steps"),
             "guidance_steps", "Fraction of the steps, from the first, that are guided");
         this.layoutBody = h("div", {class: "initedit-tab-body", "data-tab": "layout", hidden: true}, [
             h("div", {class: "initedit-row initedit-hint"}, [h("span", {text: "Draw a box per object, then pick its phrase from the prompt."}), h("span", {class: "initedit-spacer"}), button("Clear", "Remove all boxes of this tab", function() {
@@ -280,7 +280,7 @@
         var ed = this.editor, items = ed.items(tab);
         el.textContent = "";
         items.forEach(function(it, i) {
-            var col = ns.Editor.PALETTE[i % ns.Editor.PALETTE.length];
+            var col = ed.color(i);
             var chip = h("button", {type: "button", class: "initedit-chip" + (ed.tab === tab && ed.sel === i ? " selected" : ""), "data-index": i, onclick: function() {
                 ed.select(i);
             }}, [h("span", {class: "initedit-swatch", style: "background:" + col}), ed.label(tab, i) + (it.mask !== undefined && !it.box ? " (mask)" : "")]);
@@ -290,7 +290,7 @@
     };
 
     Panel.prototype._rerollFields = function(it) {
-        var ed = this.editor, self = this, i = ed.sel, S = this.S, R = S.region;
+        var ed = this.editor, self = this, i = ed.sel, S = this.S, G = this.G, R = S.region;
         var seed = h("input", {type: "number", step: 1, min: R.seed.min, max: R.seed.max, value: it.seed, class: "initedit-seed", "data-field": "seed", onchange: function() {
             var v = Math.trunc(parseFloat(seed.value));
             v = isFinite(v) ? self.G.clamp(v, R.seed.min, R.seed.max) : R.seed.default;
@@ -322,10 +322,10 @@
                 }, "initedit-delete"),
             ]),
             status,
-            slider("Strength", it.strength, R.strength.min, R.strength.max, 0.05, function(v) {
+            slider(G.clamp, "Strength", it.strength, R.strength.min, R.strength.max, 0.05, function(v) {
                 ed.update({strength: v});
             }, "strength"),
-            slider("Feather", it.feather, R.feather.min, R.feather.max, 0.01, function(v) {
+            slider(G.clamp, "Feather", it.feather, R.feather.min, R.feather.max, 0.01, function(v) {
                 ed.update({feather: v});
             }, "feather"),
         ]);

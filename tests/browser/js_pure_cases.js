@@ -22,7 +22,8 @@ let r = S.parse(JSON.stringify({reroll: [{box: [0.6, 0.5, 0.2, 1.4], seed: "12",
 assert.strictEqual(r.error, null);
 let text = S.serialize(r.spec);
 assert.deepStrictEqual(JSON.parse(text), {reroll: [{box: [0.2, 0.5, 0.6, 1], seed: 12, strength: 1, feather: 0}], rounds: 8,
-    keep: facts.fields.find(f => f.name === "keep").default}); // keep is written whenever there are regions
+    ...Object.fromEntries(Object.entries(facts.pinned).filter(([, s]) => s === "reroll")
+        .map(([k]) => [k, facts.fields.find(f => f.name === k).default]))}); // keep is written whenever there are regions
 out.push(text);
 assert.strictEqual(S.serialize(S.parse("").spec), "{}");
 assert.ok(S.parse("{oops").error.includes("not valid JSON"));
@@ -30,8 +31,12 @@ assert.ok(S.parse("[1]").error);
 // a pasted, still-quoted infotext value
 r = S.parse(JSON.stringify(JSON.stringify({layout: [{phrase: "cat", box: [0, 0, 0.5, 0.5]}], heatmaps: true, layers: "paper"})));
 out.push(S.serialize(r.spec));
+// the fields pinned to a section (facts.pinned: keep with the regions, guidance... with the boxes) are always written
+const pinnedTo = section => Object.fromEntries(Object.entries(facts.pinned).filter(([, s]) => s === section)
+    .map(([k]) => [k, facts.fields.find(f => f.name === k).default]));
+assert.ok("guidance" in pinnedTo("layout") && "keep" in pinnedTo("reroll"));
 assert.deepStrictEqual(JSON.parse(out[1]), {layout: [{phrase: "cat", box: [0, 0, 0.5, 0.5]}], layers: "paper", heatmaps: true,
-    guidance: facts.fields.find(f => f.name === "guidance").default}); // guidance is written whenever there are boxes
+    ...pinnedTo("layout")});
 // the new fields: clamped to the server's limits, left out at their default unless pinned to their section
 r = S.parse(JSON.stringify({keep: 0.25, guidance: 1e9, guidance_steps: -3, layout: [{phrase: "dog", box: [0.1, 0.1, 0.9, 0.9]}],
     reroll: [{box: [0, 0, 1, 1], seed: 3}]}));
