@@ -23,7 +23,7 @@ import torch
 
 from ..keep import KeepBlend, Recorder
 from ..noise import reroll_batch
-from ..spec import RerollRegion
+from ..spec import InitEditSpec, RerollRegion
 from .data import SIZE, random_prompt
 from .pipe import SeedStream, ToyPipe, seed_noise
 
@@ -133,7 +133,8 @@ def bench_reroll(pipe: ToyPipe, n: int, keeps=KEEPS, feathered=FEATHERED, log=pr
             records[lo:hi], regions[lo:hi], (SIZE, SIZE), keep))
         cell = measure(images)
         keep0.setdefault(feather, cell)  # keep 0 comes first for every feather
-        cell.update(keep=keep, feather=feather, inside_vs_keep0=cell["inside"] / keep0[feather]["inside"],
+        cell.update(keep=keep, feather=feather, default=keep == InitEditSpec().keep and feather == 0,
+                    inside_vs_keep0=cell["inside"] / keep0[feather]["inside"],
                     core_vs_keep0=cell["inside_core"] / keep0[feather]["inside_core"],
                     outside_vs_new_seed=cell["outside"] / new_seed,
                     seam=border_energy(images, pairs) / base_border, seconds=round(time.time() - t0, 1))
@@ -149,8 +150,8 @@ def keep_table(res: dict) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for name, c in res.items():
         if "keep" in c:
-            lines.append(f"| {name} | {c['inside']:.4f} | {c['outside']:.4f} | {c['ratio']:.3f} | "
-                         f"{c['inside_vs_keep0']:.3f} | {c['core_vs_keep0']:.3f} | {c['outside_vs_new_seed']:.4f} | {c['seam']:.3f} |")
+            lines.append(f"| {name}{' (default)' if c.get('default') else ''} | {c['inside']:.4f} | {c['outside']:.4f} | "
+                         f"{c['ratio']:.3f} | {c['inside_vs_keep0']:.3f} | {c['core_vs_keep0']:.3f} | {c['outside_vs_new_seed']:.4f} | {c['seam']:.3f} |")
         else:
             lines.append(f"| {name} | {c['inside']:.4f} | {c['outside']:.4f} | {c['ratio']:.3f} | | | | |")
     return "\n".join(lines)
