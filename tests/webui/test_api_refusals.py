@@ -102,3 +102,40 @@ def test_valid_requests_still_pass_and_the_server_is_healthy_after(webui, before
     assert status == 200 and "InitEdit:" in json.loads(js["info"])["infotexts"][0]
     status, js = webui.request("POST", "/sdapi/v1/txt2img", {**PLAIN, "alwayson_scripts": {"InitEdit": {"args": [False, "{bad"]}}})
     assert status == 200 and np.array_equal(pixels(js), before)  # disabled: the text is not read, as in the UI
+
+
+def _xyz(webui, label, values, spec):
+    status, scripts = webui.get("/sdapi/v1/script-info")
+    xyz = next(s for s in scripts if s["name"] == "x/y/z plot" and not s["is_img2img"])
+    choices = xyz["args"][0]["choices"]
+    args = [choices.index(label), values, [], 0, "", [], 0, "", [], True, True, False, False, False, False, False, 0, False]
+    status, js = webui.request("POST", "/sdapi/v1/txt2img", {**PLAIN, "script_name": "x/y/z plot", "script_args": args,
+                                                            "alwayson_scripts": {"InitEdit": {"args": [spec]}}})
+    assert status == 200, js
+    return [t for t in json.loads(js["info"])["infotexts"] if "Steps:" in t]
+
+
+def _initedit(infotext, key="InitEdit"):
+    start = infotext.index(f"{key}: ") + len(key) + 2
+    value, _ = json.JSONDecoder().raw_decode(infotext[start:])
+    return value
+
+
+def test_xyz_axes_go_through_the_one_parse(webui):
+    """The X/Y/Z axes write into the spec's dict and parse it once: the reroll seed axis wraps modulo SEED_SPAN
+    (4294967295 with two regions gives 4294967295 and 0, which paste reads back), Keep the rest and Layout
+    guidance are axes, and a bad axis value is named in the image's infotext (the UI path goes on without)."""
+    from lib_initedit.spec import MAX_SEED, parse_infotext
+
+    status, scripts = webui.get("/sdapi/v1/script-info")
+    choices = next(s for s in scripts if s["name"] == "x/y/z plot" and not s["is_img2img"])["args"][0]["choices"]
+    for label in ("[InitEdit] Keep the rest", "[InitEdit] Layout guidance"):
+        assert label in choices
+    two = {"reroll": [{"box": [0, 0, 0.5, 1], "seed": 1}, {"box": [0.5, 0, 1, 1], "seed": 2}]}
+    texts = _xyz(webui, "[InitEdit] Reroll seed", str(MAX_SEED), two)
+    spec = parse_infotext(_initedit(texts[0]))
+    assert [r.seed for r in spec.reroll] == [MAX_SEED, 0]
+    texts = _xyz(webui, "[InitEdit] Keep the rest", "0.25, 1.5", two)
+    assert any(parse_infotext(_initedit(t)).keep == 0.25 for t in texts if "InitEdit: " in t)
+    assert any("X/Y/Z keep the rest: keep: 1.5 is outside 0..1" in _initedit(t, "InitEdit error") for t in texts
+               if "InitEdit error" in t)
