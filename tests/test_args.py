@@ -38,9 +38,9 @@ def test_keep_and_guidance_axes_go_into_the_spec():
     with pytest.raises(SpecError, match="layout guidance.*guidance: 99.0 is outside 0..20"):
         args.spec_from_args([layout], xyz(guidance=99))
     _, spec, notes = args.spec_from_args([layout], xyz(keep=0.5))
-    assert spec.keep == 0.0 and "no reroll region" in notes[0]
+    assert spec.keep == S.InitEditSpec().keep and "no reroll region" in notes[0]
     _, spec, notes = args.spec_from_args([TWO], xyz(guidance=2))
-    assert spec.guidance == 0.0 and "no layout box" in notes[0]
+    assert spec.guidance == S.InitEditSpec().guidance and "no layout box" in notes[0]
 
 
 def test_one_parse_for_all_axes(monkeypatch):
