@@ -81,18 +81,21 @@ class LayoutGuidance:
     strength: bias in logits (0 = off: every output bit-identical). fraction: share of the steps guided.
     columns[b][k]: token positions of box k's phrase in image b's conditioning; boxes[b][k]: (x0, y0, x1, y1).
     size_power: small boxes get ``strength * (size_ref / area) ** size_power`` (capped at 3x; 0 = no scaling).
+    core: the +strength goes to the central ``core`` fraction of the box (each side, around its centre; the
+    centre cell at least); the rest of the box gets 0 and the outside -strength (1 = the whole box).
     rows: per image, the row of ``before_call``'s ``cond_rows`` that is its conditioning (default: b).
     """
 
     def __init__(self, unet: nn.Module, layers: Sequence[Any], strength: float, fraction: float,
                  columns: Sequence[Sequence[Sequence[int]]], boxes: Sequence[Sequence[Sequence[float]]],
                  rows: Sequence[int] | None = None, size_power: float = 0.0, size_ref: float = 0.16,
-                 query_chunk: int = DEFAULT_QUERY_CHUNK):
+                 core: float = 1.0, query_chunk: int = DEFAULT_QUERY_CHUNK):
         self.unet = unet
         self.modules = [getattr(layer, "module", layer) for layer in layers]
         self.strength = float(strength)
         self.fraction = float(fraction)
         self.size_power, self.size_ref = float(size_power), float(size_ref)
+        self.core = float(core)
         self.query_chunk = max(1, int(query_chunk))
         self.rows = list(rows) if rows is not None else None
         self.items: list[_Item] = []
@@ -307,11 +310,13 @@ class LayoutGuidance:
             item = self.items[b]
             from .layout import box_cells
             inside = [box_cells(box, h, w).flatten() for box in item.boxes]
+            cores = [box_cells(_shrink(box, self.core), h, w).flatten() & inside[k] if self.core < 1 else inside[k]
+                     for k, box in enumerate(item.boxes)]
             bias = torch.zeros(h * w, len(item.columns), dtype=torch.float32)
             for c, pairs in enumerate(item.signs):
                 for k, weight in pairs:
                     s = self.strength * weight
-                    bias[:, c] += torch.where(inside[k], torch.tensor(s), torch.tensor(-s))
+                    bias[:, c] += torch.where(cores[k], s, torch.where(inside[k], 0.0, -s))
             self._bias_cache[key] = (bias.to(device), torch.tensor(item.columns, dtype=torch.long, device=device))
         return self._bias_cache[key]
 
@@ -359,6 +364,12 @@ def _keep(stash: dict, key: str, x: torch.Tensor, context: torch.Tensor):
             stash[key] = output
         return None
     return hook
+
+
+def _shrink(box, core: float) -> tuple:
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    hw, hh = (box[2] - box[0]) * core / 2, (box[3] - box[1]) * core / 2
+    return (cx - hw, cy - hh, cx + hw, cy + hh)
 
 
 def _layer_hw(n: int, latent_hw: tuple[int, int] | None) -> tuple[int, int]:
