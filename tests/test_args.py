@@ -95,3 +95,71 @@ def test_spec_facts_agree_with_the_parser():
     for section, key in ((s, k) for k, s in facts["pinned"].items()):
         d = parse_spec({"reroll": [region], "layout": [{"phrase": "a", "box": [0, 0, 1, 1]}]}).to_dict()
         assert key in d and section in d
+
+
+# ---------------------------------------------------------------------------- the API's refusal (webui/api.py)
+def _asgi(body: bytes, credentials=None, headers=()):
+    """Run the refusal wrapper around a fake route that reads the whole body; (response messages, body seen)."""
+    import asyncio
+
+    from lib_initedit.webui import api
+
+    chunks = [body[:7], body[7:]]
+    incoming = [{"type": "http.request", "body": c, "more_body": i == 0} for i, c in enumerate(chunks)]
+    sent, seen = [], []
+
+    async def route(scope, receive, send):
+        data = b""
+        while True:
+            m = await receive()
+            data += m.get("body", b"")
+            if not m.get("more_body"):
+                break
+        seen.append(data)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    async def receive():
+        return incoming.pop(0)
+
+    async def send(m):
+        sent.append(m)
+
+    asyncio.run(api.refusing(route, credentials)({"type": "http", "headers": list(headers)}, receive, send))
+    return sent, seen
+
+
+BAD_BODY = json.dumps({"prompt": "x", "alwayson_scripts": {"initedit": {"args": [{"vary": "both"}]}}}).encode()
+
+
+def test_api_refuses_before_the_route_and_replays_good_bodies_unchanged():
+    sent, seen = _asgi(BAD_BODY)
+    assert sent[0]["status"] == 422 and not seen
+    assert json.loads(sent[1]["body"]) == {"detail": 'vary: "both" is not one of seed, reroll'}
+    good = json.dumps({"prompt": "x", "alwayson_scripts": {"InitEdit": {"args": [{"rounds": 2}]}}}).encode()
+    sent, seen = _asgi(good)
+    assert sent[0]["status"] == 200 and seen == [good]
+    for other in (b"not json", b"[1]", json.dumps({"alwayson_scripts": {"Other": {"args": [5]}}}).encode()):
+        assert _asgi(other)[1] == [other]  # not ours to judge: the WebUI answers
+
+
+def test_api_refusal_never_speaks_before_the_webuis_authentication():
+    import base64
+
+    from lib_initedit.webui import api
+
+    creds = api.parse_credentials("alice:secret")
+    sent, seen = _asgi(BAD_BODY, creds)  # no credentials: the real route (401 there) gets it as it came
+    assert seen == [BAD_BODY]
+    auth = (b"authorization", b"Basic " + base64.b64encode(b"alice:secret"))
+    assert _asgi(BAD_BODY, creds, [auth])[0][0]["status"] == 422
+    wrong = (b"authorization", b"Basic " + base64.b64encode(b"alice:nope"))
+    assert _asgi(BAD_BODY, creds, [wrong])[1] == [BAD_BODY]
+
+
+def test_validate_answers_with_the_parsers_message():
+    from lib_initedit.webui import api
+
+    assert api.validate({"spec": '{"layout": [{"box": [0, 0, 1, 1]}]}'})["error"].startswith("layout[0].phrase:")
+    assert api.validate({"spec": "{}"}) == {"error": None}
+    assert api.validate({"spec": {"reroll": [{"box": [0, 0, 1, 1]}]}}) == {"error": None}
+    assert api.validate({"spec": "{bad"})["error"].startswith("spec: not valid JSON")

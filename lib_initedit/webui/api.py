@@ -16,6 +16,9 @@ the one authority.
 """
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
 import json
 from typing import Any, Callable
 
@@ -57,12 +60,39 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def refusing(inner: Callable) -> Callable:
+def parse_credentials(api_auth: str | None) -> dict[str, str]:
+    """``--api-auth user:pass,user2:pass2`` as the WebUI reads it."""
+    creds = {}
+    for item in (api_auth or "").split(","):
+        if ":" in item:
+            user, password = item.split(":", 1)
+            creds[user] = password
+    return creds
+
+
+def authorized(scope, credentials: dict[str, str]) -> bool:
+    """Whether the request carries HTTP Basic credentials the WebUI's ``--api-auth`` accepts (always, without)."""
+    if not credentials:
+        return True
+    header = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        user, _, password = base64.b64decode(token, validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, ValueError):
+        return False
+    expected = credentials.get(user)
+    return expected is not None and hmac.compare_digest(password.encode(), expected.encode())
+
+
+def refusing(inner: Callable, credentials: dict[str, str] | None = None) -> Callable:
     """An ASGI app that answers 422 for a malformed InitEdit entry and otherwise calls ``inner`` with the body
-    replayed exactly as it came."""
+    replayed exactly as it came. With ``--api-auth``, a request without valid credentials is left to the real
+    route (which answers 401): the refusal never speaks before the WebUI's own authentication."""
 
     async def app(scope, receive, send):
-        if scope.get("type") != "http":
+        if scope.get("type") != "http" or not authorized(scope, credentials or {}):
             return await inner(scope, receive, send)
         messages, body = [], b""
         while True:
@@ -104,9 +134,15 @@ def validate(body: dict) -> dict:
 
 def register(_demo, app) -> None:
     """``script_callbacks.on_app_started``: wrap the generation routes (once) and add the validate route."""
+    try:
+        from modules import shared
+
+        credentials = parse_credentials(getattr(shared.cmd_opts, "api_auth", None))
+    except Exception:  # noqa: BLE001 - a host without the WebUI's options: no API authentication to honour
+        credentials = {}
     for route in getattr(getattr(app, "router", None), "routes", []):
         if getattr(route, "path", None) in ROUTES and not getattr(route.app, _MARK, False):
-            route.app = refusing(route.app)
+            route.app = refusing(route.app, credentials)
     if not any(getattr(r, "path", None) == VALIDATE_ROUTE for r in app.router.routes):
         from fastapi import Body
 
