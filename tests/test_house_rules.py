@@ -31,7 +31,7 @@ def test_runtime_needs_nothing_the_webui_lacks():
               "random", "re", "typing", "os", "sys", "pathlib", "time", "argparse", "itertools", "functools",
               "collections", "hashlib", "struct", "zlib", "copy", "enum", "textwrap", "string", "warnings", "types",
               "statistics", "subprocess", "tempfile", "shutil", "glob", "logging", "platform", "datetime", "heapq",
-              "operator", "threading", "traceback", "inspect", "importlib", "gc", "tracemalloc", "resource"}
+              "operator", "threading", "traceback", "inspect", "importlib", "gc", "tracemalloc", "resource", "hmac"}
     paths = [p for p in (ROOT / "lib_initedit").rglob("*.py") if "toy" not in p.parts and p.name != "demo.py"]
     paths += list((ROOT / "scripts").glob("*.py"))
     bad = [f"{p.relative_to(ROOT)}: {m}" for p in paths for m in imported_modules(p)
