@@ -66,8 +66,9 @@ def test_vary_reroll_batch_is_a_plain_batch_of_the_reroll_seeds(sd2):
 
 def test_partial_box_rerolls_only_the_noise_inside(sd2):
     """Exact, model-independent: the UNet input of the sampler's first call (x_T scaled) is the plain one's
-    outside the box and differs inside (latent 16x16, box = the top-left 8x8)."""
-    spec = {"reroll": [{"box": [0, 0, 0.5, 0.5], "seed": 7}]}
+    outside the box and differs inside (latent 16x16, box = the top-left 8x8). keep 0: 'Keep the rest' would
+    first generate the base image on a cache miss, and this is about the noise edit alone."""
+    spec = {"reroll": [{"box": [0, 0, 0.5, 0.5], "seed": 7}], "keep": 0}
     rerolled = sd2.gen(spec, width=128, height=128)
     edited = sd2.calls()[0][0]["x"]
     plain = sd2.gen(width=128, height=128)
