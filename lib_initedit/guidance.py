@@ -49,7 +49,8 @@ from . import attention
 
 DEFAULT_QUERY_CHUNK = 1024
 GUIDE_LAYER_CHOICES = ("level", "down", "all")  # which attn2 modules are guided, see select_guided_layers
-DEFAULT_GUIDED_LAYERS = "all"
+DEFAULT_GUIDED_LAYERS = "all"  # every attn2 (docs/layout.md: better than the probe level or the down path)
+DEFAULT_SIZE_POWER = 1.0  # boxes smaller than SIZE_REF get a proportionally stronger bias, up to 3x
 
 
 def select_guided_layers(unet: nn.Module, choice: str = "all", probe_level: int | None = None) -> list:
@@ -124,7 +125,7 @@ class LayoutGuidance:
         (fraction), and, where the spec has them, ``guidance_layers`` / ``guidance_size``; ``layers`` /
         ``size_power`` override those (ablations)."""
         choice = layers or getattr(spec, "guidance_layers", DEFAULT_GUIDED_LAYERS)
-        power = getattr(spec, "guidance_size", 0.0) if size_power is None else size_power
+        power = getattr(spec, "guidance_size", DEFAULT_SIZE_POWER) if size_power is None else size_power
         return cls(unet, select_guided_layers(unet, choice), spec.guidance, spec.guidance_steps, columns, boxes,
                    rows=rows, size_power=power, **kw)
 

@@ -33,7 +33,7 @@ NOTE_KEY = "InitEdit note"
 # What a spec written before a field existed meant by leaving it out. Infotexts are read with these
 # (``parse_infotext``), so an old image reproduces exactly although the field's default has changed;
 # ``to_dict`` always writes these fields so that new infotexts never rely on a default.
-LEGACY_VALUES = {"keep": 0.0, "guidance": 0.0}
+LEGACY_VALUES = {"keep": 0.0, "guidance": 0.0, "guidance_steps": 0.3}
 # Fields written whenever this list is not empty, so an infotext never depends on a default that may change.
 _SECTION_OF = {"keep": "reroll", "guidance": "layout", "guidance_steps": "layout"}
 
@@ -85,8 +85,8 @@ class InitEditSpec:
     layers: str = "level"
     heatmaps: bool = False
     keep: float = 0.8  # fraction of the steps during which the outside of the regions follows the base image (docs/reroll-keep.md)
-    guidance: float = 0.0  # layout: score bias (logits) for each phrase inside its box, minus outside; 0 = off
-    guidance_steps: float = 0.3  # layout: fraction of the steps that are guided
+    guidance: float = 8.0  # layout: score bias (logits) for each phrase inside its box, minus outside; 0 = off
+    guidance_steps: float = 0.5  # layout: fraction of the steps that are guided (toy world: docs/layout.md)
 
     @property
     def is_empty(self) -> bool:

@@ -31,6 +31,7 @@ from .data import SIZE, random_prompt
 from .bench_reroll import bench_reroll
 from .pipe import ToyPipe, seed_noise
 
+NO_SIZE = dict(size_power=0.0)  # the same bias for every box size
 METHODS = {  # key -> spec-like setting: InitEditSpec fields (None: no edit)
     "none": None,
     "default": {},
@@ -44,18 +45,18 @@ METHODS = {  # key -> spec-like setting: InitEditSpec fields (None: no edit)
     "level2r": dict(rounds=2, method="swap", layers="level", guidance=0.0),
     "levelrb": dict(rounds=1, method="rebuild", layers="level", guidance=0.0),
     # issue 14 ablations, on top of "level" (swap, 1 round, both 8x8 down layers)
-    "g4": dict(guidance=4.0, guidance_steps=0.3),
-    "g4only": dict(guidance=4.0, guidance_steps=0.3, _noedit=True),
-    "g4lvl": dict(guidance=4.0, guidance_steps=0.3, _guide=dict(layers="level")),
-    "g4down": dict(guidance=4.0, guidance_steps=0.3, _guide=dict(layers="down")),
-    "g2": dict(guidance=2.0, guidance_steps=0.3),
-    "g8": dict(guidance=8.0, guidance_steps=0.3),
-    "g4s5": dict(guidance=4.0, guidance_steps=0.5),
-    "g4s15": dict(guidance=4.0, guidance_steps=0.15),
+    "g4": dict(guidance=4.0, guidance_steps=0.3, _guide=NO_SIZE),
+    "g4only": dict(guidance=4.0, guidance_steps=0.3, _noedit=True, _guide=NO_SIZE),
+    "g4lvl": dict(guidance=4.0, guidance_steps=0.3, _guide=dict(size_power=0.0, layers="level")),
+    "g4down": dict(guidance=4.0, guidance_steps=0.3, _guide=dict(size_power=0.0, layers="down")),
+    "g2": dict(guidance=2.0, guidance_steps=0.3, _guide=NO_SIZE),
+    "g8": dict(guidance=8.0, guidance_steps=0.3, _guide=NO_SIZE),
+    "g4s5": dict(guidance=4.0, guidance_steps=0.5, _guide=NO_SIZE),
+    "g4s15": dict(guidance=4.0, guidance_steps=0.15, _guide=NO_SIZE),
     "g4size": dict(guidance=4.0, guidance_steps=0.3, _guide=dict(size_power=1.0)),
-    "g8s5": dict(guidance=8.0, guidance_steps=0.5),
+    "g8s5": dict(guidance=8.0, guidance_steps=0.5, _guide=NO_SIZE),
     "g8s5size": dict(guidance=8.0, guidance_steps=0.5, _guide=dict(size_power=1.0)),
-    "pool4g8s5": dict(guidance=8.0, guidance_steps=0.5, _probe=dict(candidates=4)),
+    "pool4g8s5": dict(guidance=8.0, guidance_steps=0.5, _probe=dict(candidates=4), _guide=NO_SIZE),
     "g12s5size": dict(guidance=12.0, guidance_steps=0.5, _guide=dict(size_power=1.0)),
     "g16s5size": dict(guidance=16.0, guidance_steps=0.5, _guide=dict(size_power=1.0)),
     "g8s7size": dict(guidance=8.0, guidance_steps=0.7, _guide=dict(size_power=1.0)),
@@ -64,7 +65,7 @@ METHODS = {  # key -> spec-like setting: InitEditSpec fields (None: no edit)
     "g12s5r2": dict(guidance=12.0, guidance_steps=0.5, rounds=2, _guide=dict(size_power=1.0)),
     "pool4": dict(guidance=0.0, _probe=dict(candidates=4)),
     "pool8": dict(guidance=0.0, _probe=dict(candidates=8)),
-    "pool4g4": dict(guidance=4.0, guidance_steps=0.3, _probe=dict(candidates=4)),
+    "pool4g4": dict(guidance=4.0, guidance_steps=0.3, _probe=dict(candidates=4), _guide=NO_SIZE),
     "smooth05": dict(guidance=0.0, _probe=dict(smooth=0.5)),
     "smooth1": dict(guidance=0.0, _probe=dict(smooth=1.0)),
     "zscore": dict(guidance=0.0, _probe=dict(norm="zscore")),
