@@ -25,6 +25,12 @@ MAX_BOXES = 16  # layout boxes per spec
 MAX_MASK_PIXELS = 4096 * 4096  # a mask PNG larger than this is refused before it is decoded
 MAX_GUIDANCE = 20.0  # additive score bias, logits
 
+# (lo, hi) of every number field: parse_spec checks these, the UI's sliders show them (webui/args.spec_facts).
+LIMITS = {
+    "seed": (-1, MAX_SEED), "strength": (0.0, 1.0), "feather": (0.0, 0.5),  # per region
+    "rounds": (1, MAX_ROUNDS), "keep": (0.0, 1.0), "guidance": (0.0, MAX_GUIDANCE), "guidance_steps": (0.0, 1.0),
+}
+
 # Infotext keys: the resolved spec, a refusal, and what was skipped.
 INFOTEXT_KEY = "InitEdit"
 ERROR_KEY = "InitEdit error"
@@ -141,14 +147,15 @@ def parse_spec(value: Any) -> InitEditSpec:
         reroll=tuple(_parse_region(r, f"reroll[{i}]") for i, r in enumerate(regions)),
         vary=_choice(value.get("vary", "seed"), VARY_MODES, "vary"),
         layout=_parse_layout(_list(value, "layout")),
-        rounds=_int(value.get("rounds", 1), "rounds", 1, MAX_ROUNDS),
+        rounds=_int(value.get("rounds", 1), "rounds", *LIMITS["rounds"]),
         hires=_bool(value.get("hires", False), "hires"),
         method=_choice(value.get("method", "swap"), METHODS, "method"),
         layers=_choice(value.get("layers", "level"), LAYER_CHOICES, "layers"),
         heatmaps=_bool(value.get("heatmaps", False), "heatmaps"),
-        keep=_float(value.get("keep", default.keep), "keep", 0.0, 1.0),
-        guidance=_float(value.get("guidance", default.guidance), "guidance", 0.0, MAX_GUIDANCE),
-        guidance_steps=_float(value.get("guidance_steps", default.guidance_steps), "guidance_steps", 0.0, 1.0),
+        keep=_float(value.get("keep", default.keep), "keep", *LIMITS["keep"]),
+        guidance=_float(value.get("guidance", default.guidance), "guidance", *LIMITS["guidance"]),
+        guidance_steps=_float(value.get("guidance_steps", default.guidance_steps), "guidance_steps",
+                              *LIMITS["guidance_steps"]),
     )
 
 
@@ -160,8 +167,8 @@ def parse_infotext(value: Any) -> InitEditSpec:
             value = json.loads(text) if text.strip() else {}
         except json.JSONDecodeError as e:
             raise SpecError(f"spec: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
-    if isinstance(value, dict):
-        value = {**LEGACY_VALUES, **value}
+    if isinstance(value, dict):  # legacy values only where their section is there: the round trip stays exact
+        value = {**{k: v for k, v in LEGACY_VALUES.items() if value.get(_SECTION_OF.get(k, ""))}, **value}
     return parse_spec(value)
 
 
@@ -177,9 +184,9 @@ def _parse_region(value: Any, where: str) -> RerollRegion:
     return RerollRegion(
         box=box,
         mask=mask,
-        seed=_int(value.get("seed", -1), f"{where}.seed", -1, MAX_SEED),
-        strength=_float(value.get("strength", 1.0), f"{where}.strength", 0.0, 1.0),
-        feather=_float(value.get("feather", 0.0), f"{where}.feather", 0.0, 0.5),
+        seed=_int(value.get("seed", -1), f"{where}.seed", *LIMITS["seed"]),
+        strength=_float(value.get("strength", 1.0), f"{where}.strength", *LIMITS["strength"]),
+        feather=_float(value.get("feather", 0.0), f"{where}.feather", *LIMITS["feather"]),
     )
 
 

@@ -128,8 +128,7 @@ def spec_facts() -> dict:
     default = InitEditSpec()
     region = S.RerollRegion()
     fields = []
-    limits = {"rounds": (1, S.MAX_ROUNDS), "keep": (0.0, 1.0), "guidance": (0.0, S.MAX_GUIDANCE),
-              "guidance_steps": (0.0, 1.0)}
+    limits = S.LIMITS
     choices = {"vary": S.VARY_MODES, "method": S.METHODS, "layers": S.LAYER_CHOICES}
     for f in dataclasses.fields(InitEditSpec):
         if f.name in ("reroll", "layout"):
@@ -149,9 +148,8 @@ def spec_facts() -> dict:
         "keys": {"infotext": S.INFOTEXT_KEY, "error": S.ERROR_KEY, "note": S.NOTE_KEY},
         "fields": fields,
         "pinned": dict(S._SECTION_OF),
-        "region": {"seed": {"default": region.seed, "min": -1, "max": S.MAX_SEED},
-                   "strength": {"default": region.strength, "min": 0.0, "max": 1.0},
-                   "feather": {"default": region.feather, "min": 0.0, "max": 0.5}},
+        "region": {name: {"default": getattr(region, name), "min": limits[name][0], "max": limits[name][1]}
+                   for name in ("seed", "strength", "feather")},
         "max_seed": S.MAX_SEED,
         "random_seed_limit": S.RANDOM_SEED_LIMIT,
         "seed_span": S.SEED_SPAN,
