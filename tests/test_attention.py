@@ -3,22 +3,17 @@ import torch
 
 from lib_initedit.attention import (StopProbe, attention_probabilities, capture_cross_attention, find_cross_attention,
                                     infer_hw, select_layers)
-from tests.ldm_like import UNetModel
+from tests.ldm_like import hook_count, tiny_unet
 
 
 @pytest.fixture(scope="module")
 def unet():
-    torch.manual_seed(0)
-    return UNetModel(model_channels=32, context_dim=32).eval()
+    return tiny_unet()
 
 
 def inputs(batch=2, size=32, tokens=77):
     g = torch.Generator().manual_seed(1)
     return torch.randn(batch, 4, size, size, generator=g), torch.full((batch,), 981), torch.randn(batch, tokens, 32, generator=g)
-
-
-def hook_count(model):
-    return sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in model.modules())
 
 
 def test_layers_are_found_with_levels(unet):

@@ -9,7 +9,7 @@ from lib_initedit.spec import parse_spec
 from lib_initedit.webui.args import XYZ_REROLL_SEED, XYZ_REROLL_STRENGTH, XYZ_ROUNDS, read_args, spec_from_args
 from lib_initedit.webui import settings
 from lib_initedit.webui.session import Session, spec_for_image
-from tests.ldm_like import UNetModel
+from tests.ldm_like import tiny_unet
 
 
 from lib_initedit.toy.pipe import SeedStream as SeedRNG  # like the WebUI's ImageRNG
@@ -56,8 +56,7 @@ def run_sampling(hooks, x, calls=3):
 class FakeHost:
     def __init__(self):
         self.bases_sampled = 0
-        torch.manual_seed(0)
-        self.unet = UNetModel(model_channels=32, context_dim=32).eval()
+        self.unet = tiny_unet()
         self.options = {}
         self.textinfo = None
 
