@@ -102,6 +102,7 @@ def test_spec_facts_agree_with_the_parser():
 def _asgi(body: bytes, credentials=None, headers=()):
     """Run the refusal wrapper around a fake route that reads the whole body; (response messages, body seen)."""
     import asyncio
+    import concurrent.futures
 
     from lib_initedit.webui import api
 
@@ -125,7 +126,10 @@ def _asgi(body: bytes, credentials=None, headers=()):
     async def send(m):
         sent.append(m)
 
-    asyncio.run(api.refusing(route, credentials)({"type": "http", "headers": list(headers)}, receive, send))
+    app = api.refusing(route, credentials)
+    # a thread of its own: other tests (playwright's sync API) may leave an event loop running in this one
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, app({"type": "http", "headers": list(headers)}, receive, send)).result()
     return sent, seen
 
 
