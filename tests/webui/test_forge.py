@@ -253,20 +253,33 @@ def test_hires_first_pass_only_unless_asked(forge):
     assert not np.array_equal(first_only, plain_r)
 
 
-def test_layout_through_an_attn2_replace_patch(forge):
+def test_layout_probe_through_an_attn2_replace_patch(forge):
     """With attn2 replace patches registered (IP-Adapter style), attn2.forward never runs during sampling; the
-    probe leaves them out of its own call, so the layout and heatmaps still work and match the unpatched run."""
+    probe leaves them out of its own call, so the layout and heatmaps still work and match the unpatched run
+    (guidance off: see the next test)."""
     if not forge.started_with_test_extension:
         pytest.skip("needs the test extension that INITEDIT_FORGE_DIR mode installs")
     plain = forge.txt2img(replace=True)
     assert int(infotext(plain).split("Lab attn2 replace calls: ")[1].split(",")[0]) > 0  # the patch ran
     assert np.array_equal(pixels(plain), pixels(forge.txt2img(replace=False)))  # and is plain attention
-    patched = forge.txt2img({**LAYOUT, "heatmaps": True}, replace=True, width=128, height=128)
+    spec = {**LAYOUT, "heatmaps": True, "guidance": 0}
+    patched = forge.txt2img(spec, replace=True, width=128, height=128)
     assert len(patched["images"]) == 2 and "InitEdit note" not in infotext(patched), infotext(patched)
-    unpatched = forge.txt2img({**LAYOUT, "heatmaps": True}, replace=False, width=128, height=128)
+    unpatched = forge.txt2img(spec, replace=False, width=128, height=128)
     assert np.array_equal(pixels(patched), pixels(unpatched))
     with open(forge.log) as f:  # the probe ran on the patched clone and said what it left out
         assert "leaves out attn2 replace patches" in f.read()
+
+
+@pytest.mark.xfail(strict=True, reason="layout guidance wraps attn2.forward, which Forge's attn2 replace path never "
+                   "calls: under such patches guidance is skipped (docs/forge.md, integration state)")
+def test_layout_guidance_through_an_attn2_replace_patch(forge):
+    if not forge.started_with_test_extension:
+        pytest.skip("needs the test extension that INITEDIT_FORGE_DIR mode installs")
+    spec = {**LAYOUT, "guidance": 8, "guidance_steps": 1.0}
+    patched = forge.txt2img(spec, replace=True, width=128, height=128)
+    unpatched = forge.txt2img(spec, replace=False, width=128, height=128)
+    assert np.array_equal(pixels(patched), pixels(unpatched))
 
 
 def test_sdxl(forge, baseline):
