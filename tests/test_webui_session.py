@@ -344,3 +344,19 @@ def test_a_plain_batch_is_recorded_and_keep_0_records_nothing_new():
                              cache=cache)
     rerolled.edit_first_noise(p2.rng.next(), None, p2.rng, uc="uc")
     assert not hasattr(p2, "hooks") and host.bases_sampled == 0 and len(cache) == 2
+
+
+def test_hires_noise_is_edited_once_however_often_the_host_asks():
+    """Forge calls process_before_every_sampling twice in the hires pass with the same noise tensor."""
+    host = FakeHost()
+    p = make_p(batch=1)
+    session = Session.start(p, parse_spec({"reroll": [{"box": [0, 0, 0.5, 1], "seed": 7, "strength": 0.5}],
+                                           "hires": True}), host)
+    noise = torch.randn(1, 4, 32, 32, generator=torch.Generator().manual_seed(3))
+    session.edit_hires_noise(noise)
+    once = noise.clone()
+    session.edit_hires_noise(noise)
+    assert torch.equal(noise, once)
+    other = torch.randn(1, 4, 32, 32, generator=torch.Generator().manual_seed(3))
+    session.edit_hires_noise(other)  # a new tensor (the next batch's) is edited
+    assert torch.equal(other, once)

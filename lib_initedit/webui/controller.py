@@ -5,9 +5,10 @@ from .. import keep
 from ..sampling_hooks import SamplingHooks
 from ..spec import ERROR_KEY, INFOTEXT_KEY, InitEditSpec, SpecError
 from . import args as script_args
-from . import host, settings
+from . import hosts, settings
 from .session import LOG_PREFIX, Session, base_extra, infotext_image_index
 
+host = hosts.select_host()  # the adapter of the running WebUI: A1111 (host.py) or Forge's backend (host_forge.py)
 SESSION_ATTR = "_initedit_session"
 _said: set[str] = set()
 _bases = keep.BaseCache(0)  # recent plain first passes, the bases of 'Keep the rest'; sized by the setting

@@ -54,6 +54,7 @@ class Session:
     layouts: list[LayoutOutcome] = field(default_factory=list)
     restorers: list[Callable[[], None]] = field(default_factory=list)
     cache: keep.BaseCache | None = None  # recent plain generations, the bases of 'Keep the rest'
+    hires_done: set = field(default_factory=set)  # hires-pass noises already edited
 
     # ---------------------------------------------------------------- set-up (script.process)
     @classmethod
@@ -229,9 +230,14 @@ class Session:
 
     # ---------------------------------------------------------------- hires pass
     def edit_hires_noise(self, noise_tensor: torch.Tensor) -> None:
-        """With "hires": true, reroll the regions of the hires pass's noise too (in place)."""
+        """With "hires": true, reroll the regions of the hires pass's noise too (in place), once per batch:
+        Forge calls the hook twice in the hires pass with the same tensor."""
         if not (self.spec.hires and self.spec.reroll):
             return
+        done = (batch_first_index(self.p), id(noise_tensor), noise_tensor.data_ptr())
+        if done in self.hires_done:
+            return
+        self.hires_done.add(done)
         edited, _, _ = self._reroll(noise_tensor, self.batch_specs(noise_tensor.shape[0]), None)
         noise_tensor.copy_(edited)
 
