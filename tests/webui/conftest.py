@@ -213,7 +213,7 @@ CAPTURE_SCRIPT = r'''"""Test-only extension (InitEdit e2e tier): records the inp
 
 A forward pre-hook on the loaded model's ``model.diffusion_model`` (installed in ``process``, removed in
 ``postprocess``) keeps (x, timesteps, context) of the first calls: InitEdit's probe calls and the sampler's
-first call(s). Written after each generation to ``<this extension>/calls.npz`` with facts about the model.
+first call(s), and counts all calls. Written after each generation to ``<this extension>/calls.npz`` with facts about the model.
 """
 import json
 import os
@@ -249,7 +249,10 @@ class InitEditTestCapture(scripts.Script):
         if os.path.exists(OUT):
             os.remove(OUT)
 
+        p._initedit_test_count = 0
+
         def pre(module, args_, kwargs):
+            p._initedit_test_count += 1
             if len(calls) < LIMIT:
                 t = args_[1] if len(args_) > 1 else kwargs.get("timesteps")
                 context = args_[2] if len(args_) > 2 else kwargs.get("context")
@@ -270,7 +273,7 @@ class InitEditTestCapture(scripts.Script):
                 "is_sd2": bool(getattr(model, "is_sd2", False)), "is_sdxl": bool(getattr(model, "is_sdxl", False)),
                 "cond_stage_model": type(getattr(model, "cond_stage_model", None)).__name__,
                 "has_process_before_every_sampling": hasattr(scripts.Script, "process_before_every_sampling"),
-                "rng": type(getattr(p, "rng", None)).__name__}
+                "rng": type(getattr(p, "rng", None)).__name__, "unet_calls": getattr(p, "_initedit_test_count", 0)}
         arrays["meta"] = np.array(json.dumps(meta))
         np.savez(OUT + ".tmp.npz", **arrays)
         os.replace(OUT + ".tmp.npz", OUT)
