@@ -360,3 +360,16 @@ def test_hires_noise_is_edited_once_however_often_the_host_asks():
     other = torch.randn(1, 4, 32, 32, generator=torch.Generator().manual_seed(3))
     session.edit_hires_noise(other)  # a new tensor (the next batch's) is edited
     assert torch.equal(other, once)
+
+
+def test_a_reroll_finds_the_base_a_plain_generation_recorded():
+    """The keys a plain generation records under are the keys a reroll of it looks up (whatever keep is)."""
+    from lib_initedit.spec import InitEditSpec
+    from lib_initedit.webui.session import base_extra
+
+    for keep in (0.0, 0.6, 1.0):
+        spec = parse_spec({"reroll": [{"box": [0, 0, 0.5, 1], "seed": 7}], "keep": keep, "vary": "reroll",
+                           "hires": True, "heatmaps": True})
+        assert base_extra(spec) == base_extra(InitEditSpec())
+    layout = parse_spec({"layout": [{"phrase": "cat", "box": [0, 0, 0.5, 1]}], "guidance": 3.0})
+    assert base_extra(layout.replace(reroll=spec.reroll, keep=0.3)) == base_extra(layout) != base_extra(InitEditSpec())

@@ -249,8 +249,10 @@ class Session:
 
 
 def base_extra(spec: InitEditSpec) -> str:
-    """InitEdit's share of what decides an image's first pass without the reroll: the layout fields."""
-    return spec.replace(reroll=(), vary="seed", hires=False, heatmaps=False, keep=0.0).to_json()
+    """InitEdit's share of what decides an image's first pass without the reroll: the layout fields. Every
+    other field is reset to its default, so a plain generation (the empty spec) and a reroll of it agree."""
+    d = InitEditSpec()
+    return spec.replace(reroll=(), vary=d.vary, hires=d.hires, heatmaps=d.heatmaps, keep=d.keep).to_json()
 
 
 def batch_first_index(p) -> int:
