@@ -26,6 +26,10 @@ class InitEditScript(scripts.Script):
         if not HAS_BEFORE_EVERY_SAMPLING:
             controller.on_process_batch(p)
 
+    def before_hr(self, p, *args):
+        if not HAS_BEFORE_EVERY_SAMPLING:
+            controller.on_before_hr(p)
+
     def process_before_every_sampling(self, p, *args, **kwargs):
         controller.on_before_sampling(p, kwargs.get("x"), kwargs.get("noise"), kwargs.get("c"), kwargs.get("uc"))
 

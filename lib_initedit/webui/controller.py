@@ -77,11 +77,19 @@ def on_before_sampling(p, x, noise, c, uc=None) -> None:
 def on_process_batch(p) -> None:
     """A1111 1.6-1.9 (no ``process_before_every_sampling``): edit on the sampler's first draw."""
     session = getattr(p, SESSION_ATTR, None)
-    if session is None or getattr(p, "rng", None) is None:
+    if getattr(p, "rng", None) is None:
         return
     from ..noise_stream import FirstDrawHook
 
     base = p.rng
+    if session is None:  # a plain first pass: remember it for 'Keep the rest', as on_before_sampling does on 1.10
+        def record(x):
+            _record_plain(p, x, getattr(p, "c", None), getattr(p, "uc", None))
+            return x, base
+
+        if base_cache().max_bytes > 0:
+            p.rng = FirstDrawHook(base, record)
+        return
 
     def edit(x):
         try:
@@ -91,6 +99,21 @@ def on_process_batch(p) -> None:
             return x, base
 
     p.rng = FirstDrawHook(base, edit)
+
+
+def on_before_hr(p) -> None:
+    """A1111 1.6-1.9, hires pass: its noise is drawn before ``before_hr`` and handed to the hires sampler's
+    ``sample_img2img``; a one-shot patch of that sampler edits it there, in place."""
+    session = getattr(p, SESSION_ATTR, None)
+    sampler = getattr(p, "sampler", None)
+    if session is None or not hasattr(sampler, "sample_img2img"):
+        return
+
+    def sample_img2img(original, p_, x, noise, *args, **kwargs):
+        _guarded(session, lambda: session.edit_hires_noise(noise))
+        return original(p_, x, noise, *args, **kwargs)
+
+    session.restorers.append(host.patch_once(sampler, "sample_img2img", sample_img2img))
 
 
 def _record_plain(p, x, c, uc) -> None:

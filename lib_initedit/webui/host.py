@@ -41,7 +41,7 @@ def noise_stream(p, shape, seeds):
                         seed_resize_from_w=getattr(p, "seed_resize_from_w", 0))
 
 
-def _patch_once(obj, name: str, body: Callable) -> Callable[[], None]:
+def patch_once(obj, name: str, body: Callable) -> Callable[[], None]:
     """Give ``obj`` (this batch's sampler: a per-generation object) an instance attribute ``name`` that runs
     ``body(original, *args, **kwargs)`` once and is removed as it starts; returns the function that removes
     it if it never runs. Whatever ``obj.name`` was before (a method or another extension's patch) is restored."""
@@ -74,7 +74,7 @@ def follow_brownian_noise(p, make):
         base = original(x, sigmas, p_)
         return make(base, x, sigmas) or base
 
-    return _patch_once(sampler, "create_noise_sampler", create)
+    return patch_once(sampler, "create_noise_sampler", create)
 
 
 def brownian_noise(x, sigmas, seeds):
@@ -124,7 +124,7 @@ def hook_sampling(p, hooks) -> Callable[[], None]:
                 handle.remove()
             hooks.leave(completed)
 
-    return _patch_once(sampler, "sample", sample)
+    return patch_once(sampler, "sample", sample)
 
 
 def _context_rows(cond, index):
@@ -294,6 +294,10 @@ def first_timestep(p) -> tuple[float, float]:
     """(t, input scale) of the sampler's first model call on the initial noise."""
     sampler = getattr(p, "sampler", None)
     if hasattr(sampler, "get_timesteps"):  # DDIM / PLMS / UniPC start from x as it is
+        if getattr(getattr(sampler, "func", None), "__name__", None) == "unipc":
+            # UniPC ignores those timesteps in a first pass: it starts at t_continuous = 1, which its model
+            # wrapper gives the UNet as (1 - 1/N) * 1000 = 999 (modules/models/diffusion/uni_pc)
+            return (1.0 - 1.0 / len(shared.sd_model.alphas_cumprod)) * 1000.0, 1.0
         return float(sampler.get_timesteps(p, p.steps)[-1]), 1.0
     alphas = shared.sd_model.alphas_cumprod
     t = len(alphas) - 1  # k-diffusion schedules start at sigma_max = sigma(t=999)

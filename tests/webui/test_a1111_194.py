@@ -56,16 +56,12 @@ def test_second_batch_of_a_batch_count_is_probed_on_its_own_noise(sd1):
 
 
 
-def test_keep_reuses_the_remembered_plain_pass(sd1, request):
+def test_keep_reuses_the_remembered_plain_pass(sd1):
     """'Keep the rest' after a plain generation of the same seed: the base comes from the cache, so the request
     runs the UNet as often as the plain one did (a miss samples the base first: twice as often)."""
     spec = {"reroll": [{"box": [0.25, 0.25, 0.75, 0.75], "seed": 91}], "keep": 0.6}
     sd1.gen(seed=21)
     _, plain = sd1.calls()
-    if not plain["has_process_before_every_sampling"]:
-        request.node.add_marker(pytest.mark.xfail(strict=True, reason=(
-            "1.6-1.9: plain first passes are recorded only from process_before_every_sampling, so the cache never "
-            "hits (docs/compat.md, proposed fix 3)")))
     js = sd1.gen(spec, seed=21)
     _, meta = sd1.calls()
     assert "InitEdit error" not in js["info"]["infotexts"][0]
