@@ -190,9 +190,9 @@ class Session:
         host.set_textinfo("InitEdit: probing the initial noise")
         call = host.probe_call(p, x, c, rows)
         try:
-            result = probe.run_layout(host.unet_module(), call, x, positions, boxes, rounds=self.spec.rounds,
-                                      method=self.spec.method, layers=self.spec.layers,
-                                      measure_after=self.spec.heatmaps, should_stop=host.should_stop)
+            result = probe.run_layout(host.unet_module(), call, x, positions, boxes,
+                                      measure_after=self.spec.heatmaps, should_stop=host.should_stop,
+                                      **probe.layout_options(self.spec))
         finally:
             host.forget_controlnet_batch_caches(p)
         for i in range(x.shape[0]):
