@@ -59,13 +59,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--latent", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--strength", type=float, default=4.0)
-    ap.add_argument("--fraction", type=float, default=0.3)
+    ap.add_argument("--fraction", type=float, default=None, help="guided share of steps (default: the spec's)")
     ap.add_argument("--layers", default="all", help="guided layers: level, down, all")
     ap.add_argument("--chunk", type=int, default=1024, help="query chunk of the guidance")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
+    if a.fraction is None:
+        from lib_initedit.spec import InitEditSpec
+        a.fraction = InitEditSpec().guidance_steps
     width = a.width or (32 if a.quick else 320)
     context_dim = a.context_dim or (32 if a.quick else 768)
     repeats = a.repeats or (2 if a.quick else 3)
