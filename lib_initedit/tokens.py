@@ -6,7 +6,7 @@ the search runs over the content tokens of all chunks joined.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Collection, Sequence
 
 CHUNK_LENGTH = 77
 
@@ -52,3 +52,15 @@ def describe(chunks: Sequence[Sequence[int]], decode: Callable[[Sequence[int]], 
     words = text.split()
     text = " ".join(words)
     return repr(text if len(text) <= 200 else text[:197] + "...") if words else "(nothing)"
+
+
+def chunk_contents(chunk_tokens: Sequence[Sequence[int]], pad_ids: Collection[int]) -> list[list[int]]:
+    """Content token ids of each 77-token chunk as a WebUI tokenizer builds them (BOS first, EOS last, padded
+    with ``pad_ids``): BOS, EOS and the trailing padding dropped."""
+    out = []
+    for chunk in chunk_tokens:
+        ids = list(chunk[1:-1])
+        while ids and ids[-1] in pad_ids:
+            ids.pop()
+        out.append(ids)
+    return out

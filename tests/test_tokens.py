@@ -47,3 +47,12 @@ def test_not_found_without_a_decoder_shows_ids():
     chunks = [encode("a cat")]
     with pytest.raises(PhraseNotFound, match="token ids"):
         phrase_positions(chunks, "dog", encode, lambda ids: None)
+
+
+def test_chunk_contents_drop_bos_eos_and_trailing_padding_only():
+    from lib_initedit.tokens import chunk_contents
+
+    bos, eos, pad = 49406, 49407, 0
+    chunks = [[bos, 5, 6, pad, 7, eos, pad, pad], [bos, 8, eos, eos, eos]]
+    assert chunk_contents(chunks, {eos, pad}) == [[5, 6, pad, 7], [8]]
+    assert chunk_contents([[bos, eos]], {eos}) == [[]]

@@ -11,6 +11,8 @@ import torch
 
 from modules import devices, prompt_parser, rng, shared
 
+from .. import tokens
+
 
 def unsupported_reason() -> str | None:
     """Why InitEdit cannot run on the loaded model, or None."""
@@ -259,14 +261,7 @@ def prompt_chunks(prompt: str) -> list[list[int]]:
     """Content token ids of each 77-token chunk of the prompt's step-0 text (no BOS/EOS/padding)."""
     model = text_model()
     chunks, _ = model.tokenize_line(prompt)
-    pad = {model.id_end, getattr(model, "id_pad", model.id_end)}
-    out = []
-    for chunk in chunks:
-        tokens = list(chunk.tokens[1:-1])
-        while tokens and tokens[-1] in pad:
-            tokens.pop()
-        out.append(tokens)
-    return out
+    return tokens.chunk_contents([chunk.tokens for chunk in chunks], {model.id_end, getattr(model, "id_pad", model.id_end)})
 
 
 def encode_phrase(phrase: str) -> list[int]:

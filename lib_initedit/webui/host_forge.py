@@ -26,6 +26,8 @@ import torch
 
 from modules import prompt_parser, rng, shared
 
+from .. import tokens
+
 NAME = "forge"
 _said: set[str] = set()
 
@@ -234,14 +236,7 @@ def prompt_chunks(prompt: str) -> list[list[int]]:
     """Content token ids of each 77-token chunk of the prompt's step-0 text (no BOS/EOS/padding)."""
     engine = text_engine()
     chunks, _ = engine.tokenize_line(prompt)
-    pad = {engine.id_end, getattr(engine, "id_pad", engine.id_end)}
-    out = []
-    for chunk in chunks:
-        tokens = list(chunk.tokens[1:-1])
-        while tokens and tokens[-1] in pad:
-            tokens.pop()
-        out.append(tokens)
-    return out
+    return tokens.chunk_contents([chunk.tokens for chunk in chunks], {engine.id_end, getattr(engine, "id_pad", engine.id_end)})
 
 
 def encode_phrase(phrase: str) -> list[int]:
