@@ -18,6 +18,7 @@ import io
 import json
 import os
 import subprocess
+import tempfile
 
 import pytest
 
@@ -57,7 +58,9 @@ def _start_with_controlnet(webui_dir: str):
     if not os.path.isfile(os.path.join(cn, "scripts", "controlnet.py")):
         pytest.skip(f"sd-webui-controlnet not found at {cn} (set INITEDIT_CONTROLNET_DIR; docs/controlnet.md)")
     extensions = {"sd-webui-controlnet": cn,
-                  "zz-lab-cn-tiny-config": os.path.join(ROOT, "tests", "tooling", "lab_ext_cn_tiny_config")}
+                  "zz-lab-cn-tiny-config": os.path.join(ROOT, "tests", "tooling", "lab_ext_cn_tiny_config"),
+                  "zz-initedit-test-probe": os.path.join(ROOT, "tests", "tooling", "lab_ext_test_probe")}
+    os.environ.setdefault("INITEDIT_LATENT_DIR", tempfile.mkdtemp(prefix="initedit-cn-latents-"))
     proc, url, _ = start_server(webui_dir, extensions, ready_path="/controlnet/version")  # CN's routes come later
     return proc, url
 
@@ -351,7 +354,101 @@ def test_layout_probe_measures_the_initial_noise_not_the_reference_pass(cnui):
     is pixel-equal to no ControlNet at all (asserted first), so the probe and the layout result must be too."""
     ui, model = cnui
     assert digests(run(ui, units=[reference(0.0)], steps=3)) == digests(run(ui, steps=3))
-    without = run(ui, spec=LAYOUT_HEATMAPS, steps=3)
-    with_ref = run(ui, units=[reference(0.0)], spec=LAYOUT_HEATMAPS, steps=3)
+    spec = {**LAYOUT_HEATMAPS, "guidance": 0.0}  # the noise edit alone (guidance: the test below)
+    without = run(ui, spec=spec, steps=3)
+    with_ref = run(ui, units=[reference(0.0)], spec=spec, steps=3)
     assert heatmap_digests(with_ref) == heatmap_digests(without)
     assert digests(with_ref) == digests(without)
+
+
+# ----------------------------------------------------------------------------- keep and guidance with ControlNet
+KEEP_BOX = [0.25, 0.25, 0.75, 0.75]
+
+
+def _latest_latent():
+    import glob
+
+    import torch
+
+    folder = os.environ.get("INITEDIT_LATENT_DIR")
+    files = sorted(glob.glob(os.path.join(folder or "/nonexistent", "*.pt")), key=os.path.getmtime)
+    if not files:
+        pytest.skip("latent checks need tests/tooling/lab_ext_test_probe in the server and INITEDIT_LATENT_DIR")
+    return torch.load(files[-1])["latents"]
+
+
+def _unet_state(ui):
+    status, state = ui.get("/initedit-test/unet")
+    if status != 200:
+        pytest.skip("the server lacks the test-only extension tests/tooling/lab_ext_test_probe")
+    return state
+
+
+def test_keep_1_outside_is_the_base_latent_with_controlnet(cnui):
+    ui, model = cnui
+    run(ui, units=[canny(model)], fresh=True)
+    base = _latest_latent()
+    spec = {"reroll": [{"box": KEEP_BOX, "seed": SEED_R}], "keep": 1.0}
+    js = run(ui, units=[canny(model)], spec=spec, fresh=True)
+    kept = _latest_latent()
+    assert not initedit_error(js)
+    h, w = base.shape[-2:]
+    out = base.new_ones(h, w).bool()
+    out[int(KEEP_BOX[1] * h):int(KEEP_BOX[3] * h), int(KEEP_BOX[0] * w):int(KEEP_BOX[2] * w)] = False
+    assert float((kept - base)[..., out].abs().max()) == 0.0
+    assert float((kept - base)[..., ~out].abs().mean()) > 0.0
+
+
+def test_keep_cache_hit_equals_a_miss_with_controlnet(cnui):
+    ui, model = cnui
+    spec = {"reroll": [{"box": KEEP_BOX, "seed": SEED_R}], "keep": 0.6}
+    run(ui, units=[canny(model)], seed=77, fresh=True)  # remembers seed 77's base
+    hit = digests(run(ui, units=[canny(model)], spec=spec, seed=77, fresh=True))
+    miss = digests(run(ui, units=[canny(model)], spec=spec, seed=77, fresh=True,
+                       override_settings={"sd_model_checkpoint": "tiny-sd15", "initedit_keep_cache_mb": 0}))
+    assert hit == miss
+
+
+GUIDED = {"layout": [{"phrase": "cat", "box": [0, 0, 0.5, 1]}, {"phrase": "red car", "box": [0.5, 0, 1, 1]}],
+          "guidance": 6.0, "guidance_steps": 0.5}
+
+
+@pytest.mark.xfail(strict=True, reason="finding (session 2, not yet explained): with a ControlNet unit in the "
+                   "request, guidance 6 gives the guidance-0 image; without ControlNet it changes the image "
+                   "(test_webui_guidance.py)")
+def test_guidance_with_controlnet_changes_the_image(cnui):
+    ui, model = cnui
+    a = run(ui, units=[canny(model)], spec=GUIDED, steps=6, fresh=True)
+    off = run(ui, units=[canny(model)], spec={**GUIDED, "guidance": 0.0}, steps=6, fresh=True)
+    assert digests(a) != digests(off)
+
+
+@pytest.mark.xfail(strict=True, reason="finding (session 2, not yet explained): with a weight-0 reference-only "
+                   "unit, the default guidance gives another image than without ControlNet (the probe's maps "
+                   "are equal; guidance 0: equal, test above)")
+def test_guidance_with_a_weight_0_reference_unit_is_the_image_without_controlnet(cnui):
+    ui, model = cnui
+    without = run(ui, spec=LAYOUT_HEATMAPS, steps=3)
+    with_ref = run(ui, units=[reference(0.0)], spec=LAYOUT_HEATMAPS, steps=3)
+    assert digests(with_ref) == digests(without)
+
+
+def test_guidance_with_controlnet_runs_deterministically_and_restores_the_unet(cnui):
+    ui, model = cnui
+    run(ui, units=[canny(model)], steps=6, fresh=True)
+    before = _unet_state(ui)  # whatever ControlNet itself leaves between generations
+    a = run(ui, units=[canny(model)], spec=GUIDED, steps=6, fresh=True)
+    b = run(ui, units=[canny(model)], spec=GUIDED, steps=6, fresh=True)
+    off = run(ui, units=[canny(model)], spec={**GUIDED, "guidance": 0.0}, steps=6, fresh=True)
+    assert not initedit_error(a) and not initedit_error(off)
+    assert digests(a) == digests(b)
+    assert _unet_state(ui) == before
+
+
+def test_guidance_batch2_with_a_reference_only_unit(cnui):
+    ui, _ = cnui
+    run(ui, units=[reference()], steps=4, batch_size=2, fresh=True)
+    before = _unet_state(ui)
+    js = run(ui, units=[reference()], spec=GUIDED, steps=4, batch_size=2, fresh=True)
+    assert len(digests(js, 2)) == 2 and not initedit_error(js)
+    assert _unet_state(ui) == before
