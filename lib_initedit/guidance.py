@@ -272,6 +272,9 @@ class LayoutGuidance:
             cond = self._conds[b]
             self._cast[key] = cond.to(device=row.device, dtype=row.dtype) if isinstance(cond, torch.Tensor) else None
         cond = self._cast[key]
+        if cond is not None and cond.dim() == row.dim() == 2 and cond.shape[0] == row.shape[0] + 1 \
+                and cond.shape[1:] == row.shape[1:]:
+            cond = cond[1:]  # sd-webui-controlnet prepends a cond/uncond marker token that its UNet forward strips
         return cond if cond is not None and cond.shape == row.shape else None
 
     @torch.no_grad()

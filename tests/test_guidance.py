@@ -308,3 +308,26 @@ def test_from_spec_and_layer_choices(unet):
     assert g.strength == 2.0 and g.fraction == 0.5 and g.enabled
     assert not LayoutGuidance.from_spec(unet, InitEditSpec(guidance=0.0), COLUMNS, BOXES).enabled
     assert g.guided_at(4, 10) and not g.guided_at(5, 10)
+
+
+def test_a_marker_token_prepended_to_the_cond_rows_still_matches():
+    """sd-webui-controlnet prepends a cond/uncond marker token to the conditioning the CFG denoiser holds and
+    strips it inside its UNet forward: the attention layers see the cond rows without their first token."""
+    import torch
+
+    from lib_initedit.guidance import LayoutGuidance, select_guided_layers
+    from tests.ldm_like import tiny_unet
+
+    unet = tiny_unet()
+    g = torch.Generator().manual_seed(0)
+    x, ctx = torch.randn(1, 4, 16, 16, generator=g), torch.randn(1, 77, 32, generator=g)
+    marked = torch.cat([torch.full((1, 1, 32), 1024.0), ctx], dim=1)
+    t = torch.full((1,), 981)
+    with torch.no_grad():
+        plain = unet(x, t, context=ctx)
+    guide = LayoutGuidance(unet, select_guided_layers(unet, "all"), 6.0, 1.0, [[[2, 3]]], [[(0, 0, 0.5, 1)]])
+    with guide:
+        guide.before_call(0, 1, marked)
+        with torch.no_grad():
+            guided = unet(x, t, context=ctx)
+    assert guide.calls_guided > 0 and not torch.equal(guided, plain)
