@@ -182,6 +182,15 @@ def start_server(webui_dir: str, extensions: dict | None = None, ready_path: str
     raise RuntimeError(f"the WebUI did not answer in 300 s; see {log.name}")
 
 
+def stop_server(proc) -> None:
+    """Stop a server the tests started: terminate, then kill after 30 s."""
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 @pytest.fixture(scope="session")
 def webui():
     url = os.environ.get("INITEDIT_WEBUI_URL")
@@ -195,11 +204,7 @@ def webui():
     try:
         yield WebUI(url)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
 
 
 @pytest.fixture(scope="session")
@@ -345,11 +350,7 @@ def captured_webui(name: str, hint: str):
     try:
         yield CapturedWebUI(WebUI(url), None, folder)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
 
 
 PROBE_LAYOUT = {"layout": [{"phrase": "cat", "box": [0, 0, 0.5, 1]}, {"phrase": "red car", "box": [0.5, 0, 1, 1]}],

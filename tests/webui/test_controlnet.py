@@ -17,13 +17,12 @@ import hashlib
 import io
 import json
 import os
-import subprocess
 import tempfile
 
 import pytest
 
 from tests.tooling.cn_api_smoke import cn_unit, control_image
-from tests.webui.conftest import WebUI, start_server
+from tests.webui.conftest import WebUI, start_server, stop_server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAB = os.environ.get("LAB") or os.path.join(os.path.expanduser("~"), "webui-lab")
@@ -95,11 +94,7 @@ def cnui(request):
         yield ui, titles[0]
     finally:
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_server(proc)
 
 
 # ----------------------------------------------------------------------------- helpers

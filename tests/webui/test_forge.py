@@ -21,7 +21,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from tests.webui.conftest import ROOT, WebUI, _free_port, pixels
+from tests.webui.conftest import ROOT, WebUI, _free_port, pixels, stop_server
 
 SKIP_REASON = ("no Forge given: set INITEDIT_FORGE_URL to a running Forge with InitEdit installed, or "
                "INITEDIT_FORGE_DIR to an installed Forge (tests/tooling/forge_lab.sh builds one; docs/forge.md)")
@@ -146,11 +146,7 @@ def forge():
         server.log = log
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
 
 
 @pytest.fixture(scope="module")
