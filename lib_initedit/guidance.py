@@ -239,6 +239,19 @@ class LayoutGuidance:
         forward._initedit_guidance = self
         return forward
 
+    def guide_output(self, module: nn.Module, out: torch.Tensor, x: torch.Tensor, context) -> torch.Tensor:
+        """``out`` of ``module``'s attention on (x, context) with this step's guidance change added, or ``out``
+        itself when guidance is off now or no row of ``context`` is a guided image's conditioning.
+
+        For hosts whose attention does not go through ``module.forward`` (e.g. a Forge attn2 *replace*
+        patch): call it on the replacement's output; q / k / v are recomputed with the module's projections."""
+        if not self.active or not isinstance(x, torch.Tensor) or not isinstance(context, torch.Tensor):
+            return out
+        matched = self._match(context)
+        if not matched:
+            return out
+        return self._add_delta(module, out, x, context, {}, matched)
+
     def _match(self, context: torch.Tensor) -> list[tuple[int, int]]:
         """(batch row, image) pairs of the incoming context rows that are a guided image's conditioning."""
         if self._match_cache is not None and self._match_cache[0] is context:

@@ -109,6 +109,30 @@ def test_guided_output_equals_the_slow_reference():
     assert torch.equal(out[1], plain[1])  # no boxes: untouched
 
 
+def test_guide_output_adds_the_change_to_a_replacement_output():
+    """A host whose attention bypasses module.forward (Forge's attn2 replace patches) adds the change to the
+    replacement's output: on plain attention it must equal the slow reference, and be a no-op when off."""
+    torch.manual_seed(3)
+    module = CrossAttention(48, 32, heads=4, dim_head=12).eval()
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 64, 48, generator=g)
+    context = torch.randn(2, 77, 32, generator=g)
+    boxes, columns = [[(0.0, 0.0, 0.5, 1.0)], [(0.5, 0.0, 1.0, 1.0)]], [[[3]], [[6, 7]]]
+    guide = LayoutGuidance(module, [module], 2.5, 0.5, columns, boxes, query_chunk=16)
+    with torch.no_grad():
+        replaced = module(x, context=context)  # what a replacement computing plain attention returns
+        assert guide.guide_output(module, replaced, x, context) is replaced  # not active: untouched
+        guide.active, guide._conds = True, [context[0], context[1]]  # set_step needs an install
+        out = guide.guide_output(module, replaced, x, context)
+        for b, cols in ((0, [3]), (1, [6, 7])):
+            inside = box_cells(boxes[b][0], 8, 8).flatten()
+            bias = torch.where(inside, 2.5, -2.5)[:, None].expand(64, len(cols))
+            ref = reference_attention(module, x[b:b + 1], context[b:b + 1], cols, bias)
+            assert torch.allclose(out[b:b + 1], ref, atol=1e-5), (out[b:b + 1] - ref).abs().max()
+        other = torch.randn(2, 77, 32, generator=g)  # rows that are nobody's conditioning
+        assert guide.guide_output(module, replaced, x, other) is replaced
+
+
 def test_identical_prompts_are_matched_in_order():
     torch.manual_seed(3)
     module = CrossAttention(48, 32, heads=4, dim_head=12).eval()
