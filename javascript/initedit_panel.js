@@ -136,6 +136,13 @@
             e.target.value = v;
             self.editor.setOption("rounds", v);
         }});
+        var candidates = S.limits("candidates");
+        this.candidates = h("input", {type: "number", min: candidates.min, max: candidates.max, step: 1, value: S.DEFAULTS.candidates, class: "initedit-num", "data-field": "candidates",
+            title: "Probe this many noises (the seed's and derived ones) and fill each box from the blocks that want its phrase most (each one more probe)", onchange: function(e) {
+            var v = G.clamp(Math.round(parseFloat(e.target.value) || candidates.min), candidates.min, candidates.max);
+            e.target.value = v;
+            self.editor.setOption("candidates", v);
+        }});
         this.method = h("select", {"data-field": "method", onchange: function(e) {
             self.editor.setOption("method", e.target.value);
         }}, [h("option", {value: "swap", text: "swap blocks"}), h("option", {value: "rebuild", text: "rebuild"})]);
@@ -157,6 +164,7 @@
             this.layoutList, this.layoutItem,
             h("div", {class: "initedit-row"}, [
                 h("label", {class: "initedit-field"}, [h("span", {text: "Rounds"}), this.rounds]),
+                h("label", {class: "initedit-field"}, [h("span", {text: "Candidates"}), this.candidates]),
                 h("label", {class: "initedit-field"}, [h("span", {text: "Method"}), this.method]),
                 h("label", {class: "initedit-field"}, [h("span", {text: "Layers"}), this.layers]),
                 h("label", {class: "initedit-check"}, [this.heatmaps, "Show probe heatmaps"]),
@@ -249,6 +257,7 @@
         var sp = ed.spec;
         this.vary.value = sp.vary;
         this.rounds.value = sp.rounds;
+        this.candidates.value = sp.candidates;
         this.method.value = sp.method;
         this.layers.value = sp.layers;
         this.heatmaps.checked = sp.heatmaps;

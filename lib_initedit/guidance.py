@@ -72,6 +72,7 @@ class _Item:
     columns: list[int]  # distinct token columns of this image's box phrases
     signs: list[list[tuple[int, float]]]  # per column: (box index, weight) pairs
     boxes: list[tuple]
+    positions: list[list[int]]  # per box: its phrase's token columns
 
 
 class LayoutGuidance:
@@ -90,13 +91,14 @@ class LayoutGuidance:
     def __init__(self, unet: nn.Module, layers: Sequence[Any], strength: float, fraction: float,
                  columns: Sequence[Sequence[Sequence[int]]], boxes: Sequence[Sequence[Sequence[float]]],
                  rows: Sequence[int] | None = None, size_power: float = 0.0, size_ref: float = 0.16,
-                 core: float = 1.0, query_chunk: int = DEFAULT_QUERY_CHUNK):
+                 core: float = 1.0, edge: str = "centre", query_chunk: int = DEFAULT_QUERY_CHUNK):
         self.unet = unet
         self.modules = [getattr(layer, "module", layer) for layer in layers]
         self.strength = float(strength)
         self.fraction = float(fraction)
         self.size_power, self.size_ref = float(size_power), float(size_ref)
         self.core = float(core)
+        self.edge = edge
         self.query_chunk = max(1, int(query_chunk))
         self.rows = list(rows) if rows is not None else None
         self.items: list[_Item] = []
@@ -107,7 +109,8 @@ class LayoutGuidance:
                 for p in positions:
                     distinct.setdefault(int(p), []).append((k, self._box_strength(box)))
             self.items.append(_Item(sorted(distinct), [distinct[c] for c in sorted(distinct)],
-                                    [tuple(float(v) for v in box) for box in item_boxes]))
+                                    [tuple(float(v) for v in box) for box in item_boxes],
+                                    [[int(p) for p in positions] for positions in cols[:len(item_boxes)]]))
         self.active = False
         self.calls_guided = 0  # guided attn2 calls so far (for tests and reports)
         self._conds: list[torch.Tensor | None] = []
@@ -117,6 +120,10 @@ class LayoutGuidance:
         self._latent_hw: tuple[int, int] | None = None
         self._installed: list[tuple[nn.Module, Any, bool, Any]] = []  # (module, saved forward, had own, wrapper)
         self._handles: list = []
+        self._watch: set[int] = set()  # ids of the modules whose own attention is recorded (``watch``)
+        self._watching = False
+        self._watched: dict[int, list] = {}  # image -> [sum of (K, h, w) maps, layers seen]
+        self.watched_index: int | None = None  # the call whose attention was recorded
 
     @classmethod
     def from_spec(cls, unet: nn.Module, spec, columns, boxes, rows=None, layers: str | None = None,
@@ -128,6 +135,21 @@ class LayoutGuidance:
         power = getattr(spec, "guidance_size", DEFAULT_SIZE_POWER) if size_power is None else size_power
         return cls(unet, select_guided_layers(unet, choice), spec.guidance, spec.guidance_steps, columns, boxes,
                    rows=rows, size_power=power, **kw)
+
+    def watch(self, layers: Sequence[Any]) -> "LayoutGuidance":
+        """Record the model's own attention on these layers (mean over them) at the first call after the
+        guided fraction: where each box phrase looks once the bias is gone (the heatmaps' third column).
+        The layers must be among the guided ones and share one resolution (e.g. the probe's)."""
+        self._watch = {id(getattr(layer, "module", layer)) for layer in layers}
+        return self
+
+    def watched_maps(self, b: int) -> torch.Tensor | None:
+        """(K, h, w) head-averaged attention of image b's box phrases at ``watched_index`` (None: not seen)."""
+        found = self._watched.get(b)
+        return None if found is None else found[0] / found[1]
+
+    def first_unguided(self, total: int) -> int:
+        return math.ceil(self.fraction * max(1, int(total)) - 1e-9)
 
     def _box_strength(self, box) -> float:
         if self.size_power <= 0:
@@ -143,6 +165,7 @@ class LayoutGuidance:
     def install(self) -> "LayoutGuidance":
         if self._installed or not self.enabled:
             return self
+        self._watched, self.watched_index = {}, None  # a second sampling (keep's base first) records anew
         try:
             self._handles.append(self.unet.register_forward_pre_hook(self._on_unet, with_kwargs=True))
             for module in dict.fromkeys(self.modules):  # each module once, in order
@@ -203,7 +226,11 @@ class LayoutGuidance:
         self._match_cache = None
         self._cast.clear()
         self.active = bool(self._installed) and conds is not None and self.guided_at(i, total)
-        self._conds = list(conds) if self.active else []
+        self._watching = (bool(self._installed) and conds is not None and bool(self._watch) and self.enabled
+                          and not self._watched and i == self.first_unguided(total) < total)
+        if self._watching:
+            self.watched_index = i
+        self._conds = list(conds) if self.active or self._watching else []
 
     # ------------------------------------------------------------------ the wrapper
     def _on_unet(self, module, args, kwargs):
@@ -215,7 +242,8 @@ class LayoutGuidance:
         guidance = self
 
         def forward(*args, **kwargs):
-            if not guidance.active:
+            watching = guidance._watching and id(module) in guidance._watch
+            if not guidance.active and not watching:
                 return current(*args, **kwargs)
             x = args[0] if args else kwargs.get("x")
             context = kwargs["context"] if "context" in kwargs else (args[1] if len(args) > 1 else None)
@@ -233,6 +261,9 @@ class LayoutGuidance:
             finally:
                 for handle in handles:
                     handle.remove()
+            if not guidance.active:
+                guidance._record(module, x, context, stash, matched)
+                return out
             return guidance._add_delta(module, out, x, context, stash, matched)
 
         forward.__wrapped__ = current
@@ -291,6 +322,29 @@ class LayoutGuidance:
         return cond if cond is not None and cond.shape == row.shape else None
 
     @torch.no_grad()
+    def _record(self, module, x, context, stash, matched) -> None:
+        """Add this layer's attention of each matched image's box phrases to the watched maps."""
+        q, k = stash.get("q"), stash.get("k")
+        if q is None or k is None:
+            q, k = module.to_q(x), module.to_k(context)
+        h, w = _layer_hw(x.shape[1], self._latent_hw)
+        for j, b in matched:
+            item = self.items[b]
+            probs = attention.probabilities_from_qk(q[j:j + 1], k[j:j + 1] if k.shape[0] > 1 else k,
+                                                    int(module.heads), attention.attention_scale(module),
+                                                    item.columns, self.query_chunk)[0]  # (n, C)
+            index = {c: i for i, c in enumerate(item.columns)}
+            maps = torch.stack([probs[:, [index[p] for p in positions]].mean(dim=1) if positions
+                                else probs.new_zeros(probs.shape[0]) for positions in item.positions])
+            maps = maps.reshape(len(item.positions), h, w).cpu()
+            seen = self._watched.get(b)
+            if seen is None or seen[0].shape != maps.shape:
+                self._watched[b] = [maps, 1]
+            else:
+                seen[0] += maps
+                seen[1] += 1
+
+    @torch.no_grad()
     def _add_delta(self, module, out, x, context, stash, matched):
         idx = torch.tensor([j for j, _ in matched], device=x.device)
         q, k, v = stash.get("q"), stash.get("k"), stash.get("v")
@@ -330,10 +384,16 @@ class LayoutGuidance:
             cores = [box_cells(_shrink(box, self.core), h, w).flatten() & inside[k] if self.core < 1 else inside[k]
                      for k, box in enumerate(item.boxes)]
             bias = torch.zeros(h * w, len(item.columns), dtype=torch.float32)
+            if self.edge == "area":  # a cell half in the box gets 0: coarse layers see the box as it is
+                from .layout import box_coverage
+                cover = [box_coverage(box, h, w).flatten() for box in item.boxes]
             for c, pairs in enumerate(item.signs):
                 for k, weight in pairs:
                     s = self.strength * weight
-                    bias[:, c] += torch.where(cores[k], s, torch.where(inside[k], 0.0, -s))
+                    if self.edge == "area":
+                        bias[:, c] += s * (2 * cover[k] - 1)
+                    else:
+                        bias[:, c] += torch.where(cores[k], s, torch.where(inside[k], 0.0, -s))
             self._bias_cache[key] = (bias.to(device), torch.tensor(item.columns, dtype=torch.long, device=device))
         return self._bias_cache[key]
 

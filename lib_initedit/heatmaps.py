@@ -1,4 +1,5 @@
-"""Images of each phrase's probe attention on the initial noise, before and after the edit, boxes drawn."""
+"""Images of each phrase's attention: on the initial noise before and after the edit (the probe), and, when
+layout guidance ran, the model's own attention at the first step after the guided ones."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -9,26 +10,31 @@ PALETTE = [(230, 60, 60), (60, 140, 230), (60, 190, 90), (230, 180, 40), (170, 8
 
 
 def render(maps_before: torch.Tensor, maps_after: torch.Tensor, boxes: Sequence[Sequence[float]],
-           phrases: Sequence[str], size: tuple[int, int], shares: Sequence[tuple[float, float]] = ()):
-    """One PIL image: a row per phrase, columns "before" and "after"; ``size`` = (width, height) per tile."""
+           phrases: Sequence[str], size: tuple[int, int], shares: Sequence[Sequence[float]] = (),
+           maps_guided: torch.Tensor | None = None, guided_label: str = "after guidance"):
+    """One PIL image: a row per phrase, columns "before", "after" and (with ``maps_guided``) ``guided_label``;
+    ``size`` = (width, height) per tile; ``shares[k][col]``: box k's attention share shown in column col."""
     from PIL import Image, ImageDraw
 
     width, height = size
+    columns = [("before", maps_before), ("after", maps_after)]
+    if maps_guided is not None:
+        columns.append((guided_label, maps_guided))
     rows = max(1, len(phrases))
     label_h = 14
-    sheet = Image.new("RGB", (2 * width, rows * (height + label_h)), (16, 16, 16))
+    sheet = Image.new("RGB", (len(columns) * width, rows * (height + label_h)), (16, 16, 16))
     draw = ImageDraw.Draw(sheet)
     for k, phrase in enumerate(phrases):
         color = PALETTE[k % len(PALETTE)]
-        for col, maps in enumerate((maps_before, maps_after)):
+        for col, (label, maps) in enumerate(columns):
             tile = _tile(maps[k], width, height)
             x0, y0 = col * width, k * (height + label_h) + label_h
             sheet.paste(tile, (x0, y0))
             bx0, by0, bx1, by1 = boxes[k]
             draw.rectangle([x0 + bx0 * width, y0 + by0 * height, x0 + bx1 * width - 1, y0 + by1 * height - 1],
                            outline=color, width=2)
-            share = f" {shares[k][col]:.0%} in box" if k < len(shares) else ""
-            draw.text((x0 + 3, y0 - label_h + 1), f"{'before' if col == 0 else 'after'}: {phrase}{share}", fill=color)
+            share = f" {shares[k][col]:.0%} in box" if k < len(shares) and col < len(shares[k]) else ""
+            draw.text((x0 + 3, y0 - label_h + 1), f"{label}: {phrase}{share}", fill=color)
     return sheet
 
 

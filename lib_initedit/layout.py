@@ -80,6 +80,16 @@ def box_cells(box: Sequence[float], rows: int, cols: int) -> torch.Tensor:
     return inside
 
 
+def box_coverage(box: Sequence[float], rows: int, cols: int) -> torch.Tensor:
+    """(rows, cols) float: the share of each cell's area that lies inside the box (0..1)."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    ys = torch.arange(rows + 1, dtype=torch.float64) / rows
+    xs = torch.arange(cols + 1, dtype=torch.float64) / cols
+    cover_y = ((torch.minimum(ys[1:], torch.tensor(y1)) - torch.maximum(ys[:-1], torch.tensor(y0))).clamp(min=0) * rows)
+    cover_x = ((torch.minimum(xs[1:], torch.tensor(x1)) - torch.maximum(xs[:-1], torch.tensor(x0))).clamp(min=0) * cols)
+    return (cover_y[:, None] * cover_x[None, :]).float()
+
+
 def exclusive_boxes(boxes: Sequence[Sequence[float]], rows: int, cols: int) -> torch.Tensor:
     """(K, rows, cols) bool with overlaps given to the smaller box (ties: the earlier box)."""
     raw = torch.stack([box_cells(b, rows, cols) for b in boxes]) if boxes else torch.zeros(0, rows, cols, dtype=torch.bool)

@@ -153,6 +153,11 @@ def run_layout(model: nn.Module, call: UnetCall, noise: torch.Tensor,
                         pooled=pooled)
 
 
+def probe_layers(model: nn.Module, layers: str | Sequence[str]) -> list[attention.CrossAttentionLayer]:
+    """The layers ``run_layout(layers=...)`` probes."""
+    return _resolve_layers(model, layers)
+
+
 def _resolve_layers(model: nn.Module, layers: str | Sequence[str]) -> list[attention.CrossAttentionLayer]:
     found = attention.find_cross_attention(model)
     if isinstance(layers, str):

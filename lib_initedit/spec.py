@@ -20,6 +20,7 @@ MAX_SEED = 2**32 - 1
 SEED_SPAN = MAX_SEED + 1  # seeds wrap around modulo this (vary "reroll", X/Y/Z seed axis)
 RANDOM_SEED_LIMIT = 4294967294  # -1 resolves to randrange(this), as the WebUI resolves its own seed
 MAX_ROUNDS = 8
+MAX_CANDIDATES = 8  # layout: noises probed for candidate pooling (each one more UNet probe)
 MAX_REGIONS = 16  # reroll regions per spec
 MAX_BOXES = 16  # layout boxes per spec
 MAX_MASK_PIXELS = 4096 * 4096  # a mask PNG larger than this is refused before it is decoded
@@ -28,7 +29,7 @@ MAX_GUIDANCE = 20.0  # additive score bias, logits
 # (lo, hi) of every number field: parse_spec checks these, the UI's sliders show them (webui/args.spec_facts).
 LIMITS = {
     "seed": (-1, MAX_SEED), "strength": (0.0, 1.0), "feather": (0.0, 0.5),  # per region
-    "rounds": (1, MAX_ROUNDS), "keep": (0.0, 1.0), "guidance": (0.0, MAX_GUIDANCE), "guidance_steps": (0.0, 1.0),
+    "rounds": (1, MAX_ROUNDS), "candidates": (1, MAX_CANDIDATES), "keep": (0.0, 1.0), "guidance": (0.0, MAX_GUIDANCE), "guidance_steps": (0.0, 1.0),
 }
 
 # Infotext keys: the resolved spec, a refusal, and what was skipped.
@@ -93,6 +94,7 @@ class InitEditSpec:
     keep: float = 0.8  # fraction of the steps during which the outside of the regions follows the base image (docs/reroll-keep.md)
     guidance: float = 8.0  # layout: score bias (logits) for each phrase inside its box, minus outside; 0 = off
     guidance_steps: float = 0.5  # layout: fraction of the steps that are guided (toy world: docs/layout.md)
+    candidates: int = 1  # layout: probe this many noises (the seed's and K-1 derived ones), fill boxes from all
 
     @property
     def is_empty(self) -> bool:
@@ -156,6 +158,7 @@ def parse_spec(value: Any) -> InitEditSpec:
         guidance=_float(value.get("guidance", default.guidance), "guidance", *LIMITS["guidance"]),
         guidance_steps=_float(value.get("guidance_steps", default.guidance_steps), "guidance_steps",
                               *LIMITS["guidance_steps"]),
+        candidates=_int(value.get("candidates", default.candidates), "candidates", *LIMITS["candidates"]),
     )
 
 

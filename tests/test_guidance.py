@@ -133,6 +133,35 @@ def test_guide_output_adds_the_change_to_a_replacement_output():
         assert guide.guide_output(module, replaced, x, other) is replaced
 
 
+def test_watched_maps_are_the_models_own_attention_after_the_guided_steps(unet):
+    """The heatmaps' third column: at the first unguided call, the plain attention of each box phrase on
+    the watched layers, equal to an independent capture of the same call, and the output unchanged."""
+    from lib_initedit.attention import capture_cross_attention, select_layers
+    x, cond, uncond = inputs()
+    level = select_layers(find_cross_attention(unet), "level")
+    g = LayoutGuidance(unet, select_guided_layers(unet, "all"), 4.0, 0.5, COLUMNS, BOXES).watch(level)
+    x1 = x + 0.5 * torch.randn_like(x)  # the sampler's state at the watched call
+    with g:
+        g.set_step(0, 4, cond)
+        cfg_call(unet, x, cond, uncond)
+        assert g.watched_maps(0) is None  # guided calls are not recorded
+        g.set_step(2, 4, cond)  # first unguided call: ceil(0.5 * 4) = 2
+        watched_out = cfg_call(unet, x1, cond, uncond)
+        g.set_step(3, 4, cond)
+        cfg_call(unet, x, cond, uncond)  # not recorded again
+    assert g.watched_index == 2
+    assert torch.equal(watched_out, cfg_call(unet, x1, cond, uncond))
+    columns = sorted({c for item in COLUMNS for cs in item for c in cs})
+    with capture_cross_attention(unet, level, columns, stop_early=False) as record:
+        cfg_call(unet, x1, cond, uncond)
+    stacked = torch.stack([record.maps[layer.name] for layer in level]).mean(dim=0)  # (2B, h, w, C)
+    for b in range(2):
+        want = torch.stack([stacked[2 + b][..., [columns.index(c) for c in cs]].mean(dim=-1) for cs in COLUMNS[b]])
+        got = g.watched_maps(b)
+        assert got is not None and got.shape == want.shape
+        assert torch.allclose(got, want, atol=1e-6), (got - want).abs().max()
+
+
 def test_identical_prompts_are_matched_in_order():
     torch.manual_seed(3)
     module = CrossAttention(48, 32, heads=4, dim_head=12).eval()

@@ -221,7 +221,45 @@ def test_layout_session_edits_and_reports():
     assert not torch.equal(new, x)  # ...moved
     assert len(session.layouts) == 2 and host.textinfo and host.caches_forgotten == 1
     (index, sheet), _ = session.heatmap_images((64, 64))
-    assert index == 0 and sheet.size[0] == 128
+    assert index == 0 and sheet.size[0] == 128  # before / after: sampling has not run yet
+    # the sampler runs with guidance (default 0.5 of the steps): the sheets get the first unguided step
+    hooks, cond_rows = p.hooks, [c[0], c[1]]
+    hooks.enter()
+    try:
+        for i in range(4):
+            hooks.before_call(i, 4, cond_rows)
+            with torch.no_grad():
+                host.unet(torch.cat([new, new]), torch.full((4,), 900), context=torch.cat([torch.zeros_like(c), c]))
+    finally:
+        hooks.leave(True)
+    sheets = session.heatmap_images((64, 64))
+    assert [i for i, _ in sheets] == [0, 1] and all(sheet.size[0] == 192 for _, sheet in sheets)
+    assert session.layouts[0].guide.watched_index == 2
+
+
+def test_candidate_pooling_fills_boxes_from_the_seeds_derived_noises():
+    """candidates 3: every block of the edited noise (one cell of the probe's maps) is a whole block of the image's
+    own noise or of its candidate noises (the host's noise of probe.candidate_seed(seed, j)), each used once,
+    and some come from a candidate."""
+    from lib_initedit import probe
+    host = FakeHost()
+    p = make_p(batch=1)
+    spec = parse_spec({"layout": [{"phrase": "cat", "box": [0, 0, 0.25, 0.25]}], "candidates": 3, "guidance": 0})
+    session = Session.start(p, spec, host)
+    x = p.rng.next()
+    new, _ = session.edit_first_noise(x.clone(), torch.randn(1, 77, 32, generator=torch.Generator().manual_seed(2)),
+                                      p.rng)
+    sources = [x[0]] + [SeedRNG((4, 32, 32), [probe.candidate_seed(p.all_seeds[0], j)]).next()[0] for j in (1, 2)]
+    bs = 32 // session.layouts[0].maps_before.shape[-1]  # latent cells per block at the probe's level
+    blocks = lambda t: [t[:, r:r + bs, c:c + bs] for r in range(0, 32, bs) for c in range(0, 32, bs)]  # noqa: E731
+    pool = [(j, i) for j, src in enumerate(sources) for i, _ in enumerate(blocks(src))]
+    used, from_candidates = set(), 0
+    for block in blocks(new[0]):
+        match = [(j, i) for j, i in pool if torch.equal(block, blocks(sources[j])[i])]
+        assert len(match) == 1 and match[0] not in used, "a block that is not one whole source block, used once"
+        used.add(match[0])
+        from_candidates += match[0][0] > 0
+    assert from_candidates > 0
 
 
 def test_missing_phrase_is_dropped_noted_and_recorded():

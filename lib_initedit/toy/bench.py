@@ -63,6 +63,11 @@ METHODS = {  # key -> spec-like setting: InitEditSpec fields (None: no edit)
     "g12s7size": dict(guidance=12.0, guidance_steps=0.7, _guide=dict(size_power=1.0)),
     "g12s5core": dict(guidance=12.0, guidance_steps=0.5, _guide=dict(size_power=1.0, core=0.5)),
     "g12s5r2": dict(guidance=12.0, guidance_steps=0.5, rounds=2, _guide=dict(size_power=1.0)),
+    "area": dict(_guide=dict(edge="area")),
+    "reprobe1": dict(_reprobe=dict(step=1)),
+    "reprobe2": dict(_reprobe=dict(step=2)),
+    "reprobe4": dict(_reprobe=dict(step=4)),
+    "reprobe2ng": dict(guidance=0.0, _reprobe=dict(step=2)),
     "pool4": dict(guidance=0.0, _probe=dict(candidates=4)),
     "pool8": dict(guidance=0.0, _probe=dict(candidates=8)),
     "pool4g4": dict(guidance=4.0, guidance_steps=0.3, _probe=dict(candidates=4), _guide=NO_SIZE),
@@ -262,13 +267,40 @@ def run_method(pipe: ToyPipe, cases, setting) -> tuple[torch.Tensor, dict]:
                     attn_share_after=float(np.mean([s[1] for s in shares])), layers=res.layers, probes=res.probes)
         noise = res.noise
     guide = guidance.LayoutGuidance.from_spec(pipe.unet, spec, pos, boxes, **setting.get("_guide", {}))
+    edit_x = _reprobe(pipe, caps, pos, boxes, spec, guide, **setting["_reprobe"]) if "_reprobe" in setting else None
     if not guide.enabled:
-        return pipe.generate(noise, caps), info
+        return pipe.generate(noise, caps, edit_x=edit_x), info
     conds = pipe.cond(caps)
     with guide:
-        images = pipe.generate(noise, caps, step_start=lambda i, total: guide.set_step(i, total, conds))
+        images = pipe.generate(noise, caps, step_start=lambda i, total: guide.set_step(i, total, conds),
+                               edit_x=edit_x)
     info["guided_calls"] = guide.calls_guided
     return images, info
+
+
+def _reprobe(pipe: ToyPipe, caps, pos, boxes, spec, guide, step: int, move: bool = True):
+    """Research (issue 14, "re-probe after k steps"): before step ``step`` probe the sampler's current state
+    at its timestep (guidance off: what the model itself now attends to) and, with ``move``, swap whole blocks
+    of that state as the first edit did for the initial noise."""
+    from .. import layout as layout_mod
+    probe_layers = probe._resolve_layers(pipe.unet, spec.layers)
+    c = pipe.cond(caps)
+
+    def edit_x(i, t, x):
+        if i != step:
+            return x
+        was, guide.active = guide.active, False
+        call = lambda z: pipe.unet(z, torch.full((z.shape[0],), int(t), dtype=torch.long), context=c)  # noqa: E731
+        maps = probe.probe_maps(pipe.unet, call, x, probe_layers, pos, True)
+        guide.active = was
+        if not move:
+            return x
+        x = x.clone()
+        for b, item_boxes in enumerate(boxes):
+            edit = layout_mod.plan_layout(maps[b], item_boxes, tuple(x.shape[-2:]), spec.method)
+            x[b] = layout_mod.permute_blocks(x[b], edit.perm, edit.grid)
+        return x
+    return edit_x
 
 
 def bench_layout(pipe: ToyPipe, n: int, counts=(1, 2, 3), methods=None, log=None, strata=()) -> dict:

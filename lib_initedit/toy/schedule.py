@@ -22,18 +22,21 @@ def q_sample(x0, t, eps):
 
 @torch.no_grad()
 def ddim_sample(unet, x_T, cond, uncond, steps: int = 20, guidance: float = 5.0, clip: bool = True,
-                step_start=None, denoised=None):
+                step_start=None, denoised=None, edit_x=None):
     """Deterministic DDIM (eta=0) with CFG. `cond`/`uncond`: (B, 77, D) contexts; the UNet's batch is
     [uncond rows, cond rows].
 
     Host hooks, as a WebUI offers them: ``step_start(i, steps)`` before step i's model call;
     ``denoised(i, steps, x0) -> x0`` may replace the x0 prediction after CFG (and clipping), from which
-    the step then continues (like the WebUI's ``cfg_after_cfg`` callback).
+    the step then continues (like the WebUI's ``cfg_after_cfg`` callback); ``edit_x(i, t, x) -> x`` may
+    replace the sampler's state before step i (research only: a WebUI sampler's state is its own).
     """
     x = x_T
     ts = ddim_timesteps(steps)
     ctx = torch.cat([uncond, cond])
     for i, t in enumerate(ts):
+        if edit_x is not None:
+            x = edit_x(i, t, x)
         if step_start is not None:
             step_start(i, steps)
         tt = torch.full((x.shape[0] * 2,), t, dtype=torch.long)

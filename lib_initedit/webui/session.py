@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import torch
 
-from .. import heatmaps, keep, noise, noise_stream, probe, tokens
+from .. import heatmaps, keep, layout, noise, noise_stream, probe, tokens
 from ..guidance import LayoutGuidance
 from ..sampling_hooks import SamplingHooks
 from ..spec import NOTE_KEY, RANDOM_SEED_LIMIT, SEED_SPAN, InitEditSpec, LayoutBox
@@ -30,6 +30,8 @@ class LayoutOutcome:
     maps_before: torch.Tensor
     maps_after: torch.Tensor
     shares: list[tuple[float, float]]
+    guide: LayoutGuidance | None = None  # watched the first step after the guided ones (row ``batch_row``)
+    batch_row: int = 0
 
 
 @dataclass
@@ -189,24 +191,30 @@ class Session:
             return x, None
         host.set_textinfo("InitEdit: probing the initial noise")
         call = host.probe_call(p, x, c, rows)
+        seeds = [int(s) for s in self.p.all_seeds[first:first + x.shape[0]]]
+
+        def candidate_noise(j: int) -> torch.Tensor:  # candidate j of each image: the host's noise of a derived seed
+            return host.noise_stream(p, tuple(x.shape[1:]), [probe.candidate_seed(s, j) for s in seeds]).next()
         try:
             result = probe.run_layout(host.unet_module(), call, x, positions, boxes,
                                       measure_after=self.spec.heatmaps, should_stop=host.should_stop,
-                                      **probe.layout_options(self.spec))
+                                      candidate_noise=candidate_noise, **probe.layout_options(self.spec))
         finally:
             host.forget_controlnet_batch_caches(p)
+        guide = None
+        if self.spec.guidance > 0 and self.spec.guidance_steps > 0:
+            guide = LayoutGuidance.from_spec(host.unet_module(), self.spec, positions, boxes, rows=rows)
+            if self.spec.heatmaps:
+                guide.watch(probe.probe_layers(host.unet_module(), self.spec.layers))
         for i in range(x.shape[0]):
             if boxes[i] and result.maps_before:
                 shares = [(r.share_before, r.share_after) for r in result.reports[i]]
                 self.layouts.append(LayoutOutcome(first + i, phrases[i], boxes[i], result.maps_before[i].cpu(),
-                                                  result.maps_after[i].cpu(), shares))
+                                                  result.maps_after[i].cpu(), shares, guide, i))
                 summary = ", ".join(f"{ph!r} {a:.0%}->{b:.0%}" for ph, (a, b) in zip(phrases[i], shares))
                 how = "measured" if result.measured_after else "predicted"
                 print(f"{LOG_PREFIX} image {first + i}: attention inside its box {summary} "
                       f"({how}; {result.probes} probe(s))")
-        guide = None
-        if self.spec.guidance > 0 and self.spec.guidance_steps > 0:
-            guide = LayoutGuidance.from_spec(host.unet_module(), self.spec, positions, boxes, rows=rows)
         return result.noise, guide
 
     def locate_phrases(self, prompt: str, cond_rows: list[int]) -> PhraseLookup:
@@ -243,9 +251,20 @@ class Session:
 
     # ---------------------------------------------------------------- results
     def heatmap_images(self, size: tuple[int, int]):
+        """Per image with layout boxes: (index, sheet): the probe's maps before / after the edit and, when
+        guidance ran, the model's own attention at the first step after the guided ones."""
         tile = (max(64, min(256, size[0])), max(64, min(256, size[1])))
-        return [(o.image_index, heatmaps.render(o.maps_before, o.maps_after, o.boxes, o.phrases, tile, o.shares))
-                for o in self.layouts]
+        sheets = []
+        for o in self.layouts:
+            guided = o.guide.watched_maps(o.batch_row) if o.guide is not None else None
+            shares = o.shares
+            label = "after guidance"
+            if guided is not None:
+                shares = [s + (g,) for s, g in zip(o.shares, layout.share_inside(guided, o.boxes))]
+                label = f"step {o.guide.watched_index + 1}, unguided"
+            sheets.append((o.image_index, heatmaps.render(o.maps_before, o.maps_after, o.boxes, o.phrases, tile,
+                                                          shares, guided, label)))
+        return sheets
 
 
 def base_extra(spec: InitEditSpec) -> str:
