@@ -2,6 +2,7 @@
 Forge's ``modules`` / ``backend`` (no Forge needed). The real thing: ``tests/webui/test_forge.py``."""
 from __future__ import annotations
 
+import copy
 import importlib
 import math
 import sys
@@ -11,6 +12,8 @@ import pytest
 import torch
 
 from lib_initedit import probe
+from lib_initedit.guidance import LayoutGuidance, select_guided_layers
+from lib_initedit.sampling_hooks import SamplingHooks
 from lib_initedit.webui.host_api import Host
 from tests.ldm_like import UNetModel
 
@@ -68,6 +71,11 @@ class KModel:
 class Patcher:
     def __init__(self, kmodel, model_options):
         self.model, self.model_options = kmodel, model_options
+        self.clones = 0
+
+    def clone(self):  # backend/patcher/unet.py: a new patcher on the same model, options deep-copied
+        self.clones += 1
+        return Patcher(self.model, copy.deepcopy(self.model_options))
 
 
 class Engine:
@@ -365,3 +373,203 @@ def test_sampler_level_functions_are_the_a1111_hosts_with_forge_settings_in_the_
     s.shared.opts.forge_additional_modules = ["vae.safetensors"]
     key = host.base_key(None, None, None, None, 0, "initedit")
     assert key.startswith("initedit\0forge:") and "vae.safetensors" in key
+
+
+# ------------------------------------------------------------------ guidance through attn2 replace patches
+
+
+def forge_attn2(options, module, block, block_index, x, context):
+    """The attn2 part of backend/nn/unet.py BasicTransformerBlock._forward, as Forge runs it."""
+    to = options.get("transformer_options", {})
+    extra = {k: v for k, v in to.items() if k not in ("patches", "patches_replace")}
+    extra.update(block=block, block_index=block_index, n_heads=module.heads)
+    patches, replace = to.get("patches", {}), to.get("patches_replace", {}).get("attn2", {})
+    n, ctx, value = x, context, None
+    if "attn2_patch" in patches:
+        value = ctx
+        for patch in patches["attn2_patch"]:
+            n, ctx, value = patch(n, ctx, value, extra)
+    key = (block[0], block[1], block_index)
+    if key not in replace:
+        key = block
+    if key in replace:
+        n = module.to_out(replace[key](module.to_q(n), module.to_k(ctx), module.to_v(ctx if value is None else value), extra))
+    else:
+        n = module(n, context=ctx)
+    for patch in patches.get("attn2_output_patch", []):
+        n = patch(n, extra)
+    return n
+
+
+def plain_attention(q, k, v, extra):
+    """What an IP-Adapter-style replace patch computes for the text part: attention_function(q, k, v, heads)."""
+    b, n, inner = q.shape
+    heads = extra["n_heads"]
+    q, k, v = (t.reshape(b, t.shape[1], heads, -1).transpose(1, 2) for t in (q, k, v))
+    out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    return out.transpose(1, 2).reshape(b, n, inner)
+
+
+def shape(o):
+    """Containers by identity and content, leaves by identity: 'exactly as before'."""
+    if isinstance(o, dict):
+        return ("dict", id(o), {k: shape(v) for k, v in o.items()})
+    if isinstance(o, list):
+        return ("list", id(o), [shape(v) for v in o])
+    return id(o)
+
+
+class Movable:
+    """A replace patch that Forge's loader moves (model_patches_to calls .to on what has it)."""
+
+    def __init__(self):
+        self.calls, self.moved = 0, []
+
+    def __call__(self, q, k, v, extra):
+        self.calls += 1
+        return plain_attention(q, k, v, extra)
+
+    def to(self, device):
+        self.moved.append(device)
+        return self
+
+
+def attn2_by_name(unet):
+    return {name: m for name, m in unet.named_modules() if name.endswith("attn2")}
+
+
+@pytest.fixture()
+def replaced(forge):
+    """The fake Forge with replace patches on one input and one output block (keyed with and without the
+    transformer index), plus other extensions' attn1 / attn2 / output patches and a model wrapper."""
+    host, s = forge
+    torch.manual_seed(0)
+    keys = host.attn2_modules(s.unet)
+    names = attn2_by_name(s.unet)
+    first_in = next(k for k in keys if k[0] == "input")
+    last_out = max(k for k in keys if k[0] == "output")
+    ip = Movable()
+    seen = []
+    other_out = lambda n, extra: seen.append(extra["block"]) or n  # noqa: E731
+    s.patcher.model_options = {
+        "transformer_options": {"patches_replace": {"attn2": {first_in: ip, last_out[:2]: plain_attention},
+                                                    "attn1": {("middle", 0, 0): "sag"}},
+                                "patches": {"attn2_patch": [lambda n, c, v, extra: (n, c, v)],
+                                            "attn2_output_patch": [other_out]}},
+        "model_function_wrapper": "wrapper"}
+    return types.SimpleNamespace(host=host, s=s, keys=keys, names=names, first_in=first_in, last_out=last_out,
+                                 ip=ip, seen=seen, before=shape(s.patcher.model_options))
+
+
+def guidance_for(unet, layers="all", strength=8.0):
+    return LayoutGuidance(unet, select_guided_layers(unet, layers), strength, 1.0, [[[2, 3]]], [[(0.0, 0.0, 0.5, 1.0)]])
+
+
+def test_attn2_modules_are_keyed_as_forges_transformer_blocks_look_their_patch_up(replaced):
+    r = replaced
+    assert {id(m) for m in r.keys.values()} == {id(m) for m in r.names.values()}
+    for (name, number, index), module in r.keys.items():
+        prefix = "middle_block" if name == "middle" else f"{name}_blocks.{number}"
+        found = [n for n, m in r.names.items() if m is module]
+        assert found[0].startswith(prefix + ".") and f".transformer_blocks.{index}.attn2" in found[0]
+
+
+def test_guidance_acts_through_attn2_replace_patches_on_a_clone_and_leaves_everything_as_before(replaced):
+    r, s = replaced, replaced.s
+    patcher = s.patcher
+    guide = guidance_for(s.unet)
+    hooks = r.host.guide_replaced_attention(types.SimpleNamespace(sd_model=s.model), SamplingHooks([guide]))
+    assert isinstance(hooks, r.host.ReplacedAttentionGuidance)
+    assert s.model.forge_objects.unet is patcher  # nothing before the sampler starts
+    cond, uncond = torch.randn(1, 8, 32), torch.randn(1, 8, 32)
+    context = torch.cat([cond, uncond])
+    hooks.enter()
+    try:
+        clone = s.model.forge_objects.unet
+        assert clone is not patcher and clone.model is patcher.model and patcher.clones == 1
+        assert shape(patcher.model_options) == r.before  # the shared patcher's options: not one container touched
+        options = clone.model_options
+        assert options["model_function_wrapper"] == "wrapper"
+        assert options["transformer_options"]["patches_replace"]["attn1"] == {("middle", 0, 0): "sag"}
+        hooks.before_call(0, 10, cond)
+        for key in (r.first_in, r.last_out):
+            module = r.keys[key]
+            x = torch.randn(2, 16, module.to_q.in_features)
+            plain = type(module).forward(module, x, context=context)  # the class's forward: no guidance
+            guided = module(x, context=context)  # through the guidance's forward wrapper
+            through_patch = forge_attn2(options, module, key[:2], key[2], x, context)
+            assert torch.allclose(through_patch, guided, atol=1e-5)  # the same change as on the forward path
+            assert not torch.allclose(through_patch[0], plain[0], atol=1e-3)  # the cond row is guided
+            assert torch.allclose(through_patch[1], plain[1], atol=1e-5)  # the uncond row is not
+            # a block without a replace patch goes through attn2.forward as before; the pieces pass
+            assert torch.allclose(forge_attn2(options, module, ("input", 999), 0, x, context), guided, atol=1e-6)
+        assert r.ip.calls == 1  # the original patch ran (the other one is a plain function)
+        assert r.seen == [r.first_in[:2], ("input", 999), r.last_out[:2], ("input", 999)]  # the other output patch ran
+        assert hooks.blocks.calls == 2 and guide.calls_guided == 2 + 4  # 2 through the patches, 4 forward calls
+        for table in options["transformer_options"]["patches_replace"]["attn2"].values():
+            table.to("cpu")  # Forge's loader moving patches moves the original (what has .to)
+        assert r.ip.moved == ["cpu"]
+    finally:
+        hooks.leave(True)
+    assert s.model.forge_objects.unet is patcher and shape(patcher.model_options) == r.before
+    assert not any("forward" in vars(m) for m in r.names.values())  # the guidance's wrappers are gone too
+
+
+def test_after_an_error_in_sampling_everything_is_as_before(replaced):
+    r, s = replaced, replaced.s
+    guide = guidance_for(s.unet)
+    hooks = r.host.guide_replaced_attention(types.SimpleNamespace(sd_model=s.model), SamplingHooks([guide]))
+    with pytest.raises(RuntimeError):
+        hooks.enter()
+        try:
+            raise RuntimeError("interrupted in the sampler")
+        finally:
+            hooks.leave(False)
+    assert s.model.forge_objects.unet is s.patcher and shape(s.patcher.model_options) == r.before
+    assert not any("forward" in vars(m) for m in r.names.values())
+
+    def failing_clone():
+        raise RuntimeError("no memory for a clone")
+
+    s.patcher.clone = failing_clone
+    with pytest.raises(RuntimeError, match="no memory"):
+        hooks.enter()
+    assert s.model.forge_objects.unet is s.patcher and not any("forward" in vars(m) for m in r.names.values())
+
+
+def test_replaced_blocks_follow_the_guidances_layer_choice(replaced):
+    r, s = replaced, replaced.s
+    guide = guidance_for(s.unet, layers="down")  # the output block's replace patch is not a guided layer
+    hooks = r.host.guide_replaced_attention(types.SimpleNamespace(sd_model=s.model), SamplingHooks([guide]))
+    cond = torch.randn(1, 8, 32)
+    context = torch.cat([cond, torch.randn(1, 8, 32)])
+    hooks.enter()
+    try:
+        hooks.before_call(0, 10, cond)
+        module = r.keys[r.last_out]
+        x = torch.randn(2, 16, module.to_q.in_features)
+        out = forge_attn2(s.model.forge_objects.unet.model_options, module, r.last_out[:2], r.last_out[2], x, context)
+        assert torch.allclose(out, type(module).forward(module, x, context=context), atol=1e-5)
+        hooks.before_call(9, 10, None)  # past the guided steps (no conds): the first block passes too
+        module = r.keys[r.first_in]
+        x = torch.randn(2, 16, module.to_q.in_features)
+        out = forge_attn2(s.model.forge_objects.unet.model_options, module, r.first_in[:2], r.first_in[2], x, context)
+        assert torch.allclose(out, type(module).forward(module, x, context=context), atol=1e-5)
+    finally:
+        hooks.leave(True)
+
+
+def test_nothing_is_cloned_without_replace_patches_or_without_guidance(replaced):
+    r, s = replaced, replaced.s
+    p = types.SimpleNamespace(sd_model=s.model)
+    plain = SamplingHooks([types.SimpleNamespace(after_call=lambda i, t, d: None)])
+    assert r.host.guide_replaced_attention(p, plain) is plain  # no part guides attention: the hooks as they are
+    off = SamplingHooks([guidance_for(s.unet, strength=0.0)])
+    assert r.host.guide_replaced_attention(p, off) is off
+    s.patcher.model_options["transformer_options"]["patches_replace"].pop("attn2")
+    hooks = r.host.guide_replaced_attention(p, SamplingHooks([guidance_for(s.unet)]))
+    hooks.enter()
+    try:
+        assert s.model.forge_objects.unet is s.patcher and s.patcher.clones == 0
+    finally:
+        hooks.leave(True)

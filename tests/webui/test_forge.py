@@ -32,7 +32,12 @@ HIRES = dict(enable_hr=True, hr_scale=2, hr_upscaler="Latent", denoising_strengt
              hr_additional_modules=["Use same choices"])  # Forge's API fails on hires without this field
 REPLACE_EXT = "lab-attn2-replace"
 REPLACE_SCRIPT = '''
-"""Test extension: attn2 replace patches (plain attention) on a clone of the UNet patcher, like IP-Adapter."""
+"""Test extension: attn2 replace patches (plain attention) on a clone of the UNet patcher, like IP-Adapter.
+
+Args: [enabled, fail_after]: the patch raises once it ran fail_after times (0: never). It reports in the
+infotext how often its patch ran and whether, after the sampling (postprocess_batch) and at the next
+generation (process: also after a failed one), its clone is again the sampling patcher and every patcher's
+model_options are exactly as it left them (containers and patches by identity)."""
 import gradio as gr
 import modules.scripts as scripts
 from backend.attention import attention_function
@@ -40,7 +45,17 @@ from backend.attention import attention_function
 BLOCKS = [("input", i) for i in range(12)] + [("middle", 0)] + [("output", i) for i in range(12)]
 
 
+def shape(o):
+    if isinstance(o, dict):
+        return ("dict", id(o), {k: shape(v) for k, v in o.items()})
+    if isinstance(o, list):
+        return ("list", id(o), [shape(v) for v in o])
+    return id(o)
+
+
 class LabAttn2Replace(scripts.Script):
+    last = None
+
     def title(self):
         return "lab attn2 replace"
 
@@ -48,26 +63,47 @@ class LabAttn2Replace(scripts.Script):
         return scripts.AlwaysVisible
 
     def ui(self, is_img2img):
-        return [gr.Checkbox(False, label="lab attn2 replace")]
+        return [gr.Checkbox(False, label="lab attn2 replace"), gr.Number(0, label="lab fail after")]
 
-    def process_before_every_sampling(self, p, enabled=False, *args, **kwargs):
+    def intact(self, objects):
+        clone, shapes = self.last
+        if objects.unet is not clone:
+            return "no: the sampling patcher is not the clone"
+        changed = [name for name, patcher, before in shapes if shape(patcher.model_options) != before]
+        return "no: " + " ".join(changed) + " changed" if changed else "yes"
+
+    def process(self, p, enabled=False, fail_after=0, *args, **kwargs):
+        if enabled:
+            self.calls = {"n": 0}
+        if enabled and self.last is not None:  # what the previous generation (maybe a failed one) left
+            p.extra_generation_params["Lab previous intact"] = self.intact(p.sd_model.forge_objects)
+            self.last = None
+
+    def process_before_every_sampling(self, p, enabled=False, fail_after=0, *args, **kwargs):
         if not enabled:
             return
         calls = self.calls = getattr(self, "calls", {"n": 0})
+        fail_after = int(fail_after or 0)
 
         def patch(q, k, v, extra_options):
             calls["n"] += 1
+            if fail_after and calls["n"] > fail_after:
+                raise RuntimeError("lab attn2 replace: failing as asked")
             return attention_function(q, k, v, extra_options["n_heads"])
 
-        unet = p.sd_model.forge_objects.unet.clone()
+        model = p.sd_model
+        unet = model.forge_objects.unet.clone()
         for block, number in BLOCKS:
             for index in range(2):
                 unet.set_model_attn2_replace(patch, block, number, index)
-        p.sd_model.forge_objects.unet = unet
+        model.forge_objects.unet = unet
+        shared = [("original", model.forge_objects_original.unet), ("lora", model.forge_objects_after_applying_lora.unet)]
+        self.last = (unet, [(name, patcher, shape(patcher.model_options)) for name, patcher in shared + [("clone", unet)]])
 
     def postprocess_batch(self, p, enabled=False, *args, **kwargs):
         if enabled:
             p.extra_generation_params["Lab attn2 replace calls"] = getattr(self, "calls", {"n": 0})["n"]
+            p.extra_generation_params["Lab attn2 replace intact"] = self.intact(p.sd_model.forge_objects)
             self.calls = {"n": 0}
 '''
 
@@ -75,10 +111,10 @@ class LabAttn2Replace(scripts.Script):
 class Forge(WebUI):
     started_with_test_extension = False
 
-    def txt2img(self, spec=None, checkpoint=None, replace=None, **fields):
+    def txt2img(self, spec=None, checkpoint=None, replace=None, fail_after=0, **fields):
         fields.setdefault("prompt", PROMPT)
         if replace is not None:
-            fields.setdefault("alwayson_scripts", {})["lab attn2 replace"] = {"args": [bool(replace)]}
+            fields.setdefault("alwayson_scripts", {})["lab attn2 replace"] = {"args": [bool(replace), fail_after]}
         return super().txt2img(spec, checkpoint, **fields)
 
 
@@ -267,15 +303,45 @@ def test_layout_probe_through_an_attn2_replace_patch(forge):
         assert "leaves out attn2 replace patches" in f.read()
 
 
-@pytest.mark.xfail(strict=True, reason="layout guidance wraps attn2.forward, which Forge's attn2 replace path never "
-                   "calls: under such patches guidance is skipped (docs/forge.md, integration state)")
+def replace_calls(js):
+    return int(infotext(js).split("Lab attn2 replace calls: ")[1].split(",")[0])
+
+
 def test_layout_guidance_through_an_attn2_replace_patch(forge):
+    """Forge's BasicTransformerBlock calls a registered attn2 replace patch instead of attn2.forward (which the
+    guidance wraps): the host guides those blocks through the patch API on a clone of the sampling patcher.
+    The test patch is plain attention, so guidance through it gives exactly the image guidance gives without it."""
     if not forge.started_with_test_extension:
         pytest.skip("needs the test extension that INITEDIT_FORGE_DIR mode installs")
     spec = {**LAYOUT, "guidance": 8, "guidance_steps": 1.0}
-    patched = forge.txt2img(spec, replace=True, width=128, height=128)
-    unpatched = forge.txt2img(spec, replace=False, width=128, height=128)
-    assert np.array_equal(pixels(patched), pixels(unpatched))
+    size = dict(width=128, height=128)
+    guided = forge.txt2img(spec, replace=True, **size)
+    off = forge.txt2img({**spec, "guidance": 0}, replace=True, **size)
+    assert not np.array_equal(pixels(guided), pixels(off))  # guidance acts under the replace patches
+    assert np.array_equal(pixels(forge.txt2img(spec, replace=True, **size)), pixels(guided))  # deterministic
+    assert np.array_equal(pixels(forge.txt2img(spec, replace=False, **size)), pixels(guided))  # = the forward path
+    for js in (guided, off):
+        assert replace_calls(js) > 0  # the patches' own function still ran
+        assert "Lab attn2 replace intact: yes" in infotext(js), infotext(js)  # clone back, every options as before
+    with open(forge.log) as f:
+        assert "layout guidance also acts through the attn2 replace patches" in f.read()
+
+
+def test_after_an_error_under_guided_replace_patches_everything_is_as_before(forge):
+    if not forge.started_with_test_extension:
+        pytest.skip("needs the test extension that INITEDIT_FORGE_DIR mode installs")
+    spec = {**LAYOUT, "guidance": 8, "guidance_steps": 1.0}
+    size = dict(width=128, height=128)
+    body = {"prompt": PROMPT, "negative_prompt": "", "sampler_name": "Euler", "width": 128, "height": 128,
+            "steps": 4, "seed": 1, "cfg_scale": 7, "batch_size": 1, "n_iter": 1, "send_images": True,
+            "save_images": False, "alwayson_scripts": {"InitEdit": {"args": [spec]},
+                                                       "lab attn2 replace": {"args": [True, 12]}}}
+    status, js = forge.request("POST", "/sdapi/v1/txt2img", body)  # the patch raises in the 1st/2nd step
+    assert status != 200 or "failing as asked" in json.dumps(js), (status, js)
+    after = forge.txt2img(spec, replace=True, **size)
+    assert "Lab previous intact: yes" in infotext(after), infotext(after)
+    assert "Lab attn2 replace intact: yes" in infotext(after), infotext(after)
+    assert np.array_equal(pixels(after), pixels(forge.txt2img(spec, replace=False, **size)))
 
 
 def test_sdxl(forge, baseline):
