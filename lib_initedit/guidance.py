@@ -82,7 +82,8 @@ class LayoutGuidance:
     layers: ``attention.CrossAttentionLayer`` items (or attn2 modules) to guide.
     strength: bias in logits (0 = off: every output bit-identical). fraction: share of the steps guided.
     columns[b][k]: token positions of box k's phrase in image b's conditioning; boxes[b][k]: (x0, y0, x1, y1).
-    size_power: small boxes get ``strength * (size_ref / area) ** size_power`` (capped at 3x; 0 = no scaling).
+    size_power: small boxes get ``strength * (size_ref / area) ** size_power`` (capped at 3x; 0 = no scaling);
+    boxes larger than ``size_ref`` get less, down to ``size_floor`` x (1 = never less than ``strength``).
     core: the +strength goes to the central ``core`` fraction of the box (each side, around its centre; the
     centre cell at least); the rest of the box gets 0 and the outside -strength (1 = the whole box).
     rows: per image, the row of ``before_call``'s ``cond_rows`` that is its conditioning (default: b).
@@ -91,12 +92,13 @@ class LayoutGuidance:
     def __init__(self, unet: nn.Module, layers: Sequence[Any], strength: float, fraction: float,
                  columns: Sequence[Sequence[Sequence[int]]], boxes: Sequence[Sequence[Sequence[float]]],
                  rows: Sequence[int] | None = None, size_power: float = 0.0, size_ref: float = 0.16,
+                 size_floor: float = 1.0,
                  core: float = 1.0, edge: str = "centre", query_chunk: int = DEFAULT_QUERY_CHUNK):
         self.unet = unet
         self.modules = [getattr(layer, "module", layer) for layer in layers]
         self.strength = float(strength)
         self.fraction = float(fraction)
-        self.size_power, self.size_ref = float(size_power), float(size_ref)
+        self.size_power, self.size_ref, self.size_floor = float(size_power), float(size_ref), float(size_floor)
         self.core = float(core)
         self.edge = edge
         self.query_chunk = max(1, int(query_chunk))
@@ -155,7 +157,7 @@ class LayoutGuidance:
         if self.size_power <= 0:
             return 1.0
         area = max(1e-6, (box[2] - box[0]) * (box[3] - box[1]))
-        return float(min(3.0, max(1.0, (self.size_ref / area) ** self.size_power)))
+        return float(min(3.0, max(self.size_floor, (self.size_ref / area) ** self.size_power)))
 
     @property
     def enabled(self) -> bool:
@@ -276,7 +278,8 @@ class LayoutGuidance:
 
         For hosts whose attention does not go through ``module.forward`` (e.g. a Forge attn2 *replace*
         patch): call it on the replacement's output; q / k / v are recomputed with the module's projections."""
-        if not self.active or not isinstance(x, torch.Tensor) or not isinstance(context, torch.Tensor):
+        if (not self.active or not isinstance(x, torch.Tensor) or not isinstance(context, torch.Tensor)
+                or not any(module is m for m in self.modules)):  # only the layers this guidance guides
             return out
         matched = self._match(context)
         if not matched:

@@ -131,6 +131,8 @@ def test_guide_output_adds_the_change_to_a_replacement_output():
             assert torch.allclose(out[b:b + 1], ref, atol=1e-5), (out[b:b + 1] - ref).abs().max()
         other = torch.randn(2, 77, 32, generator=g)  # rows that are nobody's conditioning
         assert guide.guide_output(module, replaced, x, other) is replaced
+        unguided = CrossAttention(48, 32, heads=4, dim_head=12).eval()  # a layer this guidance does not guide
+        assert guide.guide_output(unguided, replaced, x, context) is replaced
 
 
 def test_watched_maps_are_the_models_own_attention_after_the_guided_steps(unet):
