@@ -2,8 +2,10 @@
 
 - A1111 (ldm/sgm UNets): ``host``.
 - Forge 2 / Forge Neo (the ``backend`` package with ``backend.patcher.unet``): ``host_forge``.
-- reForge / Forge Classic (``ldm_patched``): no adapter yet; ``host`` answers, and its
-  ``unsupported_reason()`` says so for their models (they have ``forge_objects``).
+- reForge / Forge Classic (``ldm_patched`` with ``ldm_patched.modules.samplers`` and
+  ``modules_forge.forge_sampler``, the modules that adapter calls): ``host_ldm_patched``.
+- another Forge-like WebUI (a model with ``forge_objects``, or an ``ldm_patched`` without those modules):
+  ``host``, whose ``unsupported_reason()`` says Forge's patcher is not supported, so nothing is edited.
 
 Safe to call at import time (no model needed, none is loaded by asking).
 """
@@ -47,7 +49,20 @@ def backend_kind(model=None) -> str:
     return A1111
 
 
+LDM_PATCHED_MODULES = ("ldm_patched.modules.samplers", "modules_forge.forge_sampler")
+
+
+def ldm_patched_adapter_applies() -> bool:
+    """The modules ``host_ldm_patched`` calls are there (reForge, Forge Classic)."""
+    return all(_importable(name) for name in LDM_PATCHED_MODULES)
+
+
 def select_host(model=None) -> ModuleType:
-    """The host module for the running WebUI (A1111 -> ``host``, Forge backend -> ``host_forge``)."""
+    """The host module for the running WebUI (A1111 -> ``host``, Forge backend -> ``host_forge``,
+    reForge / Forge Classic -> ``host_ldm_patched``)."""
     kind = backend_kind(model)
-    return import_module(f"{__package__}.host_forge" if kind == FORGE else f"{__package__}.host")
+    if kind == FORGE:
+        return import_module(f"{__package__}.host_forge")
+    if kind == LDM_PATCHED and ldm_patched_adapter_applies():
+        return import_module(f"{__package__}.host_ldm_patched")
+    return import_module(f"{__package__}.host")
