@@ -64,6 +64,8 @@ METHODS = {  # key -> spec-like setting: InitEditSpec fields (None: no edit)
     "g12s5core": dict(guidance=12.0, guidance_steps=0.5, _guide=dict(size_power=1.0, core=0.5)),
     "g12s5r2": dict(guidance=12.0, guidance_steps=0.5, rounds=2, _guide=dict(size_power=1.0)),
     "area": dict(_guide=dict(edge="area")),
+    "floor05": dict(_guide=dict(size_floor=0.5)),
+    "floor025": dict(_guide=dict(size_floor=0.25)),
     "reprobe1": dict(_reprobe=dict(step=1)),
     "reprobe2": dict(_reprobe=dict(step=2)),
     "reprobe4": dict(_reprobe=dict(step=4)),
@@ -227,6 +229,22 @@ def score(images: torch.Tensor, cases, min_area: int = 6) -> dict:
                 centroid_in_box=inside / total, shape_match=shape_ok / max(1, found))
 
 
+# The toy's objects are 7-14 px wide (radius 3.5-7 of 32 px) and never overlap in its training data (1 px gap):
+# boxes in a row narrower than 8 px (0.25) ask for centres closer than any two training objects ever were.
+NARROW = 8 / SIZE
+
+
+def by_width(images: torch.Tensor, cases, narrow: float = NARROW) -> dict:
+    """Success of the cases whose narrowest box side is < ``narrow`` and of the others (adjacent strata)."""
+    out = {}
+    for name, pick in (("narrow", lambda w: w < narrow), ("wide", lambda w: w >= narrow)):
+        idx = [i for i, c in enumerate(cases) if pick(min(min(b[2] - b[0], b[3] - b[1]) for b in c["boxes"]))]
+        if idx:
+            part = score(images[idx], [cases[i] for i in idx])
+            out[f"success_{name}"], out[f"n_{name}"] = part["success"], len(idx)
+    return out
+
+
 def _centroid_in(comp, box) -> bool:
     cy = (sum(p[0] for p in comp) / len(comp) + 0.5) / SIZE
     cx = (sum(p[1] for p in comp) / len(comp) + 0.5) / SIZE
@@ -313,9 +331,13 @@ def bench_layout(pipe: ToyPipe, n: int, counts=(1, 2, 3), methods=None, log=None
             t0 = time.time()
             images, info = run_method(pipe, cases, METHODS[name])
             cell = score(images, cases) | info | dict(seconds=round(time.time() - t0, 1))
+            if key.startswith("adjacent"):
+                cell |= by_width(images, cases)
             out[f"{key}|{name}"] = cell
+            widths = "".join(f"  {w} {cell[f'success_{w}']:.3f} (n={cell[f'n_{w}']})" for w in ("narrow", "wide")
+                             if f"success_{w}" in cell)
             log(f"  {key:9s} {name:10s} success {cell['success']:.3f}  IoU {cell['mean_iou']:.3f}  "
-                f"leak {cell['leak']:.3f}  det {cell['detected']:.3f}  ({cell['seconds']}s)")
+                f"leak {cell['leak']:.3f}  det {cell['detected']:.3f}{widths}  ({cell['seconds']}s)")
     return out
 
 

@@ -54,6 +54,16 @@ def test_leak_counts_a_second_copy_and_an_object_outside_its_box():
     assert res["leak"] == 1 and res["success"] == 1
 
 
+def test_by_width_splits_cases_at_the_narrow_side():
+    img = -torch.ones(2, 3, 32, 32) * 0.5
+    red = torch.tensor([0.92, 0.12, 0.12]) * 2 - 1
+    img[0, :, 2:6, 2:6] = red[:, None, None]  # case 0: its red square inside its narrow box; case 1: none
+    narrow = dict(colours=["red"], shapes=["square"], boxes=[(0.0, 0.0, 0.2, 0.5)])
+    wide = dict(colours=["red"], shapes=["square"], boxes=[(0.0, 0.0, 0.3, 0.5)])
+    split = bench.by_width(img, [narrow, wide])
+    assert split == dict(success_narrow=1.0, n_narrow=1, success_wide=0.0, n_wide=1)
+
+
 @pytest.fixture(scope="module")
 def pipe():
     return ToyPipe(load(), steps=4)
