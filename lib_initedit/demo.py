@@ -6,7 +6,9 @@ Rows 1-3: a seed's image, then three rerolls of one region (box drawn) at keep 0
 rest changes a little), the default keep and keep 1 (the outside follows the seed's image for that fraction
 of the steps; ``lib_initedit.keep``); the last column shows where the three rerolls changed the image.
 Last two rows: layout "a red circle and a blue square" with target boxes: the plain image and the probe's
-attention heatmaps on x_T, then the image from the edited noise and the heatmaps measured on it.
+attention heatmaps on x_T, then the image with the default layout (noise edit + guided first steps,
+``InitEditSpec()``), the heatmaps measured on the edited noise and the model's own attention at the first
+step after the guided ones (``LayoutGuidance.watch``, the heatmaps' third column in the WebUI).
 By default the probe averages both 8x8 down-path layers ("level"), which places objects far better on
 this model than the paper's single layer (see docs/toy-world.md); ``--layers paper`` shows the latter.
 """
@@ -56,9 +58,10 @@ def _change_pil(imgs: torch.Tensor, ref: torch.Tensor, size: int):
 def build(out: str, seed: int = 3, layout_seed: int = 12, steps: int = 20, scale: int = 5, layers: str = "level") -> None:
     from PIL import Image, ImageDraw
 
+    from .guidance import LayoutGuidance
     from .keep import KeepBlend, Recorder
     from .noise import reroll_batch
-    from .probe import run_layout
+    from .probe import layout_options, probe_layers, run_layout
     from .spec import InitEditSpec, RerollRegion
     from .toy.data import RGB
     from .toy.detect import detect_all
@@ -94,8 +97,14 @@ def build(out: str, seed: int = 3, layout_seed: int = 12, steps: int = 20, scale
     boxes = [(0.05, 0.05, 0.45, 0.45), (0.55, 0.55, 0.95, 0.95)]
     x_T = seed_noise(layout_seed)[None]
     pos = [pipe.phrase_positions(cap2, phrases)]
-    res = run_layout(pipe.unet, pipe.probe_call([cap2]), x_T, pos, [boxes], rounds=1, method="swap", layers=layers)
-    imgs = pipe.generate(torch.cat([x_T, res.noise]), [cap2] * 2)
+    spec = InitEditSpec().replace(layers=layers)
+    res = run_layout(pipe.unet, pipe.probe_call([cap2]), x_T, pos, [boxes], **layout_options(spec))
+    guide = LayoutGuidance.from_spec(pipe.unet, spec, pos, [boxes]).watch(probe_layers(pipe.unet, spec.layers))
+    conds = pipe.cond([cap2])
+    with guide:
+        edited = pipe.generate(res.noise, [cap2], step_start=lambda i, total: guide.set_step(i, total, conds))
+    imgs = torch.cat([pipe.generate(x_T, [cap2]), edited])
+    watched = guide.watched_maps(0)
 
     S = 32 * scale
     panels, labels, notes = [], [], []
@@ -110,19 +119,25 @@ def build(out: str, seed: int = 3, layout_seed: int = 12, steps: int = 20, scale
         notes.append(None)
     notes[1 if len(keeps) > 1 else 0] = ("keep k: for the first k of\nthe steps, everything outside\nthe box "
                                          "follows the seed\nimage (its recorded\ndenoised prediction)")
-    for img, maps, title in ((imgs[0], res.maps_before[0], "layout: no edit"),
-                             (imgs[1], res.maps_after[0], f"layout: InitEdit ({layers})")):
+    steps_note = f"step {guide.watched_index + 1}" if guide.watched_index is not None else "after guidance"
+    for img, map_sets, title in ((imgs[0], [(res.maps_before[0], "probe on x_T")], "layout: no edit"),
+                                 (imgs[1], [(res.maps_after[0], "edited x_T")] +
+                                  ([(watched, steps_note)] if watched is not None else []), "layout: InitEdit")):
         row = [_to_pil(img, scale)]
         for b, c in zip(boxes, ((255, 80, 80), (80, 140, 255))):
             _draw_box(row[0], b, c)
-        for k, (ph, b) in enumerate(zip(phrases, boxes)):
-            row.append(_draw_box(_heat_pil(maps[k], S, RGB[ph.split()[0]]), b, (255, 255, 255), 1))
+        label = [title]
+        for maps, when in map_sets:
+            for k, (ph, b) in enumerate(zip(phrases, boxes)):
+                row.append(_draw_box(_heat_pil(maps[k], S, RGB[ph.split()[0]]), b, (255, 255, 255), 1))
+                label.append(f"{when}: {ph}")
         panels.append(row)
-        when = "on x_T" if title.endswith("edit") else "after"
-        labels.append([title, f"probe {when}: red circle", f"probe {when}: blue square", "", ""])
+        labels.append(label + [""] * (5 - len(label)))
         notes.append(None)
-    notes[-1] = (f"{cap2}\nboxes: red circle top-left,\nblue square bottom-right\n"
-                 f"seed {layout_seed}, swap, 1 round,\nprobe layers:\n" + "\n".join(n.split('.transformer')[0] for n in res.layers))
+    notes[-2] = (f"{cap2}\nboxes: red circle top-left,\nblue square bottom-right\n"
+                 f"seed {layout_seed}; default: noise edit\n(swap, 1 round) + guidance\n{spec.guidance:g} for "
+                 f"{spec.guidance_steps:.0%} of the steps;\nprobe layers:\n" +
+                 "\n".join(n.split('.transformer')[0] for n in res.layers))
     cols, pad, top = 5, 6, 16
     rows = len(panels)
     sheet = Image.new("RGB", (cols * (S + pad) + pad, rows * (S + top + pad) + pad + 18), (15, 15, 15))

@@ -148,6 +148,24 @@ def test_layout_runs_with_heatmaps_and_records_the_spec(webui):
     assert np.array_equal(pixels(js), pixels(again))
 
 
+def sheet_width(js) -> int:
+    import base64
+    import io
+
+    from PIL import Image
+    return Image.open(io.BytesIO(base64.b64decode(js["images"][-1]))).size[0]
+
+
+def test_heatmaps_show_the_step_after_guidance_when_guided(webui):
+    """Guided: before / after the edit / the first unguided step (3 tiles of 128 px); guidance 0: 2 tiles."""
+    guided = webui.txt2img({**LAYOUT, "heatmaps": True}, width=128, height=128, steps=6)
+    plain = webui.txt2img({**LAYOUT, "heatmaps": True, "guidance": 0}, width=128, height=128, steps=6)
+    assert sheet_width(guided) == 3 * 128 and sheet_width(plain) == 2 * 128
+    with_candidates = webui.txt2img({**LAYOUT, "candidates": 3}, width=128, height=128, steps=6)
+    assert initedit_of(with_candidates)["candidates"] == 3
+    assert not np.array_equal(pixels(with_candidates), pixels(webui.txt2img(LAYOUT, width=128, height=128, steps=6)))
+
+
 def test_missing_phrase_is_dropped_and_said(webui):
     js = webui.txt2img({"layout": [{"phrase": "cat", "box": [0, 0, 0.5, 1]}, {"phrase": "zebra", "box": [0.5, 0, 1, 1]}]})
     text = infotext(js)
