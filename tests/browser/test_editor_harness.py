@@ -203,11 +203,15 @@ def test_layout_phrase_from_prompt_and_live_check(page, shot_dir):
     page.click(".initedit-word:text-is('red car')")
     page.fill("[data-field=rounds]", "3")
     page.press("[data-field=rounds]", "Enter")
+    page.fill("[data-field=candidates]", "12")  # above the limit: clamped to the spec's maximum
+    page.press("[data-field=candidates]", "Enter")
     page.check("[data-field=heatmaps]")
     page.select_option("[data-field=method]", "rebuild")
     s = drv.spec(page)
     assert [b["phrase"] for b in s["layout"]] == ["cat", "red car"]
     assert s["rounds"] == 3 and s["heatmaps"] is True and s["method"] == "rebuild"
+    from lib_initedit.spec import MAX_CANDIDATES
+    assert s["candidates"] == MAX_CANDIDATES and page.input_value("[data-field=candidates]") == str(MAX_CANDIDATES)
     assert "reroll" not in s
     warn = page.locator(".initedit-phrase-warn")
     assert not warn.is_visible()
