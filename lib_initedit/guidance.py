@@ -277,12 +277,18 @@ class LayoutGuidance:
         itself when guidance is off now or no row of ``context`` is a guided image's conditioning.
 
         For hosts whose attention does not go through ``module.forward`` (e.g. a Forge attn2 *replace*
-        patch): call it on the replacement's output; q / k / v are recomputed with the module's projections."""
-        if (not self.active or not isinstance(x, torch.Tensor) or not isinstance(context, torch.Tensor)
+        patch): call it on the replacement's output; q / k / v are recomputed with the module's projections.
+        At the watched call (``watch``) it records the attention instead and returns ``out``."""
+        watching = self._watching and id(module) in self._watch
+        if ((not self.active and not watching) or not isinstance(x, torch.Tensor)
+                or not isinstance(context, torch.Tensor)
                 or not any(module is m for m in self.modules)):  # only the layers this guidance guides
             return out
         matched = self._match(context)
         if not matched:
+            return out
+        if not self.active:  # the first call after the guided ones: record what the model looks at
+            self._record(module, x, context, {}, matched)
             return out
         return self._add_delta(module, out, x, context, {}, matched)
 

@@ -2,6 +2,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from lib_initedit import attention
 from lib_initedit.attention import find_cross_attention
 from lib_initedit.guidance import LayoutGuidance, attention_delta, select_guided_layers
 from lib_initedit.layout import box_cells
@@ -133,6 +134,13 @@ def test_guide_output_adds_the_change_to_a_replacement_output():
         assert guide.guide_output(module, replaced, x, other) is replaced
         unguided = CrossAttention(48, 32, heads=4, dim_head=12).eval()  # a layer this guidance does not guide
         assert guide.guide_output(unguided, replaced, x, context) is replaced
+        # the watched call (heatmaps' third column) is recorded through this path too, output untouched
+        guide.watch([module])
+        guide.active, guide._watching = False, True
+        assert guide.guide_output(module, replaced, x, context) is replaced
+        with torch.no_grad():
+            probs = attention.attention_probabilities(module, x[1:], context[1:], [6, 7])[0]  # (64, 2)
+        assert torch.allclose(guide.watched_maps(1), probs.mean(dim=1).reshape(1, 8, 8), atol=1e-6)
 
 
 def test_watched_maps_are_the_models_own_attention_after_the_guided_steps(unet):

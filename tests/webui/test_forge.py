@@ -10,6 +10,8 @@ Without either: skipped. Images are compared as decoded pixels (the PNGs carry t
 """
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import subprocess
@@ -246,9 +248,15 @@ def test_layout_runs_and_is_recorded(forge, baseline):
     assert np.array_equal(pixels(forge.txt2img(LAYOUT)), pixels(js))
 
 
+def sheet_width(js) -> int:
+    from PIL import Image
+    return Image.open(io.BytesIO(base64.b64decode(js["images"][-1]))).size[0]
+
+
 def test_layout_heatmaps_show_the_probe_read_the_attention(forge):
     js = forge.txt2img({**LAYOUT, "heatmaps": True}, width=128, height=128)
     assert len(js["images"]) == 2  # the image and its heatmap sheet: the hooks saw Forge's attn2 calls
+    assert sheet_width(js) == 3 * 128  # before / after the edit / the first step after guidance
 
 
 def test_missing_phrase_is_dropped_and_said(forge):
@@ -325,6 +333,9 @@ def test_layout_guidance_through_an_attn2_replace_patch(forge):
         assert "Lab attn2 replace intact: yes" in infotext(js), infotext(js)  # clone back, every options as before
     with open(forge.log) as f:
         assert "layout guidance also acts through the attn2 replace patches" in f.read()
+    # the heatmaps' third column is recorded through the replaced blocks too
+    sheet = forge.txt2img({**spec, "guidance_steps": 0.5, "heatmaps": True}, replace=True, **size)
+    assert sheet_width(sheet) == 3 * 128
 
 
 def test_after_an_error_under_guided_replace_patches_everything_is_as_before(forge):
