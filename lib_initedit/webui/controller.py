@@ -6,11 +6,11 @@ from ..sampling_hooks import SamplingHooks
 from ..spec import ERROR_KEY, INFOTEXT_KEY, InitEditSpec, SpecError
 from . import args as script_args
 from . import hosts, settings
+from .console import say_once
 from .session import LOG_PREFIX, Session, base_extra, infotext_image_index
 
 host = hosts.select_host()  # the adapter of the running WebUI: A1111 (host.py) or Forge's backend (host_forge.py)
 SESSION_ATTR = "_initedit_session"
-_said: set[str] = set()
 _bases = keep.BaseCache(0)  # recent plain first passes, the bases of 'Keep the rest'; sized by the setting
 
 
@@ -18,12 +18,6 @@ def base_cache() -> keep.BaseCache:
     """The process's base cache, resized to the setting (MB; 0 = off) each time it is asked for."""
     _bases.resize(int(float(host.opt(settings.KEEP_CACHE_OPTION, settings.KEEP_CACHE_DEFAULT_MB)) * 2**20))
     return _bases
-
-
-def say_once(text: str) -> None:
-    if text not in _said:
-        _said.add(text)
-        print(f"{LOG_PREFIX} {text}")
 
 
 def on_process(p, args) -> None:

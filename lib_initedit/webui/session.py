@@ -17,9 +17,9 @@ from ..guidance import LayoutGuidance
 from ..sampling_hooks import SamplingHooks
 from ..spec import NOTE_KEY, RANDOM_SEED_LIMIT, SEED_SPAN, InitEditSpec, LayoutBox
 from . import settings
+from .console import LOG_PREFIX
 from .host_api import Host
 
-LOG_PREFIX = "InitEdit:"
 
 
 @dataclass
