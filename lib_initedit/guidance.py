@@ -83,7 +83,8 @@ class LayoutGuidance:
     strength: bias in logits (0 = off: every output bit-identical). fraction: share of the steps guided.
     columns[b][k]: token positions of box k's phrase in image b's conditioning; boxes[b][k]: (x0, y0, x1, y1).
     size_power: small boxes get ``strength * (size_ref / area) ** size_power`` (capped at 3x; 0 = no scaling);
-    boxes larger than ``size_ref`` get less, down to ``size_floor`` x (1 = never less than ``strength``).
+    boxes larger than ``size_ref`` get less, down to ``size_floor`` x (1 = never less than ``strength``);
+    ``large_inside`` q > 0 scales only the +bias inside a box larger than ``size_ref`` by ``(size_ref / area) ** q``.
     core: the +strength goes to the central ``core`` fraction of the box (each side, around its centre; the
     centre cell at least); the rest of the box gets 0 and the outside -strength (1 = the whole box).
     rows: per image, the row of ``before_call``'s ``cond_rows`` that is its conditioning (default: b).
@@ -92,13 +93,14 @@ class LayoutGuidance:
     def __init__(self, unet: nn.Module, layers: Sequence[Any], strength: float, fraction: float,
                  columns: Sequence[Sequence[Sequence[int]]], boxes: Sequence[Sequence[Sequence[float]]],
                  rows: Sequence[int] | None = None, size_power: float = 0.0, size_ref: float = 0.16,
-                 size_floor: float = 1.0,
+                 size_floor: float = 1.0, large_inside: float = 0.0,
                  core: float = 1.0, edge: str = "centre", query_chunk: int = DEFAULT_QUERY_CHUNK):
         self.unet = unet
         self.modules = [getattr(layer, "module", layer) for layer in layers]
         self.strength = float(strength)
         self.fraction = float(fraction)
         self.size_power, self.size_ref, self.size_floor = float(size_power), float(size_ref), float(size_floor)
+        self.large_inside = float(large_inside)
         self.core = float(core)
         self.edge = edge
         self.query_chunk = max(1, int(query_chunk))
@@ -399,6 +401,12 @@ class LayoutGuidance:
             for c, pairs in enumerate(item.signs):
                 for k, weight in pairs:
                     s = self.strength * weight
+                    if self.large_inside > 0:  # the inside's pull only, weaker for a large box
+                        box = item.boxes[k]
+                        area = max(1e-6, (box[2] - box[0]) * (box[3] - box[1]))
+                        pull = s * min(1.0, self.size_ref / area) ** self.large_inside
+                        bias[:, c] += torch.where(inside[k], pull, -s)
+                        continue
                     if self.edge == "area":
                         bias[:, c] += s * (2 * cover[k] - 1)
                     else:

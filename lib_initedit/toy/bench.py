@@ -65,6 +65,8 @@ METHODS = {  # key -> spec-like setting: InitEditSpec fields (None: no edit)
     "g12s5r2": dict(guidance=12.0, guidance_steps=0.5, rounds=2, _guide=dict(size_power=1.0)),
     "area": dict(_guide=dict(edge="area")),
     "floor05": dict(_guide=dict(size_floor=0.5)),
+    "lin1": dict(_guide=dict(large_inside=1.0)),
+    "lin2": dict(_guide=dict(large_inside=2.0)),
     "floor025": dict(_guide=dict(size_floor=0.25)),
     "reprobe1": dict(_reprobe=dict(step=1)),
     "reprobe2": dict(_reprobe=dict(step=2)),
