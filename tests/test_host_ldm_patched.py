@@ -232,6 +232,29 @@ def test_unsupported_reasons(ldm):
     assert host.unsupported_reason() == "no model is loaded"
 
 
+class ClassicProcessed:
+    def js(self):
+        import json
+        return json.dumps({"extra_generation_params": {}})
+
+
+class ReForgeProcessed:
+    def js(self):
+        import json
+        return json.dumps({"extra_generation_params": {}}, default=lambda o: None)
+
+
+def test_refused_where_processed_js_cannot_serialize_the_per_image_infotext(ldm, monkeypatch):
+    """Forge Classic's Processed.js() has no default=: the callable infotext value would fail every generation."""
+    host, _ = ldm
+    processing = types.SimpleNamespace(Processed=ClassicProcessed)
+    monkeypatch.setitem(sys.modules, "modules.processing", processing)
+    monkeypatch.setattr(sys.modules["modules"], "processing", processing, raising=False)
+    assert "Processed.js()" in host.unsupported_reason()
+    processing.Processed = ReForgeProcessed
+    assert host.unsupported_reason() is None
+
+
 def test_unet_module_is_the_patchers_diffusion_model(ldm):
     host, s = ldm
     assert host.unet_module() is s.unet

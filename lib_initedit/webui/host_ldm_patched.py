@@ -95,7 +95,26 @@ def unsupported_reason() -> str | None:
         text_model()
     except AttributeError:
         return "no text embedder on the model (tokenizer unknown)"
+    if not processed_js_takes_callables():
+        return ("this WebUI's Processed.js() cannot serialize per-image infotext values (Forge Classic: json.dumps "
+                "without default=); InitEdit would make every generation fail")
     return None
+
+
+def processed_js_takes_callables() -> bool:
+    """Forge Classic's ``Processed.js()`` json-dumps ``extra_generation_params`` without ``default=`` (A1111 1.10
+    and reForge pass ``default=lambda o: None``): a callable value there, A1111's per-image infotext form that
+    the controller uses for InitEdit's key, fails every API and UI generation (HTTP 500). Until the controller's
+    value is JSON-serializable too (docs/reforge.md, Blockers), InitEdit stays off there."""
+    import inspect
+
+    try:
+        from modules import processing
+
+        source = inspect.getsource(processing.Processed.js)
+    except Exception:  # no such method, or no source: nothing known against it
+        return True
+    return "default=" in source
 
 
 # ------------------------------------------------------------------------------------------- noise

@@ -154,6 +154,9 @@ EOF
       -e 's/^torch$/torch==2.13.0  # [reforge-lab] the CPU build/' \
       -e 's/^torch[<>=].*/torch==2.13.0  # [reforge-lab] the CPU build/' \
       "$WEBUI/$REQS_FILE" > "$REFORGE_LAB/requirements_lab.txt"
+  # Forge Classic pins no setuptools: torch's (84) has no pkg_resources, which pytorch_lightning imports
+  grep -q "^setuptools" "$REFORGE_LAB/requirements_lab.txt" \
+    || echo "setuptools==80.9.0  # [reforge-lab] added: pkg_resources for pytorch_lightning; torch 2.13 needs >=77.0.3" >> "$REFORGE_LAB/requirements_lab.txt"
   diff "$WEBUI/$REQS_FILE" "$REFORGE_LAB/requirements_lab.txt" | sed 's/^/   /' || true
   local STAMP="$REFORGE_LAB/venv/.reforge-lab-reqs" HASH
   HASH=$(cat "$REFORGE_LAB/requirements_lab.txt" "$REFORGE_LAB/constraints.txt" | sha256sum | cut -c1-16)
@@ -222,9 +225,12 @@ run() {  # run [port] [extra launch args...]
     [[ -L "$ext" ]] && allow+=(--gradio-allowed-path "$(readlink -f "$ext")")
   done
   cd "$WEBUI"
+  # the models folder: reForge has A1111 1.10's --models-dir, Forge Classic calls it --model-ref
+  local models_flag=--models-dir
+  grep -q -- '"--models-dir"' modules/cmd_args.py || models_flag=--model-ref
   "$VPY" launch.py --skip-prepare-environment --skip-install --skip-python-version-check \
       --skip-torch-cuda-test --skip-version-check --always-cpu --api --port "$PORT" \
-      --ckpt "$CKPT" --no-download-sd-model --data-dir "$REFORGE_LAB/data" --models-dir "$REFORGE_LAB/models" \
+      --ckpt "$CKPT" --no-download-sd-model --data-dir "$REFORGE_LAB/data" "$models_flag" "$REFORGE_LAB/models" \
       --disable-console-progressbars "${allow[@]}" "$@" > "$LOGS/webui-$PORT.log" 2>&1 &
   echo $! > "$LOGS/webui-$PORT.pid"
   echo "started pid $(cat "$LOGS/webui-$PORT.pid"), log $LOGS/webui-$PORT.log"
