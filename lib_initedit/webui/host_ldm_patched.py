@@ -22,7 +22,7 @@ So most functions are the A1111 host's; what differs:
 - the hooks go on ``forge_objects.unet.model.diffusion_model`` (``ldm_patched/ldm/modules`` UNet whose
   ``attn2`` are ``CrossAttention`` with ``to_q``/``to_k``/``heads``/``dim_head`` and no ``scale``);
 - layout guidance also acts where an attn2 replace patch bypasses ``attn2.forward`` (Forge 2's
-  ``host_forge.guide_replaced_attention``: the block structure and patch keys are the same);
+  ``forge_replace.guide_replaced_attention``: the block structure and patch keys are the same);
 - ``unsupported_reason`` knows these models (SD1/SD2/SDXL with an EPS or V UNet) instead of refusing
   every model with ``forge_objects`` as ``host.py`` does.
 
@@ -42,10 +42,11 @@ import torch
 from modules import shared
 
 from . import host as a1111
-from .host_forge import cond_rows, guide_replaced_attention, probe_model_options
+from .console import say_once
+from .forge_replace import guide_replaced_attention
+from .host_forge import cond_rows, probe_model_options
 
 NAME = "ldm_patched"
-_said: set[str] = set()
 
 # the A1111 host's functions that hold here unchanged (A1111's sampler shape, rng and text embedders)
 noise_stream = a1111.noise_stream
@@ -61,12 +62,6 @@ subprompts_at_step0 = a1111.subprompts_at_step0
 cond_rows_of = a1111.cond_rows_of
 
 SUPPORTED_MODEL_TYPES = ("EPS", "V_PREDICTION")
-
-
-def _say_once(text: str) -> None:
-    if text not in _said:
-        _said.add(text)
-        print(f"InitEdit: {text}")
 
 
 # ------------------------------------------------------------------------------------------- support
@@ -138,9 +133,9 @@ def hook_sampling(p, hooks):
     ``total_steps``), with attn2 *replace* patches guided too while they run: ldm_patched's
     ``BasicTransformerBlock`` has Forge 2's ``attn2_patch`` / ``patches_replace["attn2"]`` /
     ``attn2_output_patch`` sequence and ``transformer_options["block"]`` / ``"block_index"`` keys, and the
-    sampler reads ``sd_model.forge_objects.unet`` (a per-batch shallow copy) at every call, so Forge's
-    ``guide_replaced_attention`` (a guided clone in its place while the sampler runs, put back in finally)
-    applies as it is."""
+    sampler reads ``sd_model.forge_objects.unet`` (a per-batch shallow copy) at every call, so
+    ``forge_replace.guide_replaced_attention`` (a guided clone in its place while the sampler runs, put back in
+    finally) applies as it is."""
     return a1111.hook_sampling(p, guide_replaced_attention(p, hooks))
 
 
@@ -221,7 +216,7 @@ def probe_call(p, x: torch.Tensor, c, rows: list[int]):
         options, dropped = probe_model_options(probe_patcher.model_options)
         probe_patcher.model_options = options
         if dropped:
-            _say_once(f"the layout probe leaves out attn2 replace patches of {len(dropped)} block(s) "
+            say_once(f"the layout probe leaves out attn2 replace patches of {len(dropped)} block(s) "
                       "(e.g. IP-Adapter): it reads the text cross-attention without them")
         cond = forge_sampler.cond_from_a1111_to_patched_ldm(conds)
         if isinstance(image_cond, torch.Tensor) and image_cond.shape[0] == noise.shape[0] \
