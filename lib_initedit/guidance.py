@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 from . import attention
+from .box_bias import BoxBias
 
 DEFAULT_QUERY_CHUNK = 1024
 GUIDE_LAYER_CHOICES = ("level", "down", "all")  # which attn2 modules are guided, see select_guided_layers
@@ -82,27 +83,20 @@ class LayoutGuidance:
     layers: ``attention.CrossAttentionLayer`` items (or attn2 modules) to guide.
     strength: bias in logits (0 = off: every output bit-identical). fraction: share of the steps guided.
     columns[b][k]: token positions of box k's phrase in image b's conditioning; boxes[b][k]: (x0, y0, x1, y1).
-    size_power: small boxes get ``strength * (size_ref / area) ** size_power`` (capped at 3x; 0 = no scaling);
-    boxes larger than ``size_ref`` get less, down to ``size_floor`` x (1 = never less than ``strength``);
-    ``large_inside`` q > 0 scales only the +bias inside a box larger than ``size_ref`` by ``(size_ref / area) ** q``.
-    core: the +strength goes to the central ``core`` fraction of the box (each side, around its centre; the
-    centre cell at least); the rest of the box gets 0 and the outside -strength (1 = the whole box).
     rows: per image, the row of ``before_call``'s ``cond_rows`` that is its conditioning (default: b).
+    bias / bias_fields: how each box becomes its phrase's bias (``box_bias.BoxBias``, or its fields, e.g.
+    ``size_power=1``: small boxes get a stronger bias).
     """
 
     def __init__(self, unet: nn.Module, layers: Sequence[Any], strength: float, fraction: float,
                  columns: Sequence[Sequence[Sequence[int]]], boxes: Sequence[Sequence[Sequence[float]]],
-                 rows: Sequence[int] | None = None, size_power: float = 0.0, size_ref: float = 0.16,
-                 size_floor: float = 1.0, large_inside: float = 0.0,
-                 core: float = 1.0, edge: str = "centre", query_chunk: int = DEFAULT_QUERY_CHUNK):
+                 rows: Sequence[int] | None = None, bias: BoxBias | None = None,
+                 query_chunk: int = DEFAULT_QUERY_CHUNK, **bias_fields):
         self.unet = unet
         self.modules = [getattr(layer, "module", layer) for layer in layers]
         self.strength = float(strength)
         self.fraction = float(fraction)
-        self.size_power, self.size_ref, self.size_floor = float(size_power), float(size_ref), float(size_floor)
-        self.large_inside = float(large_inside)
-        self.core = float(core)
-        self.edge = edge
+        self.box_bias = bias if bias is not None else BoxBias(**bias_fields)
         self.query_chunk = max(1, int(query_chunk))
         self.rows = list(rows) if rows is not None else None
         self.items: list[_Item] = []
@@ -111,7 +105,7 @@ class LayoutGuidance:
             distinct: dict[int, list[tuple[int, float]]] = {}
             for k, (positions, box) in enumerate(zip(cols, item_boxes)):
                 for p in positions:
-                    distinct.setdefault(int(p), []).append((k, self._box_strength(box)))
+                    distinct.setdefault(int(p), []).append((k, self.box_bias.weight(box)))
             self.items.append(_Item(sorted(distinct), [distinct[c] for c in sorted(distinct)],
                                     [tuple(float(v) for v in box) for box in item_boxes],
                                     [[int(p) for p in positions] for positions in cols[:len(item_boxes)]]))
@@ -133,10 +127,11 @@ class LayoutGuidance:
     def from_spec(cls, unet: nn.Module, spec, columns, boxes, rows=None, layers: str | None = None,
                   size_power: float | None = None, **kw) -> "LayoutGuidance":
         """Built from an ``InitEditSpec``'s layout fields: ``guidance`` (strength), ``guidance_steps``
-        (fraction), and, where the spec has them, ``guidance_layers`` / ``guidance_size``; ``layers`` /
-        ``size_power`` override those (ablations)."""
+        (fraction), ``guidance_core`` (the pulled centre of a large box), and, where the spec has them,
+        ``guidance_layers`` / ``guidance_size``; ``layers`` / ``size_power`` / ``kw`` override those (ablations)."""
         choice = layers or getattr(spec, "guidance_layers", DEFAULT_GUIDED_LAYERS)
         power = getattr(spec, "guidance_size", DEFAULT_SIZE_POWER) if size_power is None else size_power
+        kw.setdefault("large_core", getattr(spec, "guidance_core", 1.0))
         return cls(unet, select_guided_layers(unet, choice), spec.guidance, spec.guidance_steps, columns, boxes,
                    rows=rows, size_power=power, **kw)
 
@@ -154,12 +149,6 @@ class LayoutGuidance:
 
     def first_unguided(self, total: int) -> int:
         return math.ceil(self.fraction * max(1, int(total)) - 1e-9)
-
-    def _box_strength(self, box) -> float:
-        if self.size_power <= 0:
-            return 1.0
-        area = max(1e-6, (box[2] - box[0]) * (box[3] - box[1]))
-        return float(min(3.0, max(self.size_floor, (self.size_ref / area) ** self.size_power)))
 
     @property
     def enabled(self) -> bool:
@@ -390,27 +379,10 @@ class LayoutGuidance:
         key = (b, h, w, str(device))
         if key not in self._bias_cache:
             item = self.items[b]
-            from .layout import box_cells
-            inside = [box_cells(box, h, w).flatten() for box in item.boxes]
-            cores = [box_cells(_shrink(box, self.core), h, w).flatten() & inside[k] if self.core < 1 else inside[k]
-                     for k, box in enumerate(item.boxes)]
             bias = torch.zeros(h * w, len(item.columns), dtype=torch.float32)
-            if self.edge == "area":  # a cell half in the box gets 0: coarse layers see the box as it is
-                from .layout import box_coverage
-                cover = [box_coverage(box, h, w).flatten() for box in item.boxes]
             for c, pairs in enumerate(item.signs):
                 for k, weight in pairs:
-                    s = self.strength * weight
-                    if self.large_inside > 0:  # the inside's pull only, weaker for a large box
-                        box = item.boxes[k]
-                        area = max(1e-6, (box[2] - box[0]) * (box[3] - box[1]))
-                        pull = s * min(1.0, self.size_ref / area) ** self.large_inside
-                        bias[:, c] += torch.where(inside[k], pull, -s)
-                        continue
-                    if self.edge == "area":
-                        bias[:, c] += s * (2 * cover[k] - 1)
-                    else:
-                        bias[:, c] += torch.where(cores[k], s, torch.where(inside[k], 0.0, -s))
+                    bias[:, c] += self.box_bias.column(item.boxes[k], self.strength * weight, h, w)
             self._bias_cache[key] = (bias.to(device), torch.tensor(item.columns, dtype=torch.long, device=device))
         return self._bias_cache[key]
 
@@ -458,12 +430,6 @@ def _keep(stash: dict, key: str, x: torch.Tensor, context: torch.Tensor):
             stash[key] = output
         return None
     return hook
-
-
-def _shrink(box, core: float) -> tuple:
-    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    hw, hh = (box[2] - box[0]) * core / 2, (box[3] - box[1]) * core / 2
-    return (cx - hw, cy - hh, cx + hw, cy + hh)
 
 
 def _layer_hw(n: int, latent_hw: tuple[int, int] | None) -> tuple[int, int]:

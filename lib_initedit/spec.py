@@ -30,6 +30,7 @@ MAX_GUIDANCE = 20.0  # additive score bias, logits
 LIMITS = {
     "seed": (-1, MAX_SEED), "strength": (0.0, 1.0), "feather": (0.0, 0.5),  # per region
     "rounds": (1, MAX_ROUNDS), "candidates": (1, MAX_CANDIDATES), "keep": (0.0, 1.0), "guidance": (0.0, MAX_GUIDANCE), "guidance_steps": (0.0, 1.0),
+    "guidance_core": (0.1, 1.0),
 }
 
 # Infotext keys: the resolved spec, a refusal, and what was skipped.
@@ -40,9 +41,9 @@ NOTE_KEY = "InitEdit note"
 # What a spec written before a field existed meant by leaving it out. Infotexts are read with these
 # (``parse_infotext``), so an old image reproduces exactly although the field's default has changed;
 # ``to_dict`` always writes these fields so that new infotexts never rely on a default.
-LEGACY_VALUES = {"keep": 0.0, "guidance": 0.0, "guidance_steps": 0.3}
+LEGACY_VALUES = {"keep": 0.0, "guidance": 0.0, "guidance_steps": 0.3, "guidance_core": 1.0}
 # Fields written whenever this list is not empty, so an infotext never depends on a default that may change.
-_SECTION_OF = {"keep": "reroll", "guidance": "layout", "guidance_steps": "layout"}
+_SECTION_OF = {"keep": "reroll", "guidance": "layout", "guidance_steps": "layout", "guidance_core": "layout"}
 
 
 class SpecError(ValueError):
@@ -95,6 +96,8 @@ class InitEditSpec:
     guidance: float = 8.0  # layout: score bias (logits) for each phrase inside its box, minus outside; 0 = off
     guidance_steps: float = 0.5  # layout: fraction of the steps that are guided (toy world: docs/layout.md)
     candidates: int = 1  # layout: probe this many noises (the seed's and K-1 derived ones), fill boxes from all
+    guidance_core: float = 0.7  # layout: a box larger than 16 % of the image pulls its phrase in only in its
+    # central fraction (per side); the rest of the box is neutral (1 = the whole box; less leak, docs/layout.md)
 
     @property
     def is_empty(self) -> bool:
@@ -159,6 +162,8 @@ def parse_spec(value: Any) -> InitEditSpec:
         guidance_steps=_float(value.get("guidance_steps", default.guidance_steps), "guidance_steps",
                               *LIMITS["guidance_steps"]),
         candidates=_int(value.get("candidates", default.candidates), "candidates", *LIMITS["candidates"]),
+        guidance_core=_float(value.get("guidance_core", default.guidance_core), "guidance_core",
+                             *LIMITS["guidance_core"]),
     )
 
 

@@ -371,6 +371,16 @@ def test_from_spec_and_layer_choices(unet):
     assert g.strength == 2.0 and g.fraction == 0.5 and g.enabled
     assert not LayoutGuidance.from_spec(unet, InitEditSpec(guidance=0.0), COLUMNS, BOXES).enabled
     assert g.guided_at(4, 10) and not g.guided_at(5, 10)
+    # guidance_core: a large box (the second of image 0, 0.375 of the image) pulls only in its centre
+    bias = LayoutGuidance.from_spec(unet, InitEditSpec(guidance=2.0, guidance_core=0.5), COLUMNS, BOXES)._bias(0, 8, 8, "cpu")[0]
+    whole = LayoutGuidance.from_spec(unet, InitEditSpec(guidance=2.0, guidance_core=1.0), COLUMNS, BOXES)._bias(0, 8, 8, "cpu")[0]
+    large = bias[:, 1].reshape(8, 8)  # column 4: box (0.5, 0.25, 1, 1), cells rows 2-7, cols 4-7
+    assert large[4, 5] > 0 and large[2, 4] == 0 and large[0, 0] < 0  # centre pulls, the rim is neutral
+    assert torch.equal(whole[:, 1].reshape(8, 8)[2:, 4:] > 0, torch.ones(6, 4, dtype=torch.bool))
+    small = [[(0.0, 0.0, 0.3, 0.3)]]  # 0.09 of the image: the whole box pulls whatever guidance_core says
+    cored, plain = (LayoutGuidance.from_spec(unet, InitEditSpec(guidance=2.0, guidance_core=c), [[[2]]], small)
+                    ._bias(0, 8, 8, "cpu")[0] for c in (0.5, 1.0))
+    assert torch.equal(cored, plain) and int((plain > 0).sum()) == 4
 
 
 def test_a_marker_token_prepended_to_the_cond_rows_still_matches():

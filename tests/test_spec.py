@@ -22,7 +22,7 @@ FULL = {
     "vary": "reroll",
     "layout": [{"phrase": "red car", "box": [0.0, 0.0, 0.5, 1.0]}, {"phrase": "cat", "box": [0.5, 0.25, 1.0, 0.75]}],
     "rounds": 2, "hires": True, "method": "rebuild", "layers": "paper", "heatmaps": True,
-    "keep": 0.5, "guidance": 3.0, "guidance_steps": 0.25, "candidates": 3,
+    "keep": 0.5, "guidance": 3.0, "guidance_steps": 0.25, "candidates": 3, "guidance_core": 0.5,
 }
 
 
@@ -96,6 +96,7 @@ BAD = [
     ({"guidance": -1}, "guidance: -1 is outside 0..20"),
     ({"guidance_steps": "all"}, "guidance_steps: must be a number"),
     ({"candidates": 9}, "candidates: 9 is outside 1..8"),
+    ({"guidance_core": 0}, "guidance_core: 0 is outside 0.1..1"),
     ({"candidates": 1.5}, "candidates: must be a whole number"),
     ({"reroll": [{"box": [0, 0, 1, 1]}] * (MAX_REGIONS + 1)}, f"reroll: {MAX_REGIONS + 1} items; at most {MAX_REGIONS}"),
     ({"layout": [{"phrase": "cat", "box": [0, 0, 1, 1]}] * (MAX_BOXES + 1)}, f"layout: {MAX_BOXES + 1} boxes; at most"),

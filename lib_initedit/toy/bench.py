@@ -66,6 +66,8 @@ METHODS = {  # key -> spec-like setting: InitEditSpec fields (None: no edit)
     "area": dict(_guide=dict(edge="area")),
     "floor05": dict(_guide=dict(size_floor=0.5)),
     "lin1": dict(_guide=dict(large_inside=1.0)),
+    "lcore05": dict(_guide=dict(large_core=0.5)),
+    "lcore07": dict(_guide=dict(large_core=0.7)),
     "lin2": dict(_guide=dict(large_inside=2.0)),
     "floor025": dict(_guide=dict(size_floor=0.25)),
     "reprobe1": dict(_reprobe=dict(step=1)),
