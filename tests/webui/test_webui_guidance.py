@@ -47,7 +47,7 @@ def test_an_infotext_from_before_guidance_reproduces_its_image(webui):
     old = webui.txt2img({"layout": BOXES, "guidance": 0.0}, steps=6, seed=4)
     text = infotext(old)
     spec = initedit_of(old)
-    legacy = {k: v for k, v in spec.items() if k not in ("guidance", "guidance_steps")}
+    legacy = {k: v for k, v in spec.items() if k not in ("guidance", "guidance_steps", "guidance_core")}
     quoted = json.dumps(json.dumps(spec, separators=(",", ":")))
     assert quoted in text
     text = text.replace(quoted, json.dumps(json.dumps(legacy, separators=(",", ":"))))
@@ -58,6 +58,25 @@ def test_an_infotext_from_before_guidance_reproduces_its_image(webui):
     assert np.array_equal(pixels(js), pixels(old))
     now = webui.txt2img({"layout": BOXES}, steps=6, seed=4)  # today's default guidance: another image
     assert not np.array_equal(pixels(now), pixels(old))
+
+
+def test_an_infotext_from_before_guidance_core_reproduces_its_image(webui):
+    """Infotexts written with guidance but before "guidance_core" existed (the whole box pulled) are read
+    with guidance_core 1 and reproduce; today's default (0.7) changes the image of a large box."""
+    import json
+
+    large = {"layout": [{"phrase": "cat", "box": [0, 0, 0.8, 1]}], "guidance": 8.0, "guidance_steps": 0.5}
+    old = webui.txt2img({**large, "guidance_core": 1.0}, steps=6, seed=5)
+    spec = initedit_of(old)
+    quoted = json.dumps(json.dumps(spec, separators=(",", ":")))
+    legacy = {k: v for k, v in spec.items() if k != "guidance_core"}
+    text = infotext(old).replace(quoted, json.dumps(json.dumps(legacy, separators=(",", ":"))))
+    assert "guidance_core" not in text
+    status, js = webui.request("POST", "/sdapi/v1/txt2img", {"infotext": text, "send_images": True,
+                                                             "save_images": False})
+    assert status == 200 and np.array_equal(pixels(js), pixels(old))
+    now = webui.txt2img(large, steps=6, seed=5)
+    assert initedit_of(now)["guidance_core"] == 0.7 and not np.array_equal(pixels(now), pixels(old))
 
 
 def test_forwards_and_hooks_are_restored_after_success(webui):
