@@ -411,3 +411,14 @@ def test_a_reroll_finds_the_base_a_plain_generation_recorded():
         assert base_extra(spec) == base_extra(InitEditSpec())
     layout = parse_spec({"layout": [{"phrase": "cat", "box": [0, 0, 0.5, 1]}], "guidance": 3.0})
     assert base_extra(layout.replace(reroll=spec.reroll, keep=0.3)) == base_extra(layout) != base_extra(InitEditSpec())
+
+
+def test_per_image_infotext_is_callable_per_image_and_plain_json_text():
+    """A1111 calls the value per image; Forge Classic's Processed.js json-dumps it without default=."""
+    import json
+
+    from lib_initedit.webui.session import PerImageInfotext
+    value = PerImageInfotext('{"rounds":2}', lambda index=0, **kw: f'{{"image":{index}}}')
+    assert callable(value) and value(index=3) == '{"image":3}'
+    assert json.loads(json.dumps({"InitEdit": value})) == {"InitEdit": '{"rounds":2}'}
+    assert value == '{"rounds":2}' and isinstance(value, str)

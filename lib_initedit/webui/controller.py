@@ -6,8 +6,8 @@ from ..sampling_hooks import SamplingHooks
 from ..spec import ERROR_KEY, INFOTEXT_KEY, InitEditSpec, SpecError
 from . import args as script_args
 from . import hosts, settings
-from .console import say_once
-from .session import LOG_PREFIX, Session, base_extra, infotext_image_index
+from .console import LOG_PREFIX, say_once
+from .session import PerImageInfotext, Session, base_extra, infotext_image_index
 
 host = hosts.select_host()  # the adapter of the running WebUI: A1111 (host.py) or Forge's backend (host_forge.py)
 SESSION_ATTR = "_initedit_session"
@@ -44,7 +44,10 @@ def on_process(p, args) -> None:
         return
     session = Session.start(p, spec, host, notes, cache=base_cache())
     setattr(p, SESSION_ATTR, session)
-    p.extra_generation_params[INFOTEXT_KEY] = lambda **kw: session.image_specs[infotext_image_index(len(session.image_specs), **kw)].to_json()
+    p.extra_generation_params[INFOTEXT_KEY] = PerImageInfotext(
+        session.spec.to_json(),
+        lambda **kw: session.image_specs[infotext_image_index(len(session.image_specs), **kw)].to_json())
+
 
 
 def on_before_sampling(p, x, noise, c, uc=None) -> None:

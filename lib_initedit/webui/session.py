@@ -300,3 +300,17 @@ def infotext_image_index(count: int, p=None, index=0, all_prompts=None, **_) -> 
     if p is not None and all_prompts is getattr(p, "prompts", None):
         index = int(getattr(p, "iteration", 0)) * int(getattr(p, "batch_size", 1)) + int(index or 0)
     return max(0, min(int(index or 0), count - 1))
+
+
+class PerImageInfotext(str):
+    """InitEdit's infotext value: ``create_infotext`` calls it for each image (A1111 1.9+ per-image values); a
+    WebUI that JSON-dumps ``extra_generation_params`` without ``default=`` (Forge Classic's ``Processed.js``)
+    writes it as the generation's spec text instead of failing."""
+
+    def __new__(cls, text: str, per_image):
+        obj = super().__new__(cls, text)
+        obj.per_image = per_image
+        return obj
+
+    def __call__(self, **kw) -> str:
+        return self.per_image(**kw)
