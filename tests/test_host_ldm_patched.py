@@ -154,6 +154,8 @@ def ldm(monkeypatch):
         "k_diff": types.ModuleType("k_diff"),
         "k_diff.k_diffusion": types.ModuleType("k_diff.k_diffusion"),
         "k_diff.k_diffusion.sampling": Brownian("k_diff"),
+        "k_diffusion": types.ModuleType("k_diffusion"),
+        "k_diffusion.sampling": Brownian("k_diffusion"),  # Forge Classic: ldm_patched/k_diffusion on sys.path
         "modules_forge": types.ModuleType("modules_forge"),
         "modules_forge.forge_sampler": types.SimpleNamespace(
             cond_from_a1111_to_patched_ldm=cond_from_a1111_to_patched_ldm,
@@ -230,29 +232,6 @@ def test_unsupported_reasons(ldm):
     assert "UNet patcher" in host.unsupported_reason()
     s.shared.sd_model = None
     assert host.unsupported_reason() == "no model is loaded"
-
-
-class ClassicProcessed:
-    def js(self):
-        import json
-        return json.dumps({"extra_generation_params": {}})
-
-
-class ReForgeProcessed:
-    def js(self):
-        import json
-        return json.dumps({"extra_generation_params": {}}, default=lambda o: None)
-
-
-def test_refused_where_processed_js_cannot_serialize_the_per_image_infotext(ldm, monkeypatch):
-    """Forge Classic's Processed.js() has no default=: the callable infotext value would fail every generation."""
-    host, _ = ldm
-    processing = types.SimpleNamespace(Processed=ClassicProcessed)
-    monkeypatch.setitem(sys.modules, "modules.processing", processing)
-    monkeypatch.setattr(sys.modules["modules"], "processing", processing, raising=False)
-    assert "Processed.js()" in host.unsupported_reason()
-    processing.Processed = ReForgeProcessed
-    assert host.unsupported_reason() is None
 
 
 def test_unet_module_is_the_patchers_diffusion_model(ldm):
@@ -380,12 +359,15 @@ def test_text_through_the_a1111_embedders(ldm):
     assert host.prompt_chunks("a cat") == [chunks[0][:2]]
 
 
-@pytest.mark.parametrize("backend", ["A1111", "ldm patched (Comfy)"])
-def test_brownian_noise_from_the_k_diffusion_in_use(ldm, backend):
+@pytest.mark.parametrize("backend,where", [("A1111", "k_diff"), ("ldm patched (Comfy)", "ldm_patched"),
+                                           (None, "k_diffusion")])  # None: Forge Classic has no such option
+def test_brownian_noise_from_the_k_diffusion_in_use(ldm, backend, where):
     host, s = ldm
-    s.shared.opts.sd_sampling = backend
-    where = host.brownian_noise(torch.zeros(1, 4, 8, 8), torch.tensor([14.6, 3.0, 0.5, 0.0]), [7])
-    assert where == ("k_diff" if backend == "A1111" else "ldm_patched")
+    if backend is None:
+        del s.shared.opts.sd_sampling
+    else:
+        s.shared.opts.sd_sampling = backend
+    assert host.brownian_noise(torch.zeros(1, 4, 8, 8), torch.tensor([14.6, 3.0, 0.5, 0.0]), [7]) == where
     assert s.calls.brownian == [(where, 0.5, pytest.approx(14.6), [7])]
 
 

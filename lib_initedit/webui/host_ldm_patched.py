@@ -17,8 +17,8 @@ So most functions are the A1111 host's; what differs:
   gives it ``x_T * sigma0`` (k-diffusion; ``x_T * sqrt(1 + sigma0^2)`` with *SGM noise multiplier*), or for
   DDIM / PLMS / UniPC (``CFGDenoiserTimesteps``, ``classic_ddim_eps_estimation``) the sigma of their first
   timestep and ``x_T * sqrt(1 + sigma^2)``, which the UNet sees as x_T;
-- the SDE samplers' Brownian noise comes from the k-diffusion the WebUI samples with (the
-  ``sd_sampling`` option: reForge's own ``k_diff`` or ``ldm_patched.k_diffusion``);
+- the SDE samplers' Brownian noise comes from the k-diffusion the WebUI samples with (reForge's
+  ``sd_sampling`` option: its own ``k_diff`` or ``ldm_patched.k_diffusion``; Forge Classic: ``k_diffusion``);
 - the hooks go on ``forge_objects.unet.model.diffusion_model`` (``ldm_patched/ldm/modules`` UNet whose
   ``attn2`` are ``CrossAttention`` with ``to_q``/``to_k``/``heads``/``dim_head`` and no ``scale``);
 - layout guidance also acts where an attn2 replace patch bypasses ``attn2.forward`` (Forge 2's
@@ -90,39 +90,31 @@ def unsupported_reason() -> str | None:
         text_model()
     except AttributeError:
         return "no text embedder on the model (tokenizer unknown)"
-    if not processed_js_takes_callables():
-        return ("this WebUI's Processed.js() cannot serialize per-image infotext values (Forge Classic: json.dumps "
-                "without default=); InitEdit would make every generation fail")
     return None
-
-
-def processed_js_takes_callables() -> bool:
-    """Forge Classic's ``Processed.js()`` json-dumps ``extra_generation_params`` without ``default=`` (A1111 1.10
-    and reForge pass ``default=lambda o: None``): a callable value there, A1111's per-image infotext form that
-    the controller uses for InitEdit's key, fails every API and UI generation (HTTP 500). Until the controller's
-    value is JSON-serializable too (docs/reforge.md, Blockers), InitEdit stays off there."""
-    import inspect
-
-    try:
-        from modules import processing
-
-        source = inspect.getsource(processing.Processed.js)
-    except Exception:  # no such method, or no source: nothing known against it
-        return True
-    return "default=" in source
 
 
 # ------------------------------------------------------------------------------------------- noise
 def brownian_noise(x, sigmas, seeds):
-    """The SDE samplers' Brownian noise as ``Sampler.create_noise_sampler`` makes it, from the k-diffusion
-    the WebUI samples with (``sd_sampling``: "A1111" -> ``k_diff.k_diffusion``, else ``ldm_patched``'s)."""
-    if opt("sd_sampling", "A1111") == "A1111":
-        try:
-            sampling = import_module("k_diff.k_diffusion.sampling")
-        except ImportError:  # Forge Classic: no k_diff/, ldm_patched's k-diffusion is the one
-            sampling = import_module("ldm_patched.k_diffusion.sampling")
+    """The SDE samplers' Brownian noise as ``Sampler.create_noise_sampler`` makes it, from the k-diffusion the
+    WebUI samples with: reForge's ``sd_sampling`` option picks ``k_diff.k_diffusion`` ("A1111") or
+    ``ldm_patched.k_diffusion``; Forge Classic has no such option and imports ``ldm_patched/k_diffusion`` as the
+    top-level ``k_diffusion`` (``modules/paths.py`` puts ``ldm_patched`` on ``sys.path``)."""
+    choice = opt("sd_sampling", None)
+    if choice == "A1111":
+        names = ("k_diff.k_diffusion.sampling", "ldm_patched.k_diffusion.sampling")
+    elif choice is not None:
+        names = ("ldm_patched.k_diffusion.sampling",)
     else:
-        sampling = import_module("ldm_patched.k_diffusion.sampling")
+        names = ("k_diffusion.sampling", "ldm_patched.k_diffusion.sampling")
+    sampling = None
+    for name in names:
+        try:
+            sampling = import_module(name)
+            break
+        except ImportError:
+            continue
+    if sampling is None:
+        raise ImportError(f"no k-diffusion sampling module among {', '.join(names)}")
     sigma_min, sigma_max = sigmas[sigmas > 0].min(), sigmas.max()
     return sampling.BrownianTreeNoiseSampler(x, sigma_min, sigma_max, seed=list(seeds))
 
