@@ -297,6 +297,10 @@ def test_infotext_index_is_global():
     p = types.SimpleNamespace(prompts=["a", "b"], iteration=1, batch_size=2)
     assert _image_index(4, p=p, index=1, all_prompts=p.prompts) == 3
     assert _image_index(4, p=p, index=1, all_prompts=["a", "b", "c", "d"]) == 1
+    # reForge: a cleaned copy of the batch's prompts, but the batch's own seed list
+    p.seeds = [11, 12]
+    assert _image_index(4, p=p, index=1, all_prompts=["a", "b"], all_seeds=p.seeds) == 3
+    assert _image_index(4, p=p, index=1, all_prompts=["a", "b", "c", "d"], all_seeds=[10, 11, 12, 13]) == 1
 
 
 def test_sde_noise_follows_the_reroll_seed_and_the_patch_is_undone():

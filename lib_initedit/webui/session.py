@@ -292,12 +292,14 @@ def spec_for_image(spec: InitEditSpec, index: int) -> InitEditSpec:
     return spec.replace(reroll=tuple(dataclasses.replace(r, seed=(r.seed + index) % SEED_SPAN) for r in spec.reroll))
 
 
-def infotext_image_index(count: int, p=None, index=0, all_prompts=None, **_) -> int:
+def infotext_image_index(count: int, p=None, index=0, all_prompts=None, all_seeds=None, **_) -> int:
     """The global image index of a create_infotext call (A1111 1.9+ calls per-image values with locals()).
 
-    Inside the batch loop it is called with the batch's own prompt list and a batch-local index.
+    Inside the batch loop it is called with the batch's own prompt and seed lists and a batch-local index
+    (reForge passes a cleaned copy of the prompts there, but the batch's own ``p.seeds``).
     """
-    if p is not None and all_prompts is getattr(p, "prompts", None):
+    in_batch = all_prompts is getattr(p, "prompts", None) or (all_seeds is not None and all_seeds is getattr(p, "seeds", None))
+    if p is not None and in_batch:
         index = int(getattr(p, "iteration", 0)) * int(getattr(p, "batch_size", 1)) + int(index or 0)
     return max(0, min(int(index or 0), count - 1))
 
