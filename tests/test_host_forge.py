@@ -335,7 +335,7 @@ def test_select_host_by_feature(selection):
     present.clear()
     present.add("ldm_patched")
     assert hosts.backend_kind(forge_model) == "ldm_patched"
-    assert hosts.select_host(forge_model).endswith(".host")  # reForge / Classic: host.py says it is unsupported
+    assert hosts.select_host(forge_model).endswith(".host")  # ldm_patched without its samplers: not a known line
     assert all(name.startswith("lib_initedit.webui.") for name in chosen)
 
 
