@@ -378,3 +378,23 @@ def check_probe_matches_first_call(target: CapturedWebUI, sampler: str, settings
     np.testing.assert_allclose(after["t"], first["t"][:1], rtol=1e-5, atol=1e-3)
     np.testing.assert_allclose(after["c"], first["c"][:1], rtol=1e-5, atol=1e-5)
     return meta
+
+
+def xyz_args(webui, x_label: str, x_values: str, sub_images: bool = True) -> list:
+    """Positional script_args for the txt2img X/Y/Z plot, built from /sdapi/v1/script-info by label (reForge's
+    xyz_grid has more arguments than A1111's): X is ``x_label`` with ``x_values``, each cell's image returned
+    (``sub_images``), the rest their defaults."""
+    status, scripts = webui.get("/sdapi/v1/script-info")
+    assert status == 200, scripts
+    xyz = next(s for s in scripts if s["name"] == "x/y/z plot" and not s["is_img2img"])
+    args = []
+    for i, arg in enumerate(xyz["args"]):
+        label, value = arg.get("label") or "", arg.get("value")
+        if label.endswith(" type"):  # an index dropdown: script-info shows its label
+            value = arg["choices"].index(x_label if i == 0 else value)
+        elif label.endswith(" values"):
+            value = (x_values if i == 1 else "") if value == "" else []  # text box, then its dropdown twin
+        elif label == "Include Sub Images":
+            value = sub_images
+        args.append(value)
+    return args

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests.test_spec import BAD
-from tests.webui.conftest import pixels
+from tests.webui.conftest import pixels, xyz_args
 
 WHOLE = {"reroll": [{"box": [0, 0, 1, 1], "seed": 4242, "strength": 1.0}]}
 LAYOUT = {"layout": [{"phrase": "cat", "box": [0, 0, 0.5, 1]}, {"phrase": "red car", "box": [0.5, 0, 1, 1]}]}
@@ -260,8 +260,7 @@ def test_xyz_reroll_seed_axis(webui):
     choices = xyz["args"][0]["choices"]
     for label in ("[InitEdit] Reroll seed", "[InitEdit] Reroll strength", "[InitEdit] Layout rounds"):
         assert label in choices
-    x_type = choices.index("[InitEdit] Reroll seed")
-    args = [x_type, "4242, 7", [], 0, "", [], 0, "", [], True, True, False, False, False, False, False, 0, False]
+    args = xyz_args(webui, "[InitEdit] Reroll seed", "4242, 7")
     js = webui.txt2img({"reroll": [{"box": [0, 0, 1, 1], "seed": 1}]}, script_name="x/y/z plot", script_args=args)
     cells = [i for i, t in enumerate(js["info"]["infotexts"]) if "InitEdit:" in t]
     assert len(cells) >= 2

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.test_spec import BAD
-from tests.webui.conftest import pixels
+from tests.webui.conftest import pixels, xyz_args
 
 PLAIN = {"prompt": "a cat and a red car", "negative_prompt": "", "sampler_name": "Euler", "width": 64, "height": 64,
          "steps": 4, "seed": 1, "cfg_scale": 7, "batch_size": 1, "n_iter": 1, "send_images": True, "save_images": False}
@@ -105,10 +105,7 @@ def test_valid_requests_still_pass_and_the_server_is_healthy_after(webui, before
 
 
 def _xyz(webui, label, values, spec):
-    status, scripts = webui.get("/sdapi/v1/script-info")
-    xyz = next(s for s in scripts if s["name"] == "x/y/z plot" and not s["is_img2img"])
-    choices = xyz["args"][0]["choices"]
-    args = [choices.index(label), values, [], 0, "", [], 0, "", [], True, True, False, False, False, False, False, 0, False]
+    args = xyz_args(webui, label, values)
     status, js = webui.request("POST", "/sdapi/v1/txt2img", {**PLAIN, "script_name": "x/y/z plot", "script_args": args,
                                                             "alwayson_scripts": {"InitEdit": {"args": [spec]}}})
     assert status == 200, js
