@@ -14,16 +14,13 @@ import base64
 import io
 import json
 import os
-import subprocess
-import tempfile
-import textwrap
-import time
-import urllib.request
 
 import numpy as np
 import pytest
 
-from tests.webui.conftest import ROOT, WebUI, _free_port, pixels, stop_server
+from tests.webui.conftest import WebUI, pixels, stop_server
+from tests.webui.forge_family import start_forge_family
+from tests.webui.test_api import infotext, initedit_of
 
 SKIP_REASON = ("no Forge given: set INITEDIT_FORGE_URL to a running Forge with InitEdit installed, or "
                "INITEDIT_FORGE_DIR to an installed Forge (tests/tooling/forge_lab.sh builds one; docs/forge.md)")
@@ -120,54 +117,6 @@ class Forge(WebUI):
         return super().txt2img(spec, checkpoint, **fields)
 
 
-def infotext(js, i=0):
-    return js["info"]["infotexts"][i]
-
-
-def initedit_of(js, i=0):
-    text = infotext(js, i)
-    start = text.index('InitEdit: "') + len("InitEdit: ")
-    quoted, _ = json.JSONDecoder().raw_decode(text[start:])
-    return json.loads(quoted)
-
-
-def start_forge(forge_dir: str):
-    python = os.environ.get("INITEDIT_FORGE_PYTHON") or os.path.join(forge_dir, "..", "venv", "bin", "python")
-    models = os.environ.get("INITEDIT_FORGE_MODELS") or os.path.join(forge_dir, "..", "models")
-    ckpt = os.path.join(models, "Stable-diffusion", "tiny-forge-sd15.safetensors")
-    data = tempfile.mkdtemp(prefix="initedit-forge-e2e-")
-    os.makedirs(os.path.join(data, "extensions", REPLACE_EXT, "scripts"))
-    with open(os.path.join(data, "extensions", REPLACE_EXT, "scripts", "lab_attn2_replace.py"), "w") as f:
-        f.write(textwrap.dedent(REPLACE_SCRIPT))
-    os.symlink(ROOT, os.path.join(data, "extensions", "sd-webui-initedit"))
-    port = _free_port()
-    env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               HF_DATASETS_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
-    log = open(os.path.join(data, "forge.log"), "w")
-    proc = subprocess.Popen(
-        [python, "launch.py", "--skip-prepare-environment", "--skip-install", "--skip-python-version-check",
-         "--skip-torch-cuda-test", "--skip-version-check", "--always-cpu", "--api", "--port", str(port),
-         "--data-dir", data, "--models-dir", models, "--no-download-sd-model", "--disable-console-progressbars",
-         "--gradio-allowed-path", os.path.abspath(forge_dir), "--gradio-allowed-path", ROOT]
-        + (["--ckpt", ckpt] if os.path.exists(ckpt) else []),
-        cwd=forge_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"Forge exited early; see {log.name}")
-        try:
-            urllib.request.urlopen(url + "/sdapi/v1/sd-models", timeout=2)
-            with open(log.name) as f:  # the API answers before the UI (and the scripts' argument slots) is built
-                if "Startup time" in f.read():
-                    return proc, url, log.name
-            time.sleep(1)
-        except OSError:
-            time.sleep(1)
-    proc.kill()
-    raise RuntimeError(f"Forge did not answer in 300 s; see {log.name}")
-
-
 @pytest.fixture(scope="module")
 def forge():
     url = os.environ.get("INITEDIT_FORGE_URL")
@@ -177,7 +126,8 @@ def forge():
     forge_dir = os.environ.get("INITEDIT_FORGE_DIR")
     if not forge_dir:
         pytest.skip(SKIP_REASON)
-    proc, url, log = start_forge(forge_dir)
+    proc, url, log = start_forge_family(forge_dir, "INITEDIT_FORGE", scripts={REPLACE_EXT: ("lab_attn2_replace.py",
+                                                                                          REPLACE_SCRIPT)})
     try:
         server = Forge(url)
         server.started_with_test_extension = True

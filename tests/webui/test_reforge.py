@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import tempfile
-import textwrap
-import time
-import urllib.request
 
 import numpy as np
 import pytest
 
-from tests.webui.conftest import PROBE_LAYOUT, ROOT, WebUI, _free_port, capture_extension, pixels, read_capture, stop_server
+from tests.webui.conftest import PROBE_LAYOUT, WebUI, capture_extension, pixels, read_capture, stop_server
+from tests.webui.forge_family import start_forge_family
+from tests.webui.test_api import infotext, initedit_of
 
 SKIP_REASON = ("no reForge / Forge Classic given: set INITEDIT_REFORGE_URL to a running one with InitEdit installed, "
                "or INITEDIT_REFORGE_DIR to an installed one (tests/tooling/reforge_lab.sh builds it; docs/reforge.md)")
@@ -159,62 +156,9 @@ class ReForge(WebUI):
             return f.read()
 
 
-def infotext(js, i=0):
-    return js["info"]["infotexts"][i]
-
-
-def initedit_of(js, i=0):
-    text = infotext(js, i)
-    start = text.index('InitEdit: "') + len("InitEdit: ")
-    quoted, _ = json.JSONDecoder().raw_decode(text[start:])
-    return json.loads(quoted)
-
-
 def lab_value(js, key):
     text = infotext(js)
     return text.split(f"{key}: ")[1].split(",")[0].strip('"') if f"{key}: " in text else None
-
-
-def start_reforge(webui_dir: str):
-    python = os.environ.get("INITEDIT_REFORGE_PYTHON") or os.path.join(webui_dir, "..", "venv", "bin", "python")
-    models = os.environ.get("INITEDIT_REFORGE_MODELS") or os.path.join(webui_dir, "..", "models")
-    ckpt = os.path.join(models, "Stable-diffusion", "tiny-forge-sd15.safetensors")
-    data = tempfile.mkdtemp(prefix="initedit-reforge-e2e-")
-    os.makedirs(os.path.join(data, "extensions", LAB_EXT, "scripts"))
-    with open(os.path.join(data, "extensions", LAB_EXT, "scripts", "lab_ldm_patched.py"), "w") as f:
-        f.write(textwrap.dedent(LAB_SCRIPT))
-    os.symlink(ROOT, os.path.join(data, "extensions", "sd-webui-initedit"))
-    capture = capture_extension()  # records the UNet's inputs (x, t, context) of each generation
-    os.symlink(capture, os.path.join(data, "extensions", "initedit-test-capture"))
-    port = _free_port()
-    with open(os.path.join(webui_dir, "modules", "cmd_args.py")) as f:  # Forge Classic: --model-ref
-        models_flag = "--models-dir" if '"--models-dir"' in f.read() else "--model-ref"
-    env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               HF_DATASETS_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1",
-               OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    log = open(os.path.join(data, "webui.log"), "w")
-    proc = subprocess.Popen(
-        [python, "launch.py", "--skip-prepare-environment", "--skip-install", "--skip-python-version-check",
-         "--skip-torch-cuda-test", "--skip-version-check", "--always-cpu", "--api", "--port", str(port),
-         "--data-dir", data, models_flag, models, "--no-download-sd-model", "--disable-console-progressbars",
-         "--gradio-allowed-path", os.path.abspath(webui_dir), "--gradio-allowed-path", ROOT]
-        + (["--ckpt", ckpt] if os.path.exists(ckpt) else []),
-        cwd=webui_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the WebUI exited early; see {log.name}")
-        try:
-            urllib.request.urlopen(url + "/sdapi/v1/sd-models", timeout=2)
-            with open(log.name) as f:  # the API answers before the UI (and the scripts' argument slots) is built
-                if "Startup time" in f.read():
-                    return proc, url, log.name, capture
-            time.sleep(1)
-        except OSError:
-            time.sleep(1)
-    proc.kill()
-    raise RuntimeError(f"the WebUI did not answer in 300 s; see {log.name}")
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +170,9 @@ def reforge():
     webui_dir = os.environ.get("INITEDIT_REFORGE_DIR")
     if not webui_dir:
         pytest.skip(SKIP_REASON)
-    proc, url, log, capture = start_reforge(webui_dir)
+    capture = capture_extension()  # records the UNet's inputs (x, t, context) of each generation
+    proc, url, log = start_forge_family(webui_dir, "INITEDIT_REFORGE", scripts={LAB_EXT: ("lab_ldm_patched.py", LAB_SCRIPT)},
+                                        links={"initedit-test-capture": capture})
     try:
         server = ReForge(url)
         server.started_with_test_extension = True
