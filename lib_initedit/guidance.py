@@ -127,13 +127,12 @@ class LayoutGuidance:
     def from_spec(cls, unet: nn.Module, spec, columns, boxes, rows=None, layers: str | None = None,
                   size_power: float | None = None, **kw) -> "LayoutGuidance":
         """Built from an ``InitEditSpec``'s layout fields: ``guidance`` (strength), ``guidance_steps``
-        (fraction), ``guidance_core`` (the pulled centre of a large box), and, where the spec has them,
-        ``guidance_layers`` / ``guidance_size``; ``layers`` / ``size_power`` / ``kw`` override those (ablations)."""
-        choice = layers or getattr(spec, "guidance_layers", DEFAULT_GUIDED_LAYERS)
-        power = getattr(spec, "guidance_size", DEFAULT_SIZE_POWER) if size_power is None else size_power
-        kw.setdefault("large_core", getattr(spec, "guidance_core", 1.0))
-        return cls(unet, select_guided_layers(unet, choice), spec.guidance, spec.guidance_steps, columns, boxes,
-                   rows=rows, size_power=power, **kw)
+        (fraction), ``guidance_core`` (the pulled centre of a large box); ``layers`` / ``size_power`` / ``kw``
+        (``BoxBias`` fields) override the defaults (ablations)."""
+        kw.setdefault("large_core", spec.guidance_core)
+        return cls(unet, select_guided_layers(unet, layers or DEFAULT_GUIDED_LAYERS), spec.guidance,
+                   spec.guidance_steps, columns, boxes, rows=rows,
+                   size_power=DEFAULT_SIZE_POWER if size_power is None else size_power, **kw)
 
     def watch(self, layers: Sequence[Any]) -> "LayoutGuidance":
         """Record the model's own attention on these layers (mean over them) at the first call after the
@@ -254,10 +253,7 @@ class LayoutGuidance:
             finally:
                 for handle in handles:
                     handle.remove()
-            if not guidance.active:
-                guidance._record(module, x, context, stash, matched)
-                return out
-            return guidance._add_delta(module, out, x, context, stash, matched)
+            return guidance._apply(module, out, x, context, stash, matched)
 
         forward.__wrapped__ = current
         forward._initedit_guidance = self
@@ -276,12 +272,14 @@ class LayoutGuidance:
                 or not any(module is m for m in self.modules)):  # only the layers this guidance guides
             return out
         matched = self._match(context)
-        if not matched:
-            return out
-        if not self.active:  # the first call after the guided ones: record what the model looks at
-            self._record(module, x, context, {}, matched)
-            return out
-        return self._add_delta(module, out, x, context, {}, matched)
+        return self._apply(module, out, x, context, {}, matched) if matched else out
+
+    def _apply(self, module, out, x, context, stash, matched) -> torch.Tensor:
+        """A guided call: ``out`` plus the change; the watched call: ``out``, its attention recorded."""
+        if self.active:
+            return self._add_delta(module, out, x, context, stash, matched)
+        self._record(module, x, context, stash, matched)
+        return out
 
     def _match(self, context: torch.Tensor) -> list[tuple[int, int]]:
         """(batch row, image) pairs of the incoming context rows that are a guided image's conditioning."""
@@ -296,7 +294,8 @@ class LayoutGuidance:
             for j in range(context.shape[0]):
                 fp = float(rows_fp[j])
                 for b in free:
-                    if conds_fp[b] is not None and abs(conds_fp[b] - fp) <= 1e-6 * max(1.0, abs(fp)) and torch.equal(context[j], self._cond_as(b, context[j])):
+                    close = conds_fp[b] is not None and abs(conds_fp[b] - fp) <= 1e-6 * max(1.0, abs(fp))
+                    if close and torch.equal(context[j], self._cond_as(b, context[j])):
                         pairs.append((j, b))
                         free.remove(b)
                         break

@@ -29,8 +29,8 @@ MAX_GUIDANCE = 20.0  # additive score bias, logits
 # (lo, hi) of every number field: parse_spec checks these, the UI's sliders show them (webui/args.spec_facts).
 LIMITS = {
     "seed": (-1, MAX_SEED), "strength": (0.0, 1.0), "feather": (0.0, 0.5),  # per region
-    "rounds": (1, MAX_ROUNDS), "candidates": (1, MAX_CANDIDATES), "keep": (0.0, 1.0), "guidance": (0.0, MAX_GUIDANCE), "guidance_steps": (0.0, 1.0),
-    "guidance_core": (0.1, 1.0),
+    "rounds": (1, MAX_ROUNDS), "candidates": (1, MAX_CANDIDATES), "keep": (0.0, 1.0),
+    "guidance": (0.0, MAX_GUIDANCE), "guidance_steps": (0.0, 1.0), "guidance_core": (0.1, 1.0),
 }
 
 # Infotext keys: the resolved spec, a refusal, and what was skipped.
@@ -92,7 +92,7 @@ class InitEditSpec:
     method: str = "swap"
     layers: str = "level"
     heatmaps: bool = False
-    keep: float = 0.8  # fraction of the steps during which the outside of the regions follows the base image (docs/reroll-keep.md)
+    keep: float = 0.8  # fraction of the steps the outside of the regions follows the base image (docs/reroll-keep.md)
     guidance: float = 8.0  # layout: score bias (logits) for each phrase inside its box, minus outside; 0 = off
     guidance_steps: float = 0.5  # layout: fraction of the steps that are guided (toy world: docs/layout.md)
     candidates: int = 1  # layout: probe this many noises (the seed's and K-1 derived ones), fill boxes from all

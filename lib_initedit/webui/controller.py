@@ -49,7 +49,6 @@ def on_process(p, args) -> None:
         lambda **kw: session.image_specs[infotext_image_index(len(session.image_specs), **kw)].to_json())
 
 
-
 def on_before_sampling(p, x, noise, c, uc=None) -> None:
     """``process_before_every_sampling`` (A1111 1.10+): edit x (first pass) or noise (hires) in place."""
     session = getattr(p, SESSION_ATTR, None)

@@ -21,7 +21,6 @@ from .console import LOG_PREFIX
 from .host_api import Host
 
 
-
 @dataclass
 class LayoutOutcome:
     image_index: int
@@ -298,8 +297,9 @@ def infotext_image_index(count: int, p=None, index=0, all_prompts=None, all_seed
     Inside the batch loop it is called with the batch's own prompt and seed lists and a batch-local index
     (reForge passes a cleaned copy of the prompts there, but the batch's own ``p.seeds``).
     """
-    in_batch = all_prompts is getattr(p, "prompts", None) or (all_seeds is not None and all_seeds is getattr(p, "seeds", None))
-    if p is not None and in_batch:
+    in_batch = p is not None and (all_prompts is getattr(p, "prompts", None)
+                                  or (all_seeds is not None and all_seeds is getattr(p, "seeds", None)))
+    if in_batch:
         index = int(getattr(p, "iteration", 0)) * int(getattr(p, "batch_size", 1)) + int(index or 0)
     return max(0, min(int(index or 0), count - 1))
 
