@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Cost of layout guidance (``lib_initedit.guidance``) on the ldm-style test UNet at SD1.5 width.
+"""Cost of layout guidance (``lib_initedit.layout.guidance``) on the ldm-style test UNet at SD1.5 width.
 
 A script, not a test. Run from the repository root:
 
@@ -35,7 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from lib_initedit.guidance import LayoutGuidance, select_guided_layers  # noqa: E402
+from lib_initedit.layout.guidance import LayoutGuidance, select_guided_layers  # noqa: E402
 from tests.ldm_like import UNetModel  # noqa: E402
 
 

@@ -4,7 +4,7 @@
 
 Rows 1-3: a seed's image, then three rerolls of one region (box drawn) at keep 0 (the reroll alone: the
 rest changes a little), the default keep and keep 1 (the outside follows the seed's image for that fraction
-of the steps; ``lib_initedit.keep``); the last column shows where the three rerolls changed the image.
+of the steps; ``lib_initedit.reroll.keep``); the last column shows where the three rerolls changed the image.
 Last two rows: layout "a red circle and a blue square" with target boxes: the plain image and the probe's
 attention heatmaps on x_T, then the image with the default layout (noise edit + guided first steps,
 ``InitEditSpec()``), the heatmaps measured on the edited noise and the model's own attention at the first
@@ -58,10 +58,10 @@ def _change_pil(imgs: torch.Tensor, ref: torch.Tensor, size: int):
 def build(out: str, seed: int = 3, layout_seed: int = 12, steps: int = 20, scale: int = 5, layers: str = "level") -> None:
     from PIL import Image, ImageDraw
 
-    from .guidance import LayoutGuidance
-    from .keep import KeepBlend, Recorder
-    from .noise import reroll_batch
-    from .probe import layout_options, probe_layers, run_layout
+    from .layout.guidance import LayoutGuidance
+    from .reroll.keep import KeepBlend, Recorder
+    from .reroll.noise import reroll_batch
+    from .layout.probe import layout_options, probe_layers, run_layout
     from .spec import InitEditSpec, RerollRegion
     from .toy.data import RGB
     from .toy.detect import detect_all

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lib_initedit.attention import (StopProbe, attention_probabilities, capture_cross_attention, find_cross_attention,
+from lib_initedit.layout.attention import (StopProbe, attention_probabilities, capture_cross_attention, find_cross_attention,
                                     infer_hw, select_layers)
 from tests.ldm_like import hook_count, tiny_unet
 
@@ -186,7 +186,7 @@ def test_maps_use_the_q_and_k_the_forward_itself_projected(unet):
 
 
 def test_capture_object_installs_once_removes_everything_and_result_is_plain(unet):
-    from lib_initedit.attention import AttentionCapture, CaptureResult
+    from lib_initedit.layout.attention import AttentionCapture, CaptureResult
 
     x, t, ctx = inputs(batch=1)
     before = hook_count(unet)
@@ -220,7 +220,7 @@ def _attn2_inputs(unet, module, x, t, ctx):
 
 def test_observe_serves_a_host_without_attn2_hooks_and_modules_without_scale(unet):
     """A second host (e.g. Forge's patch API) hands q / k to ``observe``; Forge's attn2 has no ``scale``."""
-    from lib_initedit.attention import AttentionCapture, attention_scale
+    from lib_initedit.layout.attention import AttentionCapture, attention_scale
 
     layer = select_layers(find_cross_attention(unet), "paper")[0]
     module = layer.module

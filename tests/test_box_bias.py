@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from lib_initedit.box_bias import MAX_SIZE_GAIN, BoxBias
+from lib_initedit.layout.box_bias import MAX_SIZE_GAIN, BoxBias
 
 
 def test_default_is_plus_inside_minus_outside_by_cell_centre():

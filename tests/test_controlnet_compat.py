@@ -17,8 +17,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lib_initedit import attention
-from lib_initedit.probe import probe_maps, run_layout
+from lib_initedit.layout import attention
+from lib_initedit.layout.probe import probe_maps, run_layout
 from tests.ldm_like import CrossAttention
 
 PHRASES = [[[3, 4]], [[5]]]

@@ -2,10 +2,10 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from lib_initedit import attention
-from lib_initedit.attention import find_cross_attention
-from lib_initedit.guidance import LayoutGuidance, attention_delta, select_guided_layers
-from lib_initedit.layout import box_cells
+from lib_initedit.layout import attention
+from lib_initedit.layout.attention import find_cross_attention
+from lib_initedit.layout.guidance import LayoutGuidance, attention_delta, select_guided_layers
+from lib_initedit.layout.placement import box_cells
 from tests.ldm_like import CrossAttention, UNetModel
 
 BOXES = [[(0.0, 0.0, 0.5, 0.5), (0.5, 0.25, 1.0, 1.0)], [(0.25, 0.25, 0.75, 0.75)]]
@@ -146,7 +146,7 @@ def test_guide_output_adds_the_change_to_a_replacement_output():
 def test_watched_maps_are_the_models_own_attention_after_the_guided_steps(unet):
     """The heatmaps' third column: at the first unguided call, the plain attention of each box phrase on
     the watched layers, equal to an independent capture of the same call, and the output unchanged."""
-    from lib_initedit.attention import capture_cross_attention, select_layers
+    from lib_initedit.layout.attention import capture_cross_attention, select_layers
     x, cond, uncond = inputs()
     level = select_layers(find_cross_attention(unet), "level")
     g = LayoutGuidance(unet, select_guided_layers(unet, "all"), 4.0, 0.5, COLUMNS, BOXES).watch(level)
@@ -388,7 +388,7 @@ def test_a_marker_token_prepended_to_the_cond_rows_still_matches():
     strips it inside its UNet forward: the attention layers see the cond rows without their first token."""
     import torch
 
-    from lib_initedit.guidance import LayoutGuidance, select_guided_layers
+    from lib_initedit.layout.guidance import LayoutGuidance, select_guided_layers
     from tests.ldm_like import tiny_unet
 
     unet = tiny_unet()

@@ -11,8 +11,8 @@ import types
 import pytest
 import torch
 
-from lib_initedit import probe
-from lib_initedit.guidance import LayoutGuidance, select_guided_layers
+from lib_initedit.layout import probe
+from lib_initedit.layout.guidance import LayoutGuidance, select_guided_layers
 from lib_initedit.sampling_hooks import SamplingHooks
 from lib_initedit.webui.host_api import Host
 from tests.ldm_like import UNetModel

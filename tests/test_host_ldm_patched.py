@@ -12,7 +12,7 @@ import types
 import pytest
 import torch
 
-from lib_initedit import probe
+from lib_initedit.layout import probe
 from lib_initedit.webui.host_api import Host
 from tests.ldm_like import UNetModel
 

@@ -1,12 +1,12 @@
-"""Keep the rest (lib_initedit.keep): exact identities of the keep step, the recorder and the bounded cache."""
+"""Keep the rest (lib_initedit.reroll.keep): exact identities of the keep step, the recorder and the bounded cache."""
 import random
 
 import pytest
 import torch
 
-from lib_initedit.keep import (BaseCache, BaseRecord, KeepBlend, Recorder, bytes_per_call, chain, keep_mask,
+from lib_initedit.reroll.keep import (BaseCache, BaseRecord, KeepBlend, Recorder, bytes_per_call, chain, keep_mask,
                                kept_calls)
-from lib_initedit.noise import region_weight
+from lib_initedit.reroll.noise import region_weight
 from lib_initedit.sampling_hooks import SamplingHooks
 from lib_initedit.spec import RerollRegion
 

@@ -1,6 +1,6 @@
 import torch
 
-from lib_initedit.layout import (BlockGrid, assign_blocks, exclusive_boxes, normalise_maps, permute_blocks,
+from lib_initedit.layout.placement import (BlockGrid, assign_blocks, exclusive_boxes, normalise_maps, permute_blocks,
                                  plan_layout, rebuild_permutation, swap_permutation)
 
 
@@ -122,7 +122,7 @@ def test_odd_latent_sizes_leave_the_partial_edge_in_place():
 
 
 def test_smoothing_and_normalisations():
-    from lib_initedit.layout import smooth_maps
+    from lib_initedit.layout.placement import smooth_maps
 
     g = torch.Generator().manual_seed(2)
     maps = torch.rand(2, 8, 8, generator=g)
@@ -141,7 +141,7 @@ def test_smoothing_and_normalisations():
 
 
 def test_pool_blocks_prefers_better_candidate_blocks_each_once():
-    from lib_initedit.layout import pool_blocks, replace_blocks
+    from lib_initedit.layout.placement import pool_blocks, replace_blocks
 
     # base: phrase 0 is weak everywhere except cell 63; the box is the top-left 2x2 cells (0, 1, 8, 9)
     base = torch.ones(2, 8, 8)

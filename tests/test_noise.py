@@ -4,7 +4,7 @@ import io
 import pytest
 import torch
 
-from lib_initedit.noise import blend, box_coverage, mask_from_png, region_weight, reroll_batch
+from lib_initedit.reroll.noise import blend, box_coverage, mask_from_png, region_weight, reroll_batch
 from lib_initedit.spec import RerollRegion
 from lib_initedit.toy.pipe import SeedStream
 

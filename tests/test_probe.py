@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from lib_initedit.probe import probe_maps, run_layout
-from lib_initedit.attention import find_cross_attention, select_layers
+from lib_initedit.layout.probe import probe_maps, run_layout
+from lib_initedit.layout.attention import find_cross_attention, select_layers
 from tests.ldm_like import UNetModel
 
 
@@ -72,7 +72,7 @@ def test_multi_layer_maps_average(setup):
 
 
 def test_layout_options_follow_the_spec():
-    from lib_initedit.probe import layout_options
+    from lib_initedit.layout.probe import layout_options
     from lib_initedit.spec import InitEditSpec
 
     spec = InitEditSpec(rounds=2, method="rebuild", layers="paper")
@@ -84,7 +84,7 @@ def test_layout_options_follow_the_spec():
 
 
 def test_candidate_seeds_are_deterministic_and_distinct():
-    from lib_initedit.probe import candidate_seed
+    from lib_initedit.layout.probe import candidate_seed
 
     assert candidate_seed(1234, 0) == 1234
     seeds = {candidate_seed(s, j) for s in range(100) for j in range(1, 8)}

@@ -1,6 +1,6 @@
 import pytest
 
-from lib_initedit.tokens import PhraseNotFound, find_phrase, phrase_positions
+from lib_initedit.layout.tokens import PhraseNotFound, find_phrase, phrase_positions
 
 VOCAB = {}
 
@@ -50,7 +50,7 @@ def test_not_found_without_a_decoder_shows_ids():
 
 
 def test_chunk_contents_drop_bos_eos_and_trailing_padding_only():
-    from lib_initedit.tokens import chunk_contents
+    from lib_initedit.layout.tokens import chunk_contents
 
     bos, eos, pad = 49406, 49407, 0
     chunks = [[bos, 5, 6, pad, 7, eos, pad, pad], [bos, 8, eos, eos, eos]]

@@ -4,7 +4,7 @@ import types
 import pytest
 import torch
 
-from lib_initedit.noise_stream import FirstDrawHook, RerollStream
+from lib_initedit.reroll.noise_stream import FirstDrawHook, RerollStream
 from lib_initedit.spec import parse_spec
 from lib_initedit.webui.args import XYZ_REROLL_SEED, XYZ_REROLL_STRENGTH, XYZ_ROUNDS, read_args, spec_from_args
 from lib_initedit.webui import settings
@@ -241,7 +241,7 @@ def test_candidate_pooling_fills_boxes_from_the_seeds_derived_noises():
     """candidates 3: every block of the edited noise (one cell of the probe's maps) is a whole block of the image's
     own noise or of its candidate noises (the host's noise of probe.candidate_seed(seed, j)), each used once,
     and some come from a candidate."""
-    from lib_initedit import probe
+    from lib_initedit.layout import probe
     host = FakeHost()
     p = make_p(batch=1)
     spec = parse_spec({"layout": [{"phrase": "cat", "box": [0, 0, 0.25, 0.25]}], "candidates": 3, "guidance": 0})
@@ -354,7 +354,7 @@ def test_fake_host_and_real_host_follow_the_host_interface():
 
 
 def test_keep_generates_the_base_on_a_miss_remembers_it_and_reuses_it():
-    from lib_initedit.keep import BaseCache
+    from lib_initedit.reroll.keep import BaseCache
 
     host, cache = FakeHost(), BaseCache(2**20)
     spec = parse_spec({"reroll": [{"box": [0, 0, 0.5, 1], "seed": 7}], "keep": 1.0})
@@ -373,7 +373,7 @@ def test_keep_generates_the_base_on_a_miss_remembers_it_and_reuses_it():
 
 
 def test_a_plain_batch_is_recorded_and_keep_0_records_nothing_new():
-    from lib_initedit.keep import BaseCache
+    from lib_initedit.reroll.keep import BaseCache
 
     host, cache = FakeHost(), BaseCache(2**20)
     p = make_p(batch=2)

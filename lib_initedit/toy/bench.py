@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .. import guidance, probe
+from ..layout import guidance, probe
 from ..spec import InitEditSpec
 from . import detect
 from .data import SIZE, random_prompt
@@ -304,7 +304,7 @@ def _reprobe(pipe: ToyPipe, caps, pos, boxes, spec, guide, step: int, move: bool
     """Research (issue 14, "re-probe after k steps"): before step ``step`` probe the sampler's current state
     at its timestep (guidance off: what the model itself now attends to) and, with ``move``, swap whole blocks
     of that state as the first edit did for the initial noise."""
-    from .. import layout as layout_mod
+    from ..layout import placement as layout_mod
     probe_layers = probe._resolve_layers(pipe.unet, spec.layers)
     c = pipe.cond(caps)
 

@@ -1,5 +1,5 @@
 """Reroll locality on the toy model: how much a rerolled region changes inside and outside (``bench.py`` runs
-it), with and without "keep the rest" (``lib_initedit.keep``), through the shipped path: ``noise.reroll_batch``
+it), with and without "keep the rest" (``lib_initedit.reroll.keep``), through the shipped path: ``noise.reroll_batch``
 for the noise, ``keep.Recorder`` on the base generation, ``keep.KeepBlend`` on the reroll.
 
     python -m lib_initedit.toy.bench_reroll --n 200 --json reroll.json   # this part alone, with the keep table
@@ -21,8 +21,8 @@ import time
 import numpy as np
 import torch
 
-from ..keep import KeepBlend, Recorder
-from ..noise import reroll_batch
+from ..reroll.keep import KeepBlend, Recorder
+from ..reroll.noise import reroll_batch
 from ..spec import InitEditSpec, RerollRegion
 from .data import SIZE, random_prompt
 from .pipe import SeedStream, ToyPipe, seed_noise

@@ -1,5 +1,5 @@
 """Glue for the toy model: seeded noise, CFG generation from an explicit x_T, and the probe call
-that `lib_initedit.probe.run_layout` expects (one conditional UNet pass at the first timestep)."""
+that `lib_initedit.layout.probe.run_layout` expects (one conditional UNet pass at the first timestep)."""
 from __future__ import annotations
 
 import torch

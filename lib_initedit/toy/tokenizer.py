@@ -37,6 +37,6 @@ class Tokenizer:
 
     def phrase_positions(self, text: str, phrase: str) -> list[int]:
         """Chunk positions (BOS = 0) of `phrase` in `text`, found the way the extension finds them."""
-        from ..tokens import phrase_positions  # the library's own lookup: the toy world tests it too
+        from ..layout.tokens import phrase_positions  # the library's own lookup: the toy world tests it too
 
         return phrase_positions([self.encode(text)], phrase, self.encode, self.decode)

@@ -1,7 +1,7 @@
 """The script's callbacks, kept out of ``scripts/initedit.py`` so that file stays a thin shell."""
 from __future__ import annotations
 
-from .. import keep
+from ..reroll import keep
 from ..sampling_hooks import SamplingHooks
 from ..spec import ERROR_KEY, INFOTEXT_KEY, InitEditSpec, SpecError
 from . import args as script_args
@@ -75,7 +75,7 @@ def on_process_batch(p) -> None:
     session = getattr(p, SESSION_ATTR, None)
     if getattr(p, "rng", None) is None:
         return
-    from ..noise_stream import FirstDrawHook
+    from ..reroll.noise_stream import FirstDrawHook
 
     base = p.rng
     if session is None:  # a plain first pass: remember it for 'Keep the rest', as on_before_sampling does on 1.10

@@ -11,7 +11,7 @@ import torch
 
 from modules import devices, prompt_parser, rng, shared
 
-from .. import tokens
+from ..layout import tokens
 
 
 def unsupported_reason() -> str | None:

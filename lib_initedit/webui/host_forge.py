@@ -29,7 +29,7 @@ import torch
 
 from modules import prompt_parser, rng, shared
 
-from .. import tokens
+from ..layout import tokens
 from .console import say_once
 from .forge_replace import ReplacedAttentionGuidance, attn2_modules, guide_replaced_attention  # noqa: F401
 

@@ -12,8 +12,9 @@ from typing import Any, Callable
 
 import torch
 
-from .. import heatmaps, keep, layout, noise, noise_stream, probe, tokens
-from ..guidance import LayoutGuidance
+from ..layout import heatmaps, placement, probe, tokens
+from ..reroll import keep, noise, noise_stream
+from ..layout.guidance import LayoutGuidance
 from ..sampling_hooks import SamplingHooks
 from ..spec import NOTE_KEY, RANDOM_SEED_LIMIT, SEED_SPAN, InitEditSpec, LayoutBox
 from . import settings
@@ -259,7 +260,7 @@ class Session:
             shares = o.shares
             label = "after guidance"
             if guided is not None:
-                shares = [s + (g,) for s, g in zip(o.shares, layout.share_inside(guided, o.boxes))]
+                shares = [s + (g,) for s, g in zip(o.shares, placement.share_inside(guided, o.boxes))]
                 label = f"step {o.guide.watched_index + 1}, unguided"
             sheets.append((o.image_index, heatmaps.render(o.maps_before, o.maps_after, o.boxes, o.phrases, tile,
                                                           shares, guided, label)))

@@ -1,12 +1,12 @@
 """Keep the rest on the toy model (DDIM + CFG): the outside of a rerolled region follows the base generation
-exactly during the kept steps, through the shipped path (noise.reroll_batch + lib_initedit.keep)."""
+exactly during the kept steps, through the shipped path (noise.reroll_batch + lib_initedit.reroll.keep)."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from lib_initedit.keep import KeepBlend, Recorder
-from lib_initedit.noise import reroll_batch
+from lib_initedit.reroll.keep import KeepBlend, Recorder
+from lib_initedit.reroll.noise import reroll_batch
 from lib_initedit.spec import RerollRegion
 from lib_initedit.toy.data import SIZE
 from lib_initedit.toy.model import load

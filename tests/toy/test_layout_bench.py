@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lib_initedit import guidance, probe
+from lib_initedit.layout import guidance
+from lib_initedit.layout import probe
 from lib_initedit.spec import InitEditSpec
 from lib_initedit.toy import bench, detect
 from lib_initedit.toy.model import load

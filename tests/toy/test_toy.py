@@ -42,7 +42,7 @@ def test_model_is_ldm_shaped():
     import os
 
     assert os.path.getsize(DEFAULT_WEIGHTS) <= 10 * 2**20
-    from lib_initedit import attention
+    from lib_initedit.layout import attention
 
     m = load()
     layers = attention.find_cross_attention(m.unet)

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from .spec import RerollRegion, SpecError
+from ..spec import RerollRegion, SpecError
 
 NoiseStream = Any  # ``next() -> (B, C, H, W)`` standard normal draws, one generator per image (the WebUI's ImageRNG)
 StreamFactory = Callable[[list], NoiseStream]  # seeds of the batch's images -> their noise stream

@@ -32,7 +32,7 @@ from typing import Callable, Hashable, Sequence
 import torch
 
 from .noise import region_weight
-from .spec import RerollRegion
+from ..spec import RerollRegion
 
 
 def kept_calls(keep: float, calls: int) -> int:

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import torch
 
-from .layout import box_cells, box_coverage
+from .placement import box_cells, box_coverage
 
 MAX_SIZE_GAIN = 3.0  # a small box's bias is at most this many times the strength
 

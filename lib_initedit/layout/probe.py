@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from . import attention, layout
+from . import attention, placement
 
 UnetCall = Callable[[torch.Tensor], Any]
 
@@ -95,16 +95,16 @@ def run_layout(model: nn.Module, call: UnetCall, noise: torch.Tensor,
     boxes[b][k]: (x0, y0, x1, y1) fractions. Images without boxes are left as they are.
     ``should_stop`` is polled between probes (interrupt/skip); the noise edited so far is returned.
     candidates > 1 (with ``candidate_noise``): the first round also probes candidates 1..K-1 and fills each
-    box from the blocks that want its phrase most across them (``layout.pool_blocks``); the result is
+    box from the blocks that want its phrase most across them (``placement.pool_blocks``); the result is
     then made of whole blocks of the base and candidate noises, each used once, no longer a permutation.
-    smooth: Gaussian blur of the maps (sigma in map cells) before ranking; norm: ``layout.NORMALISATIONS``.
+    smooth: Gaussian blur of the maps (sigma in map cells) before ranking; norm: ``placement.NORMALISATIONS``.
     """
     probe_layers = _resolve_layers(model, layers)
     latent_hw = (int(noise.shape[-2]), int(noise.shape[-1]))
     current = noise.clone()
     maps_before: list[torch.Tensor] = []
     perms: list[torch.Tensor | None] = [None] * noise.shape[0]
-    grids: list[layout.BlockGrid | None] = [None] * noise.shape[0]
+    grids: list[placement.BlockGrid | None] = [None] * noise.shape[0]
     pooled: list[list[tuple[int, int, int]]] = [[] for _ in range(noise.shape[0])]
     probes = 0
     for r in range(max(1, rounds)):
@@ -124,14 +124,14 @@ def run_layout(model: nn.Module, call: UnetCall, noise: torch.Tensor,
         for b, item_boxes in enumerate(boxes):
             if not item_boxes:
                 continue
-            edit = layout.plan_layout(maps[b], item_boxes, latent_hw, method, norm=norm, smooth=smooth)
-            current[b] = layout.permute_blocks(current[b], edit.perm, edit.grid)
+            edit = placement.plan_layout(maps[b], item_boxes, latent_hw, method, norm=norm, smooth=smooth)
+            current[b] = placement.permute_blocks(current[b], edit.perm, edit.grid)
             perms[b] = edit.perm if perms[b] is None else perms[b][edit.perm]  # x_r = x_0[p1[p2[...]]]
             grids[b] = edit.grid
             if cand_maps:
-                scores = [layout.score_maps(m[b], edit.grid, norm, smooth) for m in cand_maps]
-                pool = layout.pool_blocks(edit, scores)
-                current[b] = layout.replace_blocks(current[b], pool.replacements, [c[b] for c in cand_noise],
+                scores = [placement.score_maps(m[b], edit.grid, norm, smooth) for m in cand_maps]
+                pool = placement.pool_blocks(edit, scores)
+                current[b] = placement.replace_blocks(current[b], pool.replacements, [c[b] for c in cand_noise],
                                                    edit.grid)
                 pooled[b] = pool.replacements
     if any(pooled):
@@ -141,11 +141,11 @@ def run_layout(model: nn.Module, call: UnetCall, noise: torch.Tensor,
         maps_after = probe_maps(model, call, current, probe_layers, phrase_positions, stop_early)
         probes += 1
     else:  # predicted: the first maps moved with the blocks
-        maps_after = [layout.permute_cells(m, perms[b], grids[b]) if perms[b] is not None else m
+        maps_after = [placement.permute_cells(m, perms[b], grids[b]) if perms[b] is not None else m
                       for b, m in enumerate(maps_before)]
     reports = [[BoxReport(share_before=before, share_after=after)
-                for before, after in zip(layout.share_inside(maps_before[b], item_boxes),
-                                         layout.share_inside(maps_after[b], item_boxes))]
+                for before, after in zip(placement.share_inside(maps_before[b], item_boxes),
+                                         placement.share_inside(maps_after[b], item_boxes))]
                if maps_before else [] for b, item_boxes in enumerate(boxes)]
     return LayoutResult(noise=current, maps_before=maps_before, maps_after=maps_after, reports=reports,
                         layers=[layer.name for layer in probe_layers], measured_after=measured, probes=probes,
