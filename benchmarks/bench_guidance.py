@@ -36,6 +36,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from lib_initedit.layout.guidance import LayoutGuidance, select_guided_layers  # noqa: E402
+from lib_initedit.sampling_hooks import SamplingHooks  # noqa: E402
 from tests.ldm_like import UNetModel  # noqa: E402
 
 
@@ -94,13 +95,13 @@ def main(argv=None) -> dict:
         return call()
 
     def inactive():
-        with guide:
-            guide.set_step(99, 100, [cond[0]])
+        with SamplingHooks([guide]).running() as hooks:
+            hooks.before_call(99, 100, [cond[0]])
             return call()
 
     def guided():
-        with guide:
-            guide.set_step(0, 100, [cond[0]])
+        with SamplingHooks([guide]).running() as hooks:
+            hooks.before_call(0, 100, [cond[0]])
             return call()
 
     variants = {"plain": plain, "inactive": inactive, "guided": guided}

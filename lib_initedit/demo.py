@@ -59,6 +59,7 @@ def build(out: str, seed: int = 3, layout_seed: int = 12, steps: int = 20, scale
     from PIL import Image, ImageDraw
 
     from .layout.guidance import LayoutGuidance
+    from .sampling_hooks import SamplingHooks
     from .reroll.keep import KeepBlend, Recorder
     from .reroll.noise import reroll_batch
     from .layout.probe import layout_options, probe_layers, run_layout
@@ -73,7 +74,7 @@ def build(out: str, seed: int = 3, layout_seed: int = 12, steps: int = 20, scale
     cap1 = "a yellow triangle and a green circle"
     base = seed_noise(seed)
     rec = Recorder()
-    img0 = pipe.generate(base[None], [cap1], denoised=rec)[0]  # the base, recorded as a host records it
+    img0 = pipe.generate(base[None], [cap1], hooks=SamplingHooks([rec]))[0]  # the base, recorded as a host records it
     det = detect_all(img0, ["yellow", "green"])
     d = det["yellow"] or det["green"]
     if d is not None:
@@ -89,7 +90,7 @@ def build(out: str, seed: int = 3, layout_seed: int = 12, steps: int = 20, scale
     reroll_rows = {}
     for keep in keeps:  # one record serves the three variants (vary "reroll": same base seed)
         blend = KeepBlend.from_regions(rec.records * 3, regions, (32, 32), keep)
-        reroll_rows[keep] = pipe.generate(rerolled, [cap1] * 3, denoised=blend)
+        reroll_rows[keep] = pipe.generate(rerolled, [cap1] * 3, hooks=SamplingHooks([blend]))
 
     # Layout rows.
     cap2 = "a red circle and a blue square"
@@ -100,9 +101,7 @@ def build(out: str, seed: int = 3, layout_seed: int = 12, steps: int = 20, scale
     spec = InitEditSpec().replace(layers=layers)
     res = run_layout(pipe.unet, pipe.probe_call([cap2]), x_T, pos, [boxes], **layout_options(spec))
     guide = LayoutGuidance.from_spec(pipe.unet, spec, pos, [boxes]).watch(probe_layers(pipe.unet, spec.layers))
-    conds = pipe.cond([cap2])
-    with guide:
-        edited = pipe.generate(res.noise, [cap2], step_start=lambda i, total: guide.set_step(i, total, conds))
+    edited = pipe.generate(res.noise, [cap2], hooks=SamplingHooks([guide]))
     imgs = torch.cat([pipe.generate(x_T, [cap2]), edited])
     watched = guide.watched_maps(0)
 

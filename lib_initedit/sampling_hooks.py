@@ -9,7 +9,8 @@ any of those four methods; a missing method means "nothing to do".
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
 
 import torch
 
@@ -41,6 +42,17 @@ class SamplingHooks:
                 error = error or e
         if error is not None:
             raise error
+
+    @contextmanager
+    def running(self) -> Iterator["SamplingHooks"]:
+        """``enter()`` ... ``leave(completed)`` around a block that samples (tests, benchmarks)."""
+        self.enter()
+        completed = False
+        try:
+            yield self
+            completed = True
+        finally:
+            self.leave(completed)
 
     def before_call(self, index: int, total: int, cond_rows: torch.Tensor | None) -> None:
         for part in self.parts:

@@ -1,3 +1,5 @@
+import contextlib
+
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -6,7 +8,15 @@ from lib_initedit.layout import attention
 from lib_initedit.layout.attention import find_cross_attention
 from lib_initedit.layout.guidance import LayoutGuidance, attention_delta, select_guided_layers
 from lib_initedit.layout.placement import box_cells
+from lib_initedit.sampling_hooks import SamplingHooks
 from tests.ldm_like import CrossAttention, UNetModel
+
+
+@contextlib.contextmanager
+def guiding(guide):
+    """``guide`` entered as a ``SamplingHooks`` part for the block (steps via ``before_call``)."""
+    with SamplingHooks([guide]).running():
+        yield guide
 
 BOXES = [[(0.0, 0.0, 0.5, 0.5), (0.5, 0.25, 1.0, 1.0)], [(0.25, 0.25, 0.75, 0.75)]]
 COLUMNS = [[[2], [4, 5]], [[3]]]
@@ -50,17 +60,17 @@ def test_strength_zero_and_after_the_fraction_are_bit_identical(unet):
     plain = cfg_call(unet, x, cond, uncond)
     layers = select_guided_layers(unet, "all")
     off = LayoutGuidance(unet, layers, 0.0, 0.3, COLUMNS, BOXES)
-    with off:
-        off.set_step(0, 10, cond)
+    with guiding(off):
+        off.before_call(0, 10, cond)
         assert torch.equal(cfg_call(unet, x, cond, uncond), plain)
     on = LayoutGuidance(unet, layers, 4.0, 0.3, COLUMNS, BOXES)
-    with on:
-        on.set_step(0, 10, cond)
+    with guiding(on):
+        on.before_call(0, 10, cond)
         guided = cfg_call(unet, x, cond, uncond)
         assert not torch.equal(guided, plain)
-        on.set_step(3, 10, cond)  # 3 >= 0.3 * 10: no longer guided
+        on.before_call(3, 10, cond)  # 3 >= 0.3 * 10: no longer guided
         assert torch.equal(cfg_call(unet, x, cond, uncond), plain)
-        on.set_step(2, 10, cond)
+        on.before_call(2, 10, cond)
         assert torch.equal(cfg_call(unet, x, cond, uncond), guided)
     assert torch.equal(cfg_call(unet, x, cond, uncond), plain)
 
@@ -69,15 +79,15 @@ def test_only_the_conditional_rows_change(unet):
     x, cond, uncond = inputs()
     plain = cfg_call(unet, x, cond, uncond)
     g = LayoutGuidance(unet, select_guided_layers(unet, "all"), 4.0, 1.0, COLUMNS, BOXES)
-    with g:
-        g.set_step(0, 10, cond)
+    with guiding(g):
+        g.before_call(0, 10, cond)
         guided = cfg_call(unet, x, cond, uncond)
     assert torch.equal(guided[:2], plain[:2])  # unconditional rows: untouched
     assert not torch.equal(guided[2], plain[2]) and not torch.equal(guided[3], plain[3])
     # an image whose conditioning is not in the batch is not guided
     other = LayoutGuidance(unet, select_guided_layers(unet, "all"), 4.0, 1.0, COLUMNS, BOXES)
-    with other:
-        other.set_step(0, 10, [cond[0], torch.randn(77, 32)])
+    with guiding(other):
+        other.before_call(0, 10, [cond[0], torch.randn(77, 32)])
         partly = cfg_call(unet, x, cond, uncond)
     assert torch.equal(partly[3], plain[3]) and torch.equal(partly[:2], plain[:2])
     assert torch.allclose(partly[2], guided[2], atol=1e-6)
@@ -94,8 +104,8 @@ def test_guided_output_equals_the_slow_reference():
     guide = LayoutGuidance(module, [module], 3.0, 1.0, columns, boxes, query_chunk=10)
     with torch.no_grad():
         plain = module(x, context=context)
-        with guide:
-            guide.set_step(0, 4, [context[0], context[1], context[2]])
+        with guiding(guide):
+            guide.before_call(0, 4, [context[0], context[1], context[2]])
             out = module(x, context=context)
         for b in (0, 2):
             cols = sorted({c for cs in columns[b] for c in cs})
@@ -123,7 +133,7 @@ def test_guide_output_adds_the_change_to_a_replacement_output():
     with torch.no_grad():
         replaced = module(x, context=context)  # what a replacement computing plain attention returns
         assert guide.guide_output(module, replaced, x, context) is replaced  # not active: untouched
-        guide.active, guide._conds = True, [context[0], context[1]]  # set_step needs an install
+        guide.active, guide._conds = True, [context[0], context[1]]  # before_call needs an install
         out = guide.guide_output(module, replaced, x, context)
         for b, cols in ((0, [3]), (1, [6, 7])):
             inside = box_cells(boxes[b][0], 8, 8).flatten()
@@ -151,13 +161,13 @@ def test_watched_maps_are_the_models_own_attention_after_the_guided_steps(unet):
     level = select_layers(find_cross_attention(unet), "level")
     g = LayoutGuidance(unet, select_guided_layers(unet, "all"), 4.0, 0.5, COLUMNS, BOXES).watch(level)
     x1 = x + 0.5 * torch.randn_like(x)  # the sampler's state at the watched call
-    with g:
-        g.set_step(0, 4, cond)
+    with guiding(g):
+        g.before_call(0, 4, cond)
         cfg_call(unet, x, cond, uncond)
         assert g.watched_maps(0) is None  # guided calls are not recorded
-        g.set_step(2, 4, cond)  # first unguided call: ceil(0.5 * 4) = 2
+        g.before_call(2, 4, cond)  # first unguided call: ceil(0.5 * 4) = 2
         watched_out = cfg_call(unet, x1, cond, uncond)
-        g.set_step(3, 4, cond)
+        g.before_call(3, 4, cond)
         cfg_call(unet, x, cond, uncond)  # not recorded again
     assert g.watched_index == 2
     assert torch.equal(watched_out, cfg_call(unet, x1, cond, uncond))
@@ -181,13 +191,13 @@ def test_identical_prompts_are_matched_in_order():
     boxes = [[(0.0, 0.0, 0.5, 1.0)], [(0.5, 0.0, 1.0, 1.0)]]
     with torch.no_grad():
         guide = LayoutGuidance(module, [module], 4.0, 1.0, [[[2]], [[2]]], boxes)
-        with guide:
-            guide.set_step(0, 1, [ctx[0], ctx[1]])
+        with guiding(guide):
+            guide.before_call(0, 1, [ctx[0], ctx[1]])
             both = module(x, context=ctx)
         for b in range(2):
             single = LayoutGuidance(module, [module], 4.0, 1.0, [[[2]]], [boxes[b]])
-            with single:
-                single.set_step(0, 1, [ctx[b]])
+            with guiding(single):
+                single.before_call(0, 1, [ctx[b]])
                 alone = module(x[b:b + 1], context=ctx[b:b + 1])
             assert torch.allclose(both[b:b + 1], alone, atol=1e-6)
 
@@ -220,16 +230,16 @@ def test_a_per_instance_patch_keeps_working_and_is_restored(unet):
         patched = cfg_call(unet, x, cond, uncond)
         assert not torch.equal(patched, plain)
         g = LayoutGuidance(unet, layers, 4.0, 1.0, COLUMNS, BOXES)
-        with g:
+        with guiding(g):
             assert vars(module)["forward"] is not patch
-            g.set_step(0, 10, cond)
+            g.before_call(0, 10, cond)
             both = cfg_call(unet, x, cond, uncond)
         assert vars(module)["forward"] is patch  # exactly the same object back
         # the patch still contributes under guidance: guided-with-patch differs from guided-without
         del module.forward
         g2 = LayoutGuidance(unet, layers, 4.0, 1.0, COLUMNS, BOXES)
-        with g2:
-            g2.set_step(0, 10, cond)
+        with guiding(g2):
+            g2.before_call(0, 10, cond)
             guided_only = cfg_call(unet, x, cond, uncond)
         assert not torch.allclose(both, guided_only, atol=1e-4)
         assert torch.allclose(both[:2], patched[:2])  # unconditional rows: the patch's output, untouched
@@ -251,15 +261,15 @@ def test_guidance_on_top_of_a_patch_equals_patch_plus_delta():
     with torch.no_grad():
         plain = module(x, context=context)
         guide = LayoutGuidance(module, [module], 3.0, 1.0, columns, boxes)
-        with guide:
-            guide.set_step(0, 1, [context[0]])
+        with guiding(guide):
+            guide.before_call(0, 1, [context[0]])
             guided = module(x, context=context)
         patch = IPAdapterLike(module)
         module.forward = patch
         patched = module(x, context=context)
         guide = LayoutGuidance(module, [module], 3.0, 1.0, columns, boxes)
-        with guide:
-            guide.set_step(0, 1, [context[0]])
+        with guiding(guide):
+            guide.before_call(0, 1, [context[0]])
             both = module(x, context=context)
         assert vars(module)["forward"] is patch
         del module.forward
@@ -275,8 +285,8 @@ def test_forwards_restored_after_an_error(unet, error):
     class_forwards = {type(layer.module): type(layer.module).forward for layer in layers}
     try:
         with pytest.raises(error):
-            with LayoutGuidance(unet, layers, 4.0, 1.0, COLUMNS, BOXES) as g:
-                g.set_step(0, 10, cond)
+            with guiding(LayoutGuidance(unet, layers, 4.0, 1.0, COLUMNS, BOXES)) as g:
+                g.before_call(0, 10, cond)
                 cfg_call(unet, x, cond, uncond)
                 raise error("stop")
         assert vars(layers[1].module)["forward"] is patch
@@ -289,8 +299,8 @@ def test_forwards_restored_after_an_error(unet, error):
         try:
             g = LayoutGuidance(unet, layers, 4.0, 1.0, COLUMNS, BOXES)
             with pytest.raises(error):
-                with g:
-                    g.set_step(0, 10, cond)
+                with guiding(g):
+                    g.before_call(0, 10, cond)
                     cfg_call(unet, x, cond, uncond)
         finally:
             handle.remove()
@@ -315,8 +325,8 @@ def test_sampling_hooks_protocol_uses_rows(unet):
     finally:
         g.leave(False)
     ref = LayoutGuidance(unet, layers, 4.0, 0.5, COLUMNS, BOXES)
-    with ref:
-        ref.set_step(0, 4, cond)
+    with guiding(ref):
+        ref.before_call(0, 4, cond)
         expected = cfg_call(unet, x, cond, uncond)
     assert torch.equal(guided, expected)
     assert torch.equal(late, cfg_call(unet, x, cond, uncond))
@@ -399,7 +409,7 @@ def test_a_marker_token_prepended_to_the_cond_rows_still_matches():
     with torch.no_grad():
         plain = unet(x, t, context=ctx)
     guide = LayoutGuidance(unet, select_guided_layers(unet, "all"), 6.0, 1.0, [[[2, 3]]], [[(0, 0, 0.5, 1)]])
-    with guide:
+    with guiding(guide):
         guide.before_call(0, 1, marked)
         with torch.no_grad():
             guided = unet(x, t, context=ctx)

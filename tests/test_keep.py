@@ -4,7 +4,7 @@ import random
 import pytest
 import torch
 
-from lib_initedit.reroll.keep import (BaseCache, BaseRecord, KeepBlend, Recorder, bytes_per_call, chain, keep_mask,
+from lib_initedit.reroll.keep import (BaseCache, BaseRecord, KeepBlend, Recorder, bytes_per_call, keep_mask,
                                kept_calls)
 from lib_initedit.reroll.noise import region_weight
 from lib_initedit.sampling_hooks import SamplingHooks
@@ -45,7 +45,6 @@ def test_keep_0_never_changes_anything():
     x = torch.randn(2, 4, 8, 8)
     for i in range(10):
         assert blend.after_call(i, 10, x) is None
-        assert blend(i, 10, x) is x
 
 
 def test_outside_is_the_base_inside_is_untouched_and_later_calls_are_free():
@@ -195,23 +194,28 @@ class _MixingModel:
         return torch.tanh(torch.nn.functional.conv2d(x, self.w, padding=1)) / (1 + sigma)
 
 
-def _euler(model, x, sigmas, hook, noise=None):
-    """k-diffusion-style Euler (ancestral when ``noise`` is given), one denoiser call per step; returns the
-    x the model saw at every call."""
+def _euler(model, x, sigmas, part=None, noise=None):
+    """k-diffusion-style Euler (ancestral when ``noise`` is given), one denoiser call per step, with ``part``
+    run as a ``SamplingHooks`` part the way a host runs it; returns the x the model saw at every call."""
     seen = []
-    for i in range(len(sigmas) - 1):
-        seen.append(x.clone())
-        d_ = model(x, sigmas[i])
-        d_ = hook(i, len(sigmas) - 1, d_)
-        s, s_next = sigmas[i], sigmas[i + 1]
-        if noise is None:
-            x = x + (x - d_) / s * (s_next - s)
-        else:
-            down = s_next * 0.8
-            up = (s_next ** 2 - down ** 2) ** 0.5
-            x = x + (x - d_) / s * (down - s) + noise[i] * up
+    with SamplingHooks([part]).running() as hooks:
+        for i in range(len(sigmas) - 1):
+            seen.append(x.clone())
+            x = _euler_step(model, x, sigmas, i, hooks, noise)
     seen.append(x)
     return seen
+
+
+def _euler_step(model, x, sigmas, i, hooks, noise):
+    d_ = model(x, sigmas[i])
+    changed = hooks.after_call(i, len(sigmas) - 1, d_)
+    d_ = d_ if changed is None else changed
+    s, s_next = sigmas[i], sigmas[i + 1]
+    if noise is None:
+        return x + (x - d_) / s * (s_next - s)
+    down = s_next * 0.8
+    up = (s_next ** 2 - down ** 2) ** 0.5
+    return x + (x - d_) / s * (down - s) + noise[i] * up
 
 
 @pytest.mark.parametrize("ancestral", [False, True])
@@ -229,16 +233,10 @@ def test_outside_stays_exactly_on_the_base_trajectory_during_the_kept_steps(ance
     new_noise = None
     if ancestral:  # inside the region the per-step noise follows the reroll seed; outside it is the base's
         new_noise = torch.where(inside.bool(), torch.randn(10, 1, 4, 12, 12, generator=g), step_noise)
-    free = _euler(model, x_new, sigmas, lambda i, n, d: d, new_noise)
+    free = _euler(model, x_new, sigmas, None, new_noise)
     kept = _euler(model, x_new, sigmas, KeepBlend(rec.records, inside, 0.6), new_noise)
     out = ~inside.bool().expand(1, 4, 12, 12)
     assert not torch.equal(free[3][out], base[3][out])  # without keep the outside drifts
     for i in range(7):  # 6 kept calls: x after each of them is the base's outside
         assert torch.equal(kept[i][out], base[i][out]), i
     assert not torch.equal(kept[8][out], base[8][out])  # then it runs free again
-
-
-def test_chain_runs_hooks_in_order():
-    assert chain(None) is None
-    f = chain(lambda i, n, x: x + 1, None, lambda i, n, x: x * 2)
-    assert f(0, 1, torch.ones(1)).item() == 4

@@ -22,16 +22,15 @@ so only one softmax and one ``p v`` product over all T tokens are computed, in c
 query positions: the probabilities are never materialised at full size. ``to_out`` is affine (its dropout
 is the identity in eval), so ``to_out(delta) - to_out(0)`` is exactly the change of the output.
 
-Host protocol (also the ``SamplingHooks`` part protocol, see ``sampling_hooks.py``)::
+A ``SamplingHooks`` part (``sampling_hooks.py``), run the same way by every host and the toy world::
 
     g = LayoutGuidance(unet, layers, strength, fraction, columns, boxes)   # or from_spec(...)
-    with g:                                   # install(): wraps the forwards; exit restores exactly them
-        for i in range(total):
-            g.set_step(i, total, conds)       # conds[b]: (T, D) conditional context of image b this step
-            ... the model call(s) of step i ...
+    hooks = SamplingHooks([g])
+    hooks.enter()                             # install(): wraps the forwards
+    hooks.before_call(i, total, cond_rows)    # before the model call(s) of step i 
+    hooks.leave(completed)                    # remove(): restores exactly the forwards found, also on error
 
-``enter()`` / ``leave(completed)`` / ``before_call(index, total, cond_rows)`` are the same for a
-``SamplingHooks`` composite; ``rows[b]`` says which row of ``cond_rows`` is image b's (default b).
+``rows[b]`` says which row of ``cond_rows`` is image b's conditioning (default b).
 Rows of an incoming ``context`` are matched to ``conds`` by value (``torch.equal`` after a dtype cast),
 in order: the j-th row equal to image b's conditioning with b not yet matched is image b's. Unmatched
 rows (unconditional, other sub-prompts) are left untouched.
@@ -79,7 +78,7 @@ class _Item:
 class LayoutGuidance:
     """Bias each box phrase's cross-attention towards its box during the first steps (see the module doc).
 
-    unet: where ``set_step`` learns the latent size (a forward pre-hook, while installed).
+    unet: where the guidance learns the latent size (a forward pre-hook, while installed).
     layers: ``attention.CrossAttentionLayer`` items (or attn2 modules) to guide.
     strength: bias in logits (0 = off: every output bit-identical). fraction: share of the steps guided.
     columns[b][k]: token positions of box k's phrase in image b's conditioning; boxes[b][k]: (x0, y0, x1, y1).
@@ -188,13 +187,6 @@ class LayoutGuidance:
         self._match_cache = None
         self._cast.clear()
 
-    def __enter__(self) -> "LayoutGuidance":
-        return self.install()
-
-    def __exit__(self, kind, error, trace) -> bool:
-        self.remove()
-        return False
-
     # SamplingHooks part protocol
     def enter(self) -> None:
         self.install()
@@ -204,16 +196,16 @@ class LayoutGuidance:
 
     def before_call(self, index: int, total: int, cond_rows) -> None:
         if cond_rows is None:
-            self.set_step(index, total, None)
+            self._set_step(index, total, None)
             return
         rows = self.rows if self.rows is not None else range(len(self.items))
-        self.set_step(index, total, [cond_rows[r] if r is not None and r < len(cond_rows) else None for r in rows])
+        self._set_step(index, total, [cond_rows[r] if r is not None and r < len(cond_rows) else None for r in rows])
 
     # ------------------------------------------------------------------ steps
     def guided_at(self, i: int, total: int) -> bool:
         return self.enabled and i < self.fraction * max(1, int(total))
 
-    def set_step(self, i: int, total: int, conds) -> None:
+    def _set_step(self, i: int, total: int, conds) -> None:
         """Before the model call(s) of step i of total: guidance is on while i < fraction * total."""
         self._match_cache = None
         self._cast.clear()

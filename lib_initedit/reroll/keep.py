@@ -16,9 +16,8 @@ ancestral and SDE steps add noise that is the base's outside the regions). By in
 regions equals the base's x at every kept call, bit for bit, whatever the UNet saw across the edge.
 After the kept calls the outside runs free again and can drift, from a state that is already the base's.
 
-Every part is host-agnostic (plain torch) and fits ``sampling_hooks.SamplingHooks``: ``Recorder`` and
-``KeepBlend`` have ``enter`` / ``after_call`` / ``leave``; for the toy DDIM both are also
-``denoised(i, steps, x0) -> x0`` callables.
+Every part is host-agnostic (plain torch) and a ``sampling_hooks.SamplingHooks`` part (``enter`` /
+``after_call`` / ``leave``), run the same way by the WebUI hosts and the toy world's sampler.
 """
 from __future__ import annotations
 
@@ -81,7 +80,7 @@ class BaseRecord:
 class Recorder:
     """Records a batch's denoised prediction at every call, one ``BaseRecord`` per image.
 
-    Attach it to every generation (``SamplingHooks`` part, or ``denoised=`` hook of the toy). It never
+    Attach it to every generation (a ``SamplingHooks`` part). It never
     changes the prediction. ``on_complete(records)`` runs when the generation completed (``leave(True)``);
     the host stores the records in its ``BaseCache`` there, under the keys it built for the images.
     """
@@ -113,15 +112,6 @@ class Recorder:
             record.complete = ok
         if ok and self.on_complete is not None and self.records:
             self.on_complete(self.records)
-
-    def __call__(self, i: int, steps: int, x0: torch.Tensor) -> torch.Tensor:
-        """The toy's ``denoised`` hook: records, returns x0 unchanged; marks complete after the last step."""
-        if i == 0:
-            self.enter()
-        self.after_call(i, steps, x0)
-        if i == steps - 1:
-            self.leave(True)
-        return x0
 
 
 class BaseCache:
@@ -232,22 +222,3 @@ class KeepBlend:
         m = self.masks
         out = m * denoised.float() + (1.0 - m) * self.base_at(index, denoised).float()
         return out.to(denoised.dtype)
-
-    def __call__(self, i: int, steps: int, x0: torch.Tensor) -> torch.Tensor:
-        """The toy's ``denoised`` hook."""
-        out = self.after_call(i, steps, x0)
-        return x0 if out is None else out
-
-
-def chain(*hooks: Callable | None) -> Callable[[int, int, torch.Tensor], torch.Tensor] | None:
-    """The toy's ``denoised`` hooks run in order (e.g. ``chain(keep_blend, recorder)``)."""
-    hooks = [h for h in hooks if h is not None]
-    if not hooks:
-        return None
-
-    def run(i, steps, x0):
-        for h in hooks:
-            x0 = h(i, steps, x0)
-        return x0
-
-    return run

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..layout import guidance, probe
+from ..sampling_hooks import SamplingHooks
 from ..spec import InitEditSpec
 from . import detect
 from .data import SIZE, random_prompt
@@ -292,10 +293,7 @@ def run_method(pipe: ToyPipe, cases, setting) -> tuple[torch.Tensor, dict]:
     edit_x = _reprobe(pipe, caps, pos, boxes, spec, guide, **setting["_reprobe"]) if "_reprobe" in setting else None
     if not guide.enabled:
         return pipe.generate(noise, caps, edit_x=edit_x), info
-    conds = pipe.cond(caps)
-    with guide:
-        images = pipe.generate(noise, caps, step_start=lambda i, total: guide.set_step(i, total, conds),
-                               edit_x=edit_x)
+    images = pipe.generate(noise, caps, hooks=SamplingHooks([guide]), edit_x=edit_x)
     info["guided_calls"] = guide.calls_guided
     return images, info
 

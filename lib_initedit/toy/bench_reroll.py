@@ -23,6 +23,7 @@ import torch
 
 from ..reroll.keep import KeepBlend, Recorder
 from ..reroll.noise import reroll_batch
+from ..sampling_hooks import SamplingHooks
 from ..spec import InitEditSpec, RerollRegion
 from .data import SIZE, random_prompt
 from .pipe import SeedStream, ToyPipe, seed_noise
@@ -43,11 +44,11 @@ def keep_name(keep: float, feather: float = 0.0) -> str:
 
 
 def _generate(pipe: ToyPipe, x: torch.Tensor, caps: list[str], hook_for=None) -> torch.Tensor:
-    """Images in chunks; ``hook_for(lo, hi)`` -> the chunk's ``denoised`` hook (or None)."""
+    """Images in chunks; ``hook_for(lo, hi)`` -> the chunk's ``SamplingHooks`` part (or None)."""
     out = []
     for lo in range(0, x.shape[0], CHUNK):
         hi = min(lo + CHUNK, x.shape[0])
-        out.append(pipe.generate(x[lo:hi], caps[lo:hi], denoised=hook_for(lo, hi) if hook_for else None))
+        out.append(pipe.generate(x[lo:hi], caps[lo:hi], hooks=SamplingHooks([hook_for(lo, hi)]) if hook_for else None))
     return torch.cat(out)
 
 

@@ -48,11 +48,11 @@ class ToyPipe:
         return self.model.encode(captions)
 
     @torch.no_grad()
-    def generate(self, x_T: torch.Tensor, captions: list[str], chunk: int = 64, step_start=None,
-                 denoised=None, edit_x=None) -> torch.Tensor:
-        """Images (B, 3, S, S) in [-1, 1] from noises (B, 3, S, S). With hooks (see ``ddim_sample``) the
-        batch is one chunk, so the hooks see every image at once."""
-        if step_start is not None or denoised is not None or edit_x is not None:
+    def generate(self, x_T: torch.Tensor, captions: list[str], chunk: int = 64, hooks=None,
+                 edit_x=None) -> torch.Tensor:
+        """Images (B, 3, S, S) in [-1, 1] from noises (B, 3, S, S). With ``hooks`` (a ``SamplingHooks``, see
+        ``ddim_sample``) the batch is one chunk, so the hooks see every image at once, as in a WebUI batch."""
+        if hooks is not None or edit_x is not None:
             chunk = max(chunk, x_T.shape[0])
         if self._uncond is None:
             self._uncond = self.cond([""])
@@ -61,7 +61,7 @@ class ToyPipe:
             xs, caps = x_T[i:i + chunk], captions[i:i + chunk]
             c = self.cond(caps)
             out.append(ddim_sample(self.unet, xs, c, self._uncond.expand_as(c), self.steps, self.guidance,
-                                   step_start=step_start, denoised=denoised, edit_x=edit_x))
+                                   hooks=hooks, edit_x=edit_x))
         return torch.cat(out)
 
     def probe_call(self, captions: list[str]):

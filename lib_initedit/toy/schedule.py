@@ -22,23 +22,37 @@ def q_sample(x0, t, eps):
 
 @torch.no_grad()
 def ddim_sample(unet, x_T, cond, uncond, steps: int = 20, guidance: float = 5.0, clip: bool = True,
-                step_start=None, denoised=None, edit_x=None):
+                hooks=None, edit_x=None):
     """Deterministic DDIM (eta=0) with CFG. `cond`/`uncond`: (B, 77, D) contexts; the UNet's batch is
     [uncond rows, cond rows].
 
-    Host hooks, as a WebUI offers them: ``step_start(i, steps)`` before step i's model call;
-    ``denoised(i, steps, x0) -> x0`` may replace the x0 prediction after CFG (and clipping), from which
-    the step then continues (like the WebUI's ``cfg_after_cfg`` callback); ``edit_x(i, t, x) -> x`` may
-    replace the sampler's state before step i (research only: a WebUI sampler's state is its own).
+    ``hooks``: a ``SamplingHooks`` (``lib_initedit/sampling_hooks.py``), run exactly as a WebUI host runs it:
+    ``enter()`` before the first step, ``before_call(i, steps, cond)`` before step i's model call (``cond[b]``
+    is image b's conditional context), ``after_call(i, steps, x0)`` on the x0 prediction after CFG (and
+    clipping), which may replace it, the step then continuing from it (like the WebUI's ``cfg_after_cfg``), and
+    ``leave(completed)`` afterwards, also on error. ``edit_x(i, t, x) -> x`` may replace the sampler's state
+    before step i (research only: a WebUI sampler's state is its own).
     """
-    x = x_T
+    if hooks is not None:
+        hooks.enter()
+    completed = False
+    try:
+        x0 = _ddim_loop(unet, x_T, cond, uncond, steps, guidance, clip, hooks, edit_x)
+        completed = True
+    finally:
+        if hooks is not None:
+            hooks.leave(completed)
+    return x0
+
+
+def _ddim_loop(unet, x, cond, uncond, steps, guidance, clip, hooks, edit_x):
     ts = ddim_timesteps(steps)
     ctx = torch.cat([uncond, cond])
     for i, t in enumerate(ts):
         if edit_x is not None:
             x = edit_x(i, t, x)
-        if step_start is not None:
-            step_start(i, steps)
+        if hooks is not None:
+            hooks.before_call(i, steps, cond)
         tt = torch.full((x.shape[0] * 2,), t, dtype=torch.long)
         e_u, e_c = unet(torch.cat([x, x]), tt, context=ctx).chunk(2)
         eps = e_u + guidance * (e_c - e_u)
@@ -47,9 +61,10 @@ def ddim_sample(unet, x_T, cond, uncond, steps: int = 20, guidance: float = 5.0,
         x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
         if clip:
             x0 = x0.clamp(-1, 1)
-        if denoised is not None:
-            x0 = denoised(i, steps, x0)
-        if clip or denoised is not None:
+        changed = hooks.after_call(i, steps, x0) if hooks is not None else None
+        if changed is not None:
+            x0 = changed
+        if clip or changed is not None:
             eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
         x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
     return x0

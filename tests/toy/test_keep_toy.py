@@ -7,6 +7,7 @@ import torch
 
 from lib_initedit.reroll.keep import KeepBlend, Recorder
 from lib_initedit.reroll.noise import reroll_batch
+from lib_initedit.sampling_hooks import SamplingHooks
 from lib_initedit.spec import RerollRegion
 from lib_initedit.toy.data import SIZE
 from lib_initedit.toy.model import load
@@ -44,7 +45,7 @@ def sample_seeing(pipe, x_T, caps, hook):
         return pipe.unet(x, t, context=context)
 
     c = pipe.cond(caps)
-    out = ddim_sample(unet, x_T, c, pipe.cond([""]).expand_as(c), STEPS, pipe.guidance, denoised=hook)
+    out = ddim_sample(unet, x_T, c, pipe.cond([""]).expand_as(c), STEPS, pipe.guidance, hooks=SamplingHooks([hook]))
     return out, seen
 
 
@@ -58,10 +59,11 @@ def base_and_reroll(n=1, seed=4, box=BOX, feather=0.0):
 def test_keep_1_final_image_outside_is_the_base_exactly(pipe):
     base, x, regions = base_and_reroll()
     rec = Recorder()
-    img0 = pipe.generate(base, [CAP], denoised=rec)
+    img0 = pipe.generate(base, [CAP], hooks=SamplingHooks([rec]))
     assert torch.equal(img0, pipe.generate(base, [CAP]))  # recording changes nothing
     free = pipe.generate(x, [CAP])
-    kept = pipe.generate(x, [CAP], denoised=KeepBlend.from_regions(rec.records, regions, (SIZE, SIZE), 1.0))
+    blend = KeepBlend.from_regions(rec.records, regions, (SIZE, SIZE), 1.0)
+    kept = pipe.generate(x, [CAP], hooks=SamplingHooks([blend]))
     out = ~inside_mask()
     assert torch.equal(kept[0][out], img0[0][out])
     assert (free[0][out] - img0[0][out]).abs().mean() > 1e-3  # without keep the outside moves
@@ -83,16 +85,17 @@ def test_the_trajectory_outside_is_the_base_one_during_the_kept_steps(pipe):
 def test_keep_0_is_the_reroll_as_it_was(pipe):
     base, x, regions = base_and_reroll()
     rec = Recorder()
-    pipe.generate(base, [CAP], denoised=rec)
+    pipe.generate(base, [CAP], hooks=SamplingHooks([rec]))
     blend = KeepBlend.from_regions(rec.records, regions, (SIZE, SIZE), 0.0)
-    assert torch.equal(pipe.generate(x, [CAP], denoised=blend), pipe.generate(x, [CAP]))
+    assert torch.equal(pipe.generate(x, [CAP], hooks=SamplingHooks([blend])), pipe.generate(x, [CAP]))
 
 
 def test_feathered_edge_follows_the_base_outside_and_blends_inside(pipe):
     base, x, regions = base_and_reroll(feather=0.1)
     rec = Recorder()
-    img0 = pipe.generate(base, [CAP], denoised=rec)
-    kept = pipe.generate(x, [CAP], denoised=KeepBlend.from_regions(rec.records, regions, (SIZE, SIZE), 1.0))
+    img0 = pipe.generate(base, [CAP], hooks=SamplingHooks([rec]))
+    blend = KeepBlend.from_regions(rec.records, regions, (SIZE, SIZE), 1.0)
+    kept = pipe.generate(x, [CAP], hooks=SamplingHooks([blend]))
     assert torch.equal(kept[0][~inside_mask()], img0[0][~inside_mask()])
 
 
@@ -100,9 +103,10 @@ def test_batch_of_variants_shares_one_base_and_the_outside_is_identical_at_keep_
     """vary "reroll": every image has the base seed, image i the reroll seed 500 + i; one record serves all."""
     base, x, regions = base_and_reroll(n=4)
     rec = Recorder()
-    img0 = pipe.generate(base[:1], [CAP], denoised=rec)
+    img0 = pipe.generate(base[:1], [CAP], hooks=SamplingHooks([rec]))
     assert len(rec.records) == 1
-    kept = pipe.generate(x, [CAP] * 4, denoised=KeepBlend.from_regions(rec.records * 4, regions, (SIZE, SIZE), 1.0))
+    blend = KeepBlend.from_regions(rec.records * 4, regions, (SIZE, SIZE), 1.0)
+    kept = pipe.generate(x, [CAP] * 4, hooks=SamplingHooks([blend]))
     out, inside = ~inside_mask(), inside_mask()
     for i in range(4):
         assert torch.equal(kept[i][out], img0[0][out])

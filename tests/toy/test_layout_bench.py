@@ -6,6 +6,7 @@ import torch
 
 from lib_initedit.layout import guidance
 from lib_initedit.layout import probe
+from lib_initedit.sampling_hooks import SamplingHooks
 from lib_initedit.spec import InitEditSpec
 from lib_initedit.toy import bench, detect
 from lib_initedit.toy.model import load
@@ -82,10 +83,8 @@ def test_default_method_is_the_spec_default_through_the_library(pipe):
     boxes = [c["boxes"] for c in cases]
     res = probe.run_layout(pipe.unet, pipe.probe_call(caps), noise, pos, boxes, **probe.layout_options(spec))
     guide = guidance.LayoutGuidance.from_spec(pipe.unet, spec, pos, boxes)
-    conds = pipe.cond(caps)
     if guide.enabled:
-        with guide:
-            expected = pipe.generate(res.noise, caps, step_start=lambda i, n: guide.set_step(i, n, conds))
+        expected = pipe.generate(res.noise, caps, hooks=SamplingHooks([guide]))
         assert info["guided_calls"] == guide.calls_guided > 0
     else:
         expected = pipe.generate(res.noise, caps)
