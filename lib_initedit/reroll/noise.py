@@ -99,9 +99,18 @@ def region_weight(region: RerollRegion, height: int, width: int) -> torch.Tensor
     return (mask * region.strength).clamp(0.0, 1.0)
 
 
+def spatial_weight(weight: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A (B, 1, H, W) or (H, W) latent-image weight shaped to broadcast over ``like`` = (B, C, [T, ...,] H, W):
+    every channel (any count: 4, 16, 128 ...) and every extra axis between them (the frame axis of video-VAE
+    latents, (B, C, T, H, W)) gets the same weight. The last two axes are always the latent image's."""
+    if weight.dim() >= like.dim() or weight.dim() < 3:
+        return weight
+    return weight.reshape(*weight.shape[:2], *([1] * (like.dim() - weight.dim())), *weight.shape[2:])
+
+
 def blend(base: torch.Tensor, fresh: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """sqrt(1-w^2)*base + w*fresh, computed in fp32; weight broadcasts over channels."""
-    w = weight.to(device=base.device, dtype=torch.float32)
+    """sqrt(1-w^2)*base + w*fresh, computed in fp32; weight broadcasts over channels (and frames)."""
+    w = spatial_weight(weight, base).to(device=base.device, dtype=torch.float32)
     keep = torch.sqrt((1.0 - w * w).clamp(min=0.0))
     out = keep * base.float() + w * fresh.to(base.device).float()
     return out.to(base.dtype)
