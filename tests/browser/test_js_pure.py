@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.unit  # node only, no browser
+
 HERE = Path(__file__).resolve().parent
 
 

@@ -24,6 +24,8 @@ import pytest
 from tests.tooling.cn_api_smoke import cn_unit, control_image
 from tests.webui.conftest import WebUI, start_server, stop_server
 
+pytestmark = pytest.mark.lab  # needs the ControlNet extension and the tiny ControlNet (tests/tooling)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAB = os.environ.get("LAB") or os.path.join(os.path.expanduser("~"), "webui-lab")
 CN_MODEL_STEM = "control_tiny_sd15"

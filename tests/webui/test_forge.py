@@ -22,6 +22,8 @@ from tests.webui.conftest import WebUI, pixels, stop_server
 from tests.webui.forge_family import start_forge_family
 from tests.webui.test_api import infotext, initedit_of
 
+pytestmark = pytest.mark.lab  # needs the Forge lab (tests/tooling/forge_lab.sh)
+
 SKIP_REASON = ("no Forge given: set INITEDIT_FORGE_URL to a running Forge with InitEdit installed, or "
                "INITEDIT_FORGE_DIR to an installed Forge (tests/tooling/forge_lab.sh builds one; docs/forge.md)")
 WHOLE = {"reroll": [{"box": [0, 0, 1, 1], "seed": 4242, "strength": 1.0}]}

@@ -21,6 +21,8 @@ from tests.webui.conftest import PROBE_LAYOUT, WebUI, capture_extension, pixels,
 from tests.webui.forge_family import start_forge_family
 from tests.webui.test_api import infotext, initedit_of
 
+pytestmark = pytest.mark.lab  # needs the reForge / Forge Classic lab (tests/tooling/reforge_lab.sh)
+
 SKIP_REASON = ("no reForge / Forge Classic given: set INITEDIT_REFORGE_URL to a running one with InitEdit installed, "
                "or INITEDIT_REFORGE_DIR to an installed one (tests/tooling/reforge_lab.sh builds it; docs/reforge.md)")
 WHOLE = {"reroll": [{"box": [0, 0, 1, 1], "seed": 4242, "strength": 1.0}]}
