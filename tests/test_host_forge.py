@@ -1,5 +1,6 @@
-"""The Forge host (``lib_initedit/webui/host_forge.py``) and host selection (``hosts.py``) against fakes of
-Forge's ``modules`` / ``backend`` (no Forge needed). The real thing: ``tests/webui/test_forge.py``."""
+"""The Forge host (``lib_initedit/webui/hosts/forge.py``), the patcher family's guidance through attn2 replace
+patches, and host selection (``webui/hosts/__init__.py``) against fakes of Forge's ``modules`` / ``backend`` (no
+Forge needed). The real thing: ``tests/webui/test_forge.py``."""
 from __future__ import annotations
 
 import copy
@@ -14,7 +15,8 @@ import torch
 from lib_initedit.layout import probe
 from lib_initedit.layout.guidance import LayoutGuidance, select_guided_layers
 from lib_initedit.sampling_hooks import SamplingHooks
-from lib_initedit.webui.host_api import Host
+from lib_initedit.patcher import attn2_modules, probe_model_options
+from lib_initedit.webui.hosts.protocol import Host
 from tests.ldm_like import UNetModel
 
 # --------------------------------------------------------------------------------------------- fakes
@@ -143,6 +145,7 @@ def forge(monkeypatch):
         "modules.shared": shared,
         "modules.rng": types.SimpleNamespace(ImageRNG=FakeImageRNG),
         "modules.prompt_parser": prompt_parser,
+        "modules.devices": types.SimpleNamespace(device="cpu"),
         "backend": types.ModuleType("backend"),
         "backend.sampling": types.ModuleType("backend.sampling"),
         "backend.sampling.condition": types.SimpleNamespace(Condition=lambda t: ("Condition", t),
@@ -153,12 +156,24 @@ def forge(monkeypatch):
     }
     for name, module in fakes.items():
         monkeypatch.setitem(sys.modules, name, module)
-    for parent, child in (("modules", "shared"), ("modules", "rng"), ("modules", "prompt_parser")):
+    for parent, child in (("modules", "shared"), ("modules", "rng"), ("modules", "prompt_parser"), ("modules", "devices")):
         setattr(fakes[parent], child, fakes[f"{parent}.{child}"])
-    monkeypatch.delitem(sys.modules, "lib_initedit.webui.host_forge", raising=False)
-    host = importlib.import_module("lib_initedit.webui.host_forge")
+    for name in HOST_MODULES:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    host = importlib.import_module("lib_initedit.webui.hosts.forge").ForgeHost()
     yield host, types.SimpleNamespace(calls=calls, shared=shared, model=model, kmodel=kmodel, patcher=patcher, unet=unet)
-    sys.modules.pop("lib_initedit.webui.host_forge", None)
+    for name in HOST_MODULES:
+        sys.modules.pop(name, None)
+
+
+HOST_MODULES = [f"lib_initedit.webui.hosts.{name}" for name in ("forge", "patcher_family", "a1111")]
+
+
+def guided_hooks(host, p, hooks):
+    """What the Forge host wraps a batch's hooks in while its sampler runs."""
+    from lib_initedit.webui.hosts.patcher_family import ReplacedAttentionGuidance
+
+    return ReplacedAttentionGuidance(host, p, hooks)
 
 
 def make_p(batch=2, sampler=None, steps=20):
@@ -176,13 +191,6 @@ class KSampler:
 
 
 # --------------------------------------------------------------------------------------------- tests
-
-
-def test_host_forge_has_every_function_of_the_protocol(forge):
-    host, _ = forge
-    assert isinstance(host, Host)
-    wanted = [n for n in vars(Host) if not n.startswith("_") and callable(getattr(Host, n))]
-    assert all(callable(getattr(host, n, None)) for n in wanted), [n for n in wanted if not hasattr(host, n)]
 
 
 def test_noise_comes_from_the_hosts_own_image_rng(forge):
@@ -217,7 +225,7 @@ def test_unet_module_is_the_patchers_diffusion_model(forge):
 def test_first_sigma_of_k_samplers(forge, sgm):
     host, s = forge
     s.shared.opts.sgm_noise_multiplier = sgm
-    sigma, scale = host.first_sigma(make_p(sampler=KSampler(14.6)), s.kmodel)
+    sigma, scale = host.first_sigma(make_p(sampler=KSampler(14.6)))
     assert sigma == pytest.approx(14.6)
     assert scale == pytest.approx(1.0 if sgm else 14.6 / math.sqrt(1 + 14.6 ** 2))
 
@@ -225,14 +233,14 @@ def test_first_sigma_of_k_samplers(forge, sgm):
 def test_first_sigma_of_timestep_samplers_and_fallback(forge):
     host, s = forge
     ddim = types.SimpleNamespace(get_timesteps=lambda p, steps: torch.tensor([1, 500, 999]))
-    assert host.first_sigma(make_p(sampler=ddim), s.kmodel) == (pytest.approx(float(Predictor.sigmas[999])), 1.0)
-    assert host.first_sigma(make_p(sampler=None), s.kmodel) == (pytest.approx(float(Predictor.sigmas[-1])), 1.0)
+    assert host.first_sigma(make_p(sampler=ddim)) == (pytest.approx(float(Predictor.sigmas[999])), 1.0)
+    assert host.first_sigma(make_p(sampler=None)) == (pytest.approx(float(Predictor.sigmas[-1])), 1.0)
 
 
 def test_probe_options_leave_out_only_attn2_replace_and_copy(forge):
     host, s = forge
     original = s.patcher.model_options
-    options, dropped = host.probe_model_options(original)
+    options, dropped = probe_model_options(original)
     assert dropped == [("input", 1, 0)]
     assert options["transformer_options"]["patches_replace"] == {"attn1": {("middle", 0, 0): "sag"}}
     assert options["transformer_options"]["patches"] == {"attn2_patch": ["x"]}
@@ -262,7 +270,9 @@ def test_probe_call_with_sdxl_dict_conds(forge):
     host, s = forge
     cond = {"crossattn": torch.randn(2, 77, 32), "vector": torch.randn(2, 16)}
     c = Multicond([[(0, 1.0)], [(1, 1.0)]], cond)
-    rows = host.cond_rows(c, [1])
+    from lib_initedit.webui.hosts.patcher_family import _cond_rows
+
+    rows = _cond_rows(c, [1])
     assert torch.equal(rows["crossattn"], cond["crossattn"][[1]]) and torch.equal(rows["vector"], cond["vector"][[1]])
 
 
@@ -317,7 +327,12 @@ def selection(monkeypatch):
     present: set = set()
     monkeypatch.setattr(hosts, "_importable", lambda name: name in present)
     chosen = []
-    monkeypatch.setattr(hosts, "import_module", lambda name: chosen.append(name) or name)
+
+    def import_module(name):  # records the module and gives a stand-in whose classes return their own names
+        chosen.append(name)
+        return types.SimpleNamespace(**{cls: (lambda cls=cls: f"{name}.{cls}") for _, cls in hosts.HOST_CLASSES.values()})
+
+    monkeypatch.setattr(hosts, "import_module", import_module)
     return hosts, present, chosen
 
 
@@ -326,17 +341,18 @@ def test_select_host_by_feature(selection):
     a1111_model = types.SimpleNamespace(model=None)
     forge_model = types.SimpleNamespace(forge_objects=object())
     placeholder = types.SimpleNamespace()  # Forge's FakeInitialModel before a checkpoint is loaded
-    assert hosts.select_host(a1111_model).endswith(".host")
+    assert hosts.select_host(a1111_model) == "lib_initedit.webui.hosts.a1111.A1111Host"
     assert hosts.backend_kind(forge_model) == "ldm_patched"  # forge_objects but no known backend
     present.update({"backend", "backend.patcher.unet"})
     assert hosts.backend_kind(forge_model) == "forge"
-    assert hosts.select_host(forge_model).endswith(".host_forge")
-    assert hosts.select_host(placeholder).endswith(".host_forge")
+    assert hosts.select_host(forge_model) == "lib_initedit.webui.hosts.forge.ForgeHost"
+    assert hosts.select_host(placeholder) == "lib_initedit.webui.hosts.forge.ForgeHost"
     present.clear()
     present.add("ldm_patched")
     assert hosts.backend_kind(forge_model) == "ldm_patched"
-    assert hosts.select_host(forge_model).endswith(".host")  # ldm_patched without its samplers: not a known line
-    assert all(name.startswith("lib_initedit.webui.") for name in chosen)
+    # ldm_patched without its samplers: not a known line, A1111's host names it and edits nothing
+    assert hosts.select_host(forge_model) == "lib_initedit.webui.hosts.a1111.A1111Host"
+    assert all(name.startswith("lib_initedit.webui.hosts.") for name in chosen)
 
 
 def test_select_host_without_a_loaded_model_goes_by_the_backend(selection, monkeypatch):
@@ -353,23 +369,11 @@ def test_importable_is_safe_outside_a_webui():
     assert not hosts._importable("json.no_such_child")
 
 
-def test_sampler_level_functions_are_the_a1111_hosts_with_forge_settings_in_the_key(forge, monkeypatch):
+def test_forge_settings_that_change_a_first_pass_are_in_the_keep_key(forge, monkeypatch):
     host, s = forge
-    import lib_initedit.webui as webui_package
+    from lib_initedit.webui.hosts.a1111 import A1111Host
 
-    seen = []
-    fake = types.SimpleNamespace(
-        hook_sampling=lambda p, hooks: seen.append(("hook", hooks)) or "restore",
-        sample_base=lambda p, x, c, uc, hooks: seen.append(("base", hooks)),
-        follow_brownian_noise=lambda p, make: seen.append(("follow", make)) or "undo",
-        brownian_noise=lambda x, sigmas, seeds: seen.append(("brownian", seeds)) or "f",
-        base_key=lambda p, x, c, uc, index, extra: extra)
-    monkeypatch.setitem(sys.modules, "lib_initedit.webui.host", fake)
-    monkeypatch.setattr(webui_package, "host", fake, raising=False)
-    assert host.hook_sampling(None, "H") == "restore" and host.follow_brownian_noise(None, "M") == "undo"
-    host.sample_base(None, None, None, None, "H2")
-    assert host.brownian_noise(None, None, [1]) == "f"
-    assert [k for k, _ in seen] == ["hook", "follow", "base", "brownian"]
+    monkeypatch.setattr(A1111Host, "base_key", lambda self, p, x, c, uc, index, extra: extra)
     s.shared.opts.forge_additional_modules = ["vae.safetensors"]
     key = host.base_key(None, None, None, None, 0, "initedit")
     assert key.startswith("initedit\0forge:") and "vae.safetensors" in key
@@ -444,7 +448,7 @@ def replaced(forge):
     transformer index), plus other extensions' attn1 / attn2 / output patches and a model wrapper."""
     host, s = forge
     torch.manual_seed(0)
-    keys = host.attn2_modules(s.unet)
+    keys = attn2_modules(s.unet)
     names = attn2_by_name(s.unet)
     first_in = next(k for k in keys if k[0] == "input")
     last_out = max(k for k in keys if k[0] == "output")
@@ -478,8 +482,7 @@ def test_guidance_acts_through_attn2_replace_patches_on_a_clone_and_leaves_every
     r, s = replaced, replaced.s
     patcher = s.patcher
     guide = guidance_for(s.unet)
-    hooks = r.host.guide_replaced_attention(types.SimpleNamespace(sd_model=s.model), SamplingHooks([guide]))
-    assert isinstance(hooks, r.host.ReplacedAttentionGuidance)
+    hooks = guided_hooks(r.host, types.SimpleNamespace(sd_model=s.model), SamplingHooks([guide]))
     assert s.model.forge_objects.unet is patcher  # nothing before the sampler starts
     cond, uncond = torch.randn(1, 8, 32), torch.randn(1, 8, 32)
     context = torch.cat([cond, uncond])
@@ -518,7 +521,7 @@ def test_guidance_acts_through_attn2_replace_patches_on_a_clone_and_leaves_every
 def test_after_an_error_in_sampling_everything_is_as_before(replaced):
     r, s = replaced, replaced.s
     guide = guidance_for(s.unet)
-    hooks = r.host.guide_replaced_attention(types.SimpleNamespace(sd_model=s.model), SamplingHooks([guide]))
+    hooks = guided_hooks(r.host, types.SimpleNamespace(sd_model=s.model), SamplingHooks([guide]))
     with pytest.raises(RuntimeError):
         hooks.enter()
         try:
@@ -540,7 +543,7 @@ def test_after_an_error_in_sampling_everything_is_as_before(replaced):
 def test_replaced_blocks_follow_the_guidances_layer_choice(replaced):
     r, s = replaced, replaced.s
     guide = guidance_for(s.unet, layers="down")  # the output block's replace patch is not a guided layer
-    hooks = r.host.guide_replaced_attention(types.SimpleNamespace(sd_model=s.model), SamplingHooks([guide]))
+    hooks = guided_hooks(r.host, types.SimpleNamespace(sd_model=s.model), SamplingHooks([guide]))
     cond = torch.randn(1, 8, 32)
     context = torch.cat([cond, torch.randn(1, 8, 32)])
     hooks.enter()
@@ -562,12 +565,17 @@ def test_replaced_blocks_follow_the_guidances_layer_choice(replaced):
 def test_nothing_is_cloned_without_replace_patches_or_without_guidance(replaced):
     r, s = replaced, replaced.s
     p = types.SimpleNamespace(sd_model=s.model)
-    plain = SamplingHooks([types.SimpleNamespace(after_call=lambda i, t, d: None)])
-    assert r.host.guide_replaced_attention(p, plain) is plain  # no part guides attention: the hooks as they are
+    plain = SamplingHooks([types.SimpleNamespace(after_call=lambda i, t, d: None)])  # no part guides attention
     off = SamplingHooks([guidance_for(s.unet, strength=0.0)])
-    assert r.host.guide_replaced_attention(p, off) is off
+    for hooks in (plain, off):
+        wrapped = guided_hooks(r.host, p, hooks)
+        wrapped.enter()
+        try:
+            assert s.model.forge_objects.unet is s.patcher and s.patcher.clones == 0
+        finally:
+            wrapped.leave(True)
     s.patcher.model_options["transformer_options"]["patches_replace"].pop("attn2")
-    hooks = r.host.guide_replaced_attention(p, SamplingHooks([guidance_for(s.unet)]))
+    hooks = guided_hooks(r.host, p, SamplingHooks([guidance_for(s.unet)]))
     hooks.enter()
     try:
         assert s.model.forge_objects.unet is s.patcher and s.patcher.clones == 0

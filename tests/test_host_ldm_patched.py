@@ -1,5 +1,5 @@
-"""The ``ldm_patched`` host (``lib_initedit/webui/host_ldm_patched.py``: reForge, Forge Classic) and its selection
-(``hosts.py``) against fakes of their ``modules`` / ``ldm_patched`` / ``modules_forge`` (no WebUI needed).
+"""The ``ldm_patched`` host (``lib_initedit/webui/hosts/ldm_patched.py``: reForge, Forge Classic) and its selection
+(``webui/hosts/__init__.py``) against fakes of their ``modules`` / ``ldm_patched`` / ``modules_forge`` (no WebUI needed).
 The real thing: ``tests/webui/test_reforge.py``."""
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from lib_initedit.layout import probe
-from lib_initedit.webui.host_api import Host
 from tests.ldm_like import UNetModel
 
 # --------------------------------------------------------------------------------------------- fakes
@@ -166,17 +165,17 @@ def ldm(monkeypatch):
         monkeypatch.setitem(sys.modules, name, module)
     for name in ("shared", "rng", "prompt_parser", "devices"):
         setattr(fakes["modules"], name, fakes[f"modules.{name}"])
-    import lib_initedit.webui as webui_package
+    import lib_initedit.webui.hosts as hosts_package
 
-    ours = ("host", "host_forge", "host_ldm_patched")
+    ours = ("a1111", "patcher_family", "forge", "ldm_patched")
     for name in ours:  # fresh imports bound to the fakes; whatever was there is put back afterwards
-        monkeypatch.delitem(sys.modules, f"lib_initedit.webui.{name}", raising=False)
-        monkeypatch.delattr(webui_package, name, raising=False)
-    host = importlib.import_module("lib_initedit.webui.host_ldm_patched")
+        monkeypatch.delitem(sys.modules, f"lib_initedit.webui.hosts.{name}", raising=False)
+        monkeypatch.delattr(hosts_package, name, raising=False)
+    host = importlib.import_module("lib_initedit.webui.hosts.ldm_patched").LdmPatchedHost()
     yield host, types.SimpleNamespace(calls=calls, shared=shared, model=model, base=base, patcher=patcher, unet=unet,
                                       samplers=fakes["ldm_patched.modules.samplers"])
     for name in ours:
-        sys.modules.pop(f"lib_initedit.webui.{name}", None)
+        sys.modules.pop(f"lib_initedit.webui.hosts.{name}", None)
 
 
 def make_p(batch=2, sampler=None, steps=20):
@@ -199,13 +198,6 @@ def sigma_at(t):
 
 
 # --------------------------------------------------------------------------------------------- tests
-
-
-def test_host_ldm_patched_has_every_function_of_the_protocol(ldm):
-    host, _ = ldm
-    assert isinstance(host, Host)
-    wanted = [n for n in vars(Host) if not n.startswith("_") and callable(getattr(Host, n))]
-    assert all(callable(getattr(host, n, None)) for n in wanted), [n for n in wanted if not hasattr(host, n)]
 
 
 def test_noise_comes_from_the_hosts_own_image_rng(ldm):
@@ -374,10 +366,12 @@ def test_brownian_noise_from_the_k_diffusion_in_use(ldm, backend, where):
 def test_sampling_functions_wrap_replace_patches_and_keys_hold_this_lines_settings(ldm, monkeypatch):
     host, s = ldm
     seen = []
-    monkeypatch.setattr(host.a1111, "hook_sampling", lambda p, hooks: seen.append(("hook", hooks)) or "restore")
-    monkeypatch.setattr(host.a1111, "sample_base", lambda p, x, c, uc, hooks: seen.append(("base", hooks)))
-    monkeypatch.setattr(host.a1111, "base_key", lambda p, x, c, uc, index, extra: extra)
-    monkeypatch.setattr(host, "guide_replaced_attention", lambda p, hooks: ("guided", hooks))
+    a1111 = sys.modules["lib_initedit.webui.hosts.a1111"].A1111Host
+    family = sys.modules["lib_initedit.webui.hosts.patcher_family"]
+    monkeypatch.setattr(a1111, "hook_sampling", lambda self, p, hooks: seen.append(("hook", hooks)) or "restore")
+    monkeypatch.setattr(a1111, "sample_base", lambda self, p, x, c, uc, hooks: seen.append(("base", hooks)))
+    monkeypatch.setattr(a1111, "base_key", lambda self, p, x, c, uc, index, extra: extra)
+    monkeypatch.setattr(family, "ReplacedAttentionGuidance", lambda host_, p, hooks: ("guided", hooks))
     assert host.hook_sampling(None, "H") == "restore"
     host.sample_base(None, None, None, None, "H2")
     assert seen == [("hook", ("guided", "H")), ("base", ("guided", "H2"))]
@@ -403,7 +397,8 @@ def selection(monkeypatch):
     hosts = importlib.import_module("lib_initedit.webui.hosts")
     present: set = set()
     monkeypatch.setattr(hosts, "_importable", lambda name: name in present)
-    monkeypatch.setattr(hosts, "import_module", lambda name: name)
+    monkeypatch.setattr(hosts, "import_module", lambda name: types.SimpleNamespace(
+        **{cls: (lambda cls=cls: f"{name}.{cls}") for _, cls in hosts.HOST_CLASSES.values()}))
     return hosts, present
 
 
@@ -412,11 +407,13 @@ def test_select_host_picks_the_ldm_patched_adapter_by_feature(selection):
     model = types.SimpleNamespace(forge_objects=object())
     present.update({"ldm_patched", "ldm_patched.modules.samplers", "modules_forge.forge_sampler"})
     assert hosts.backend_kind(model) == "ldm_patched"
-    assert hosts.select_host(model) == "lib_initedit.webui.host_ldm_patched"
-    assert hosts.select_host(types.SimpleNamespace()) == "lib_initedit.webui.host_ldm_patched"  # before a model loads
-    present.discard("modules_forge.forge_sampler")  # an ldm_patched without what the adapter calls
-    assert hosts.select_host(model) == "lib_initedit.webui.host"  # host.py: "not supported", nothing edited
+    ldm, forge, a1111 = ("lib_initedit.webui.hosts.ldm_patched.LdmPatchedHost", "lib_initedit.webui.hosts.forge.ForgeHost",
+                         "lib_initedit.webui.hosts.a1111.A1111Host")
+    assert hosts.select_host(model) == ldm
+    assert hosts.select_host(types.SimpleNamespace()) == ldm  # before a model loads
+    present.discard("modules_forge.forge_sampler")  # an ldm_patched without what the host calls
+    assert hosts.select_host(model) == a1111  # A1111's host names the unknown patcher, nothing is edited
     present.update({"modules_forge.forge_sampler", "backend", "backend.patcher.unet"})
-    assert hosts.select_host(model) == "lib_initedit.webui.host_forge"  # Forge 2's backend decides first
+    assert hosts.select_host(model) == forge  # Forge 2's backend decides first
     present.clear()
-    assert hosts.select_host(types.SimpleNamespace(model=None)) == "lib_initedit.webui.host"
+    assert hosts.select_host(types.SimpleNamespace(model=None)) == a1111

@@ -9,7 +9,7 @@ from . import hosts, settings
 from .console import LOG_PREFIX, say_once
 from .session import PerImageInfotext, Session, base_extra, infotext_image_index
 
-host = hosts.select_host()  # the adapter of the running WebUI: A1111 (host.py) or Forge's backend (host_forge.py)
+host = hosts.select_host()  # the running WebUI's host: an instance of one of the classes in webui/hosts
 SESSION_ATTR = "_initedit_session"
 _bases = keep.BaseCache(0)  # recent plain first passes, the bases of 'Keep the rest'; sized by the setting
 

@@ -1,7 +1,7 @@
 """One generation with InitEdit: resolve the spec per image, edit each batch's first noise, report.
 
 The WebUI calls in through ``scripts/initedit.py``; WebUI access goes through ``host`` (anything that
-satisfies ``host_api.Host``: ``host.py`` for A1111, a stand-in in tests).
+satisfies ``hosts.protocol.Host``: one of the classes in ``webui/hosts``, a stand-in in tests).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from ..sampling_hooks import SamplingHooks
 from ..spec import NOTE_KEY, RANDOM_SEED_LIMIT, SEED_SPAN, InitEditSpec, LayoutBox
 from . import settings
 from .console import LOG_PREFIX
-from .host_api import Host
+from .hosts.protocol import Host
 
 
 @dataclass

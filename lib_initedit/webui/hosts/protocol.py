@@ -1,8 +1,6 @@
-"""What a WebUI host gives the session: the one interface every backend adapter implements.
-
-``host.py`` (A1111 1.6-1.10, ldm/sgm) implements it as module functions; a Forge adapter would be a
-module beside it. The session only ever calls these, so a stand-in (tests) or another backend can be
-checked against this Protocol (``tests/test_host_api.py``).
+"""What a WebUI host gives the controller and the session: the one interface every WebUI host class implements
+(``A1111Host``, ``ForgeHost``, ``LdmPatchedHost``; a stand-in in the unit tests). Nothing else of a host is
+called, and ``tests/test_host_protocol.py`` checks every host class against this Protocol, signatures included.
 """
 from __future__ import annotations
 
@@ -15,6 +13,19 @@ Stream = Any  # ``next() -> (B, C, H, W)`` standard normal draws, one generator 
 
 @runtime_checkable
 class Host(Protocol):
+    name: str  # which host, for messages and the keep cache's key
+
+    # ---- support
+    def unsupported_reason(self) -> str | None:
+        """Why InitEdit cannot run on the loaded model, or None."""
+
+    def say_once(self, message: str) -> None:
+        """Tell the user once per process (console)."""
+
+    def patch_once(self, obj: Any, name: str, body: Callable) -> Callable[[], None]:
+        """Give ``obj`` (a per-generation object) an instance attribute ``name`` that runs ``body(original, ...)``
+        once and is removed as it starts; returns the function that removes it if it never runs."""
+
     # ---- noise
     def noise_stream(self, p: Any, shape: tuple, seeds: list) -> Stream:
         """The WebUI's own noise for these seeds (same source, variation seed and resize as ``p``)."""

@@ -1,11 +1,13 @@
-"""Which host adapter serves the running WebUI, chosen by feature, each imported only when chosen.
+"""The WebUI hosts, one class each (``protocol.Host``), and which one serves the running WebUI, chosen by
+feature; each module is imported only when chosen.
 
-- A1111 (ldm/sgm UNets): ``host``.
-- Forge 2 / Forge Neo (the ``backend`` package with ``backend.patcher.unet``): ``host_forge``.
-- reForge / Forge Classic (``ldm_patched`` with ``ldm_patched.modules.samplers`` and
-  ``modules_forge.forge_sampler``, the modules that adapter calls): ``host_ldm_patched``.
+- A1111 (ldm/sgm UNets): ``a1111.A1111Host``.
+- The patcher family (``patcher_family.WebUIPatcherHost``, on ``lib_initedit.patcher.PatcherHost``):
+  - Forge 2 / Forge Neo (the ``backend`` package with ``backend.patcher.unet``): ``forge.ForgeHost``;
+  - reForge / Forge Classic (``ldm_patched`` with ``ldm_patched.modules.samplers`` and
+    ``modules_forge.forge_sampler``, the modules that host calls): ``ldm_patched.LdmPatchedHost``.
 - another Forge-like WebUI (a model with ``forge_objects``, or an ``ldm_patched`` without those modules):
-  ``host``, whose ``unsupported_reason()`` says Forge's patcher is not supported, so nothing is edited.
+  ``A1111Host``, whose ``unsupported_reason()`` names the unknown patcher, so nothing is edited.
 
 Safe to call at import time (no model needed, none is loaded by asking).
 """
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import importlib.util
 from importlib import import_module
-from types import ModuleType
 
 A1111, FORGE, LDM_PATCHED = "a1111", "forge", "ldm_patched"
 
@@ -45,7 +46,7 @@ def backend_kind(model=None) -> str:
         return LDM_PATCHED
     model = loaded_model() if model is None else model
     if model is not None and hasattr(model, "forge_objects"):
-        return LDM_PATCHED  # some other Forge line: host.py's unsupported_reason() names it
+        return LDM_PATCHED  # some other Forge line: A1111Host.unsupported_reason() names it
     return A1111
 
 
@@ -53,16 +54,23 @@ LDM_PATCHED_MODULES = ("ldm_patched.modules.samplers", "modules_forge.forge_samp
 
 
 def ldm_patched_adapter_applies() -> bool:
-    """The modules ``host_ldm_patched`` calls are there (reForge, Forge Classic)."""
+    """The modules ``LdmPatchedHost`` calls are there (reForge, Forge Classic)."""
     return all(_importable(name) for name in LDM_PATCHED_MODULES)
 
 
-def select_host(model=None) -> ModuleType:
-    """The host module for the running WebUI (A1111 -> ``host``, Forge backend -> ``host_forge``,
-    reForge / Forge Classic -> ``host_ldm_patched``)."""
+HOST_CLASSES = {A1111: ("a1111", "A1111Host"), FORGE: ("forge", "ForgeHost"),
+                LDM_PATCHED: ("ldm_patched", "LdmPatchedHost")}
+
+
+def host_class_name(model=None) -> tuple[str, str]:
+    """(module, class) of the host for the running WebUI."""
     kind = backend_kind(model)
-    if kind == FORGE:
-        return import_module(f"{__package__}.host_forge")
-    if kind == LDM_PATCHED and ldm_patched_adapter_applies():
-        return import_module(f"{__package__}.host_ldm_patched")
-    return import_module(f"{__package__}.host")
+    if kind == LDM_PATCHED and not ldm_patched_adapter_applies():
+        kind = A1111
+    return HOST_CLASSES[kind]
+
+
+def select_host(model=None):
+    """The host for the running WebUI: an instance of its class."""
+    module, cls = host_class_name(model)
+    return getattr(import_module(f"{__package__}.{module}"), cls)()
