@@ -166,7 +166,8 @@ def forge(monkeypatch):
         sys.modules.pop(name, None)
 
 
-HOST_MODULES = [f"lib_initedit.webui.hosts.{name}" for name in ("forge", "patcher_family", "a1111")]
+HOST_MODULES = [f"lib_initedit.webui.hosts.{name}" for name in
+                ("forge", "patcher_family", "a1111", "cache_key", "sampler_patches")]  # bound to the fakes
 
 
 def guided_hooks(host, p, hooks):

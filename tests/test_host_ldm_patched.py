@@ -167,7 +167,7 @@ def ldm(monkeypatch):
         setattr(fakes["modules"], name, fakes[f"modules.{name}"])
     import lib_initedit.webui.hosts as hosts_package
 
-    ours = ("a1111", "patcher_family", "forge", "ldm_patched")
+    ours = ("a1111", "patcher_family", "forge", "ldm_patched", "cache_key", "sampler_patches")
     for name in ours:  # fresh imports bound to the fakes; whatever was there is put back afterwards
         monkeypatch.delitem(sys.modules, f"lib_initedit.webui.hosts.{name}", raising=False)
         monkeypatch.delattr(hosts_package, name, raising=False)

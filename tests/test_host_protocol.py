@@ -29,15 +29,14 @@ def host_classes(monkeypatch):
         monkeypatch.setitem(sys.modules, name, module)
         if "." in name:
             setattr(stubs["modules"], name.split(".")[1], module)
-    classes = {}
-    for module, cls in HOST_CLASSES.values():
-        name = f"lib_initedit.webui.hosts.{module}"
-        monkeypatch.delitem(sys.modules, name, raising=False)
-        classes[cls] = getattr(importlib.import_module(name), cls)
+    ours = [name for name in sys.modules if name.startswith("lib_initedit.webui.hosts.")]
+    for name in ours:  # imported afresh against the stand-ins, put back afterwards
+        monkeypatch.delitem(sys.modules, name)
+    classes = {cls: getattr(importlib.import_module(f"lib_initedit.webui.hosts.{module}"), cls)
+               for module, cls in HOST_CLASSES.values()}
     yield classes
-    for module, _ in HOST_CLASSES.values():
-        sys.modules.pop(f"lib_initedit.webui.hosts.{module}", None)
-    sys.modules.pop("lib_initedit.webui.hosts.patcher_family", None)
+    for name in [name for name in sys.modules if name.startswith("lib_initedit.webui.hosts.")]:
+        sys.modules.pop(name, None)
 
 
 def test_the_protocol_covers_what_the_controller_and_the_session_call():

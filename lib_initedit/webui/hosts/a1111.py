@@ -14,70 +14,8 @@ from modules import devices, prompt_parser, rng, shared
 
 from ...layout import tokens
 from ..console import say_once
-
-
-def patch_once(obj, name: str, body: Callable) -> Callable[[], None]:
-    """Give ``obj`` (this batch's sampler: a per-generation object) an instance attribute ``name`` that runs
-    ``body(original, *args, **kwargs)`` once and is removed as it starts; returns the function that removes
-    it if it never runs. Whatever ``obj.name`` was before (a method or another extension's patch) is restored."""
-    original = getattr(obj, name)
-    had_own = name in vars(obj)
-
-    def restore():
-        if vars(obj).get(name) is patched:
-            if had_own:
-                setattr(obj, name, original)
-            else:
-                delattr(obj, name)
-
-    def patched(*args, **kwargs):
-        restore()
-        return body(original, *args, **kwargs)
-
-    setattr(obj, name, patched)
-    return restore
-
-
-def _context_rows(cond, index):
-    """The conditional cross-attention context of a denoiser call, as the UNet will see it."""
-    if cond is None:
-        return None
-    _, tensor = prompt_parser.reconstruct_multicond_batch(cond, index)
-    return tensor.get("crossattn") if isinstance(tensor, dict) else tensor
-
-
-def _other_scripts_args(p):
-    """Every script argument except InitEdit's own, as hashable text (arrays by content)."""
-    import hashlib
-
-    import numpy as np
-
-    args = list(getattr(p, "script_args", None) or [])
-    runner = getattr(p, "scripts", None)
-    for script in getattr(runner, "alwayson_scripts", None) or []:
-        if type(script).__module__.endswith("initedit.py") or getattr(script, "title", lambda: "")() == "InitEdit":
-            for i in range(script.args_from, script.args_to):
-                if i < len(args):
-                    args[i] = None
-
-    def norm(value, depth=0):
-        if depth > 6:
-            return "..."
-        if isinstance(value, np.ndarray):
-            return ("ndarray", value.shape, hashlib.sha1(np.ascontiguousarray(value).tobytes()).hexdigest())
-        if isinstance(value, torch.Tensor):
-            return ("tensor", tuple(value.shape), hashlib.sha1(value.detach().cpu().contiguous().numpy().tobytes()).hexdigest())
-        if isinstance(value, dict):
-            return tuple((str(k), norm(v, depth + 1)) for k, v in sorted(value.items(), key=lambda kv: str(kv[0])))
-        if isinstance(value, (list, tuple)):
-            return tuple(norm(v, depth + 1) for v in value)
-        if hasattr(value, "__dict__") and not isinstance(value, type):
-            return (type(value).__name__, norm(vars(value), depth + 1))
-        if hasattr(value, "tobytes"):  # PIL images
-            return (type(value).__name__, hashlib.sha1(value.tobytes()).hexdigest())
-        return repr(value)
-
-    return repr(norm(args))
+from . import cache_key
+from .sampler_patches import context_rows, patch_once
 
 
 class A1111Host:
@@ -154,7 +92,7 @@ class A1111Host:
 
             def before(module, args_, kwargs_):
                 cond = kwargs_.get("cond", args_[3] if len(args_) > 3 else None)
-                hooks.before_call(calls["index"], int(module.total_steps or 1), _context_rows(cond, calls["index"]))
+                hooks.before_call(calls["index"], int(module.total_steps or 1), context_rows(cond, calls["index"]))
 
             def after(module, args_, kwargs_, output):
                 index = calls["index"]
@@ -195,46 +133,8 @@ class A1111Host:
             p.sampler, p.rng = real_sampler, real_rng
 
     def base_key(self, p, x_T: torch.Tensor, c, uc, index: int, extra: str) -> str:
-        """What decides image ``index``'s first pass, hashed: its initial noise (seed, variation, resize, source,
-        ENSD and any layout edit all show there), its conditioning at step 0, prompt texts, model, sampler,
-        schedule, CFG, the sampler settings, and every other script's arguments; ``extra``: InitEdit's own."""
-        import hashlib
-
-        h = hashlib.sha1()
-
-        def feed(value):
-            if isinstance(value, torch.Tensor):
-                h.update(str((tuple(value.shape), str(value.dtype))).encode())
-                h.update(value.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-            else:
-                h.update(repr(value).encode())
-                h.update(b"\0")
-
-        feed(x_T)
-        _, cond = prompt_parser.reconstruct_multicond_batch(c, 0)
-        rows = self.cond_rows_of(c)[index]
-        for key in sorted(cond) if isinstance(cond, dict) else [None]:
-            feed((cond[key] if key else cond)[rows])
-        uncond = prompt_parser.reconstruct_cond_batch(uc, 0)
-        for key in sorted(uncond) if isinstance(uncond, dict) else [None]:
-            feed((uncond[key] if key else uncond)[index])
-        prompts, negatives = getattr(p, "prompts", [""]), getattr(p, "negative_prompts", [""])
-        feed((prompts[min(index, len(prompts) - 1)], negatives[min(index, len(negatives) - 1)]))
-        model = shared.sd_model
-        feed((getattr(model, "sd_model_hash", None), getattr(getattr(model, "sd_checkpoint_info", None), "filename", None)))
-        feed((p.sampler_name, getattr(p, "scheduler", None), p.steps, p.cfg_scale, p.width, p.height,
-              getattr(p, "eta", None), getattr(p, "s_churn", None), getattr(p, "s_tmin", None),
-              getattr(p, "s_tmax", None), getattr(p, "s_noise", None), getattr(p, "s_min_uncond", None),
-              getattr(p, "override_settings", None)))
-        for name in ("eta_ancestral", "eta_ddim", "eta_noise_seed_delta", "randn_source", "CLIP_stop_at_last_layers",
-                     "sgm_noise_multiplier", "always_discard_next_to_last_sigma", "uni_pc_variant", "uni_pc_skip_type",
-                     "uni_pc_order", "uni_pc_lower_order_final", "skip_early_cond", "s_min_uncond_all",
-                     "batch_cond_uncond", "pad_cond_uncond", "pad_cond_uncond_v0", "sd_unet", "sd_vae",
-                     "no_dpmpp_sde_batch_determinism", "cross_attention_optimization"):
-            feed((name, getattr(shared.opts, name, None)))
-        feed(_other_scripts_args(p))
-        feed(extra)
-        return h.hexdigest()
+        """What decides image ``index``'s first pass, hashed (``cache_key.base_key``)."""
+        return cache_key.base_key(p, x_T, c, uc, index, extra, self.cond_rows_of(c)[index])
 
     def unet_module(self) -> torch.nn.Module:
         return shared.sd_model.model.diffusion_model
