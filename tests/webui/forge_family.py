@@ -1,17 +1,37 @@
-"""Start a Forge-family WebUI (Forge 2, reForge, Forge Classic) for the e2e tests: CPU, offline, a temporary
-data dir that links this checkout and the given test-only extensions, the tiny Forge checkpoint."""
+"""Start a Forge-family WebUI (Forge 2, Forge Neo, reForge, Forge Classic) for the e2e tests: its launch flags for the
+CPU, the models folder and the tiny Forge checkpoint, given to the one launcher (helpers.launch)."""
 from __future__ import annotations
 
 import os
-import subprocess
-import tempfile
-import textwrap
-import time
-import urllib.request
 
-from tests.webui.conftest import ROOT, _free_port
+from tests.webui.helpers import ROOT, launch
 
 CHECKPOINT = "tiny-forge-sd15.safetensors"  # tests/tooling/make_tiny_forge_checkpoint.py
+
+
+def _read(*parts) -> str:
+    try:
+        with open(os.path.join(*parts)) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def is_neo(webui_dir: str) -> bool:
+    """Forge Neo: ``modules_forge/forge_version.py`` says version "neo"."""
+    return 'version = "neo"' in _read(webui_dir, "modules_forge", "forge_version.py")
+
+
+def launch_flags(webui_dir: str, models: str, ckpt: str) -> list[str]:
+    """This WebUI's flags for the CPU, the models folder and (where it has them) the start checkpoint:
+    Forge 2 / reForge: --always-cpu, --models-dir, --ckpt; Forge Classic: --model-ref; Forge Neo: --cpu,
+    --model-ref and no --ckpt (it loads the checkpoint its settings name, else the first one listed)."""
+    cmd_args = _read(webui_dir, "modules", "cmd_args.py") + _read(webui_dir, "modules", "paths_internal.py")
+    flags = ["--cpu" if is_neo(webui_dir) else "--always-cpu",
+             "--models-dir" if '"--models-dir"' in cmd_args else "--model-ref", models]
+    if '"--ckpt"' in cmd_args:
+        flags += ["--no-download-sd-model"] + (["--ckpt", ckpt] if os.path.exists(ckpt) else [])
+    return flags
 
 
 def start_forge_family(webui_dir: str, env_prefix: str, scripts: dict | None = None, links: dict | None = None,
@@ -21,42 +41,8 @@ def start_forge_family(webui_dir: str, env_prefix: str, scripts: dict | None = N
     python = os.environ.get(f"{env_prefix}_PYTHON") or os.path.join(webui_dir, "..", "venv", "bin", "python")
     models = os.environ.get(f"{env_prefix}_MODELS") or os.path.join(webui_dir, "..", "models")
     ckpt = os.path.join(models, "Stable-diffusion", CHECKPOINT)
-    data = tempfile.mkdtemp(prefix="initedit-forge-family-e2e-")
-    extensions = os.path.join(data, "extensions")
-    os.makedirs(extensions)
-    for folder, (name, source) in (scripts or {}).items():
-        os.makedirs(os.path.join(extensions, folder, "scripts"))
-        with open(os.path.join(extensions, folder, "scripts", name), "w") as f:
-            f.write(textwrap.dedent(source))
-    for folder, path in {"sd-webui-initedit": ROOT, **(links or {})}.items():
-        os.symlink(path, os.path.join(extensions, folder))
-    with open(os.path.join(webui_dir, "modules", "cmd_args.py")) as f:  # Forge Classic: --model-ref
-        models_flag = "--models-dir" if '"--models-dir"' in f.read() else "--model-ref"
-    port = _free_port()
-    env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               HF_DATASETS_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1",
-               OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    log = open(os.path.join(data, "webui.log"), "w")
-    proc = subprocess.Popen(
-        [python, "launch.py", "--skip-prepare-environment", "--skip-install", "--skip-python-version-check",
-         "--skip-torch-cuda-test", "--skip-version-check", "--always-cpu", "--api", "--port", str(port),
-         "--data-dir", data, models_flag, models, "--no-download-sd-model", "--disable-console-progressbars",
-         # Gradio 4 serves file= URLs only under allowed paths: the WebUI's own scripts and this checkout's
-         "--gradio-allowed-path", os.path.abspath(webui_dir), "--gradio-allowed-path", ROOT]
-        + (["--ckpt", ckpt] if os.path.exists(ckpt) else []),
-        cwd=webui_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + startup_s
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the WebUI exited early; see {log.name}")
-        try:
-            urllib.request.urlopen(url + "/sdapi/v1/sd-models", timeout=2)
-            with open(log.name) as f:  # the API answers before the UI (and the scripts' argument slots) is built
-                if "Startup time" in f.read():
-                    return proc, url, log.name
-        except OSError:
-            pass
-        time.sleep(1)
-    proc.kill()
-    raise RuntimeError(f"the WebUI did not answer in {startup_s:.0f} s; see {log.name}")
+    # Gradio 4 serves file= URLs only under allowed paths: the WebUI's own scripts and this checkout's
+    flags = [*launch_flags(webui_dir, models, ckpt), "--gradio-allowed-path", os.path.abspath(webui_dir),
+             "--gradio-allowed-path", ROOT]
+    return launch(webui_dir, python, flags, extensions=links, scripts=scripts, startup_s=startup_s,
+                  env={"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})

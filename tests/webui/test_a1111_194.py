@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.webui.conftest import captured_webui, check_probe_matches_first_call, pixels
+from tests.webui.helpers import captured_webui, check_probe_matches_first_call, pixels
 
 NAME = "tiny-sd15"
 WHOLE = {"reroll": [{"box": [0, 0, 1, 1], "seed": 4242, "strength": 1.0}]}

@@ -1,28 +1,12 @@
 """InitEdit through the real WebUI's API (tiny checkpoints): exact pixel properties and bad input."""
 import json
-import threading
-import time
 
 import numpy as np
 import pytest
 
 from tests.test_spec import BAD
-from tests.webui.conftest import pixels, xyz_args
-
-WHOLE = {"reroll": [{"box": [0, 0, 1, 1], "seed": 4242, "strength": 1.0}]}
-LAYOUT = {"layout": [{"phrase": "cat", "box": [0, 0, 0.5, 1]}, {"phrase": "red car", "box": [0.5, 0, 1, 1]}]}
-
-
-def infotext(js, i=0):
-    return js["info"]["infotexts"][i]
-
-
-def initedit_of(js, i=0):
-    """The resolved spec written into image i's infotext (key "InitEdit", a quoted JSON text)."""
-    text = infotext(js, i)
-    start = text.index('InitEdit: "') + len("InitEdit: ")
-    quoted, _ = json.JSONDecoder().raw_decode(text[start:])
-    return json.loads(quoted)
+from tests.webui.helpers import (LAYOUT, WHOLE, check_nothing_left_behind, infotext, initedit_of, interrupt_mid_sampling,
+                                 pixels, xyz_args)
 
 
 @pytest.fixture(scope="module")
@@ -238,20 +222,15 @@ def test_malformed_spec_is_refused_naming_the_field(webui, baseline, value, mess
     assert np.array_equal(pixels(webui.txt2img()), baseline)
 
 
-def test_interrupt_leaves_the_server_healthy(webui, baseline):
-    result = {}
-    t = threading.Thread(target=lambda: result.setdefault("js", webui.txt2img({**LAYOUT, "rounds": 4}, steps=40,
-                                                                                width=256, height=256)))
-    t.start()
-    time.sleep(1.5)
-    webui.request("POST", "/sdapi/v1/interrupt", {})
-    t.join(300)
-    assert not t.is_alive()
+def test_interrupt_mid_sampling_leaves_the_server_healthy(webui, baseline):
+    step, steps = interrupt_mid_sampling(webui, lambda: webui.txt2img({**LAYOUT, "rounds": 4}, steps=40, width=256,
+                                                                      height=256))
+    assert 0 < step < steps - 1
     assert np.array_equal(pixels(webui.txt2img()), baseline)
 
 
-def test_after_everything_a_plain_generation_is_unchanged(webui, baseline):
-    assert np.array_equal(pixels(webui.txt2img()), baseline)
+def test_a_plain_generation_is_unchanged_after_initedit_ran(webui):
+    check_nothing_left_behind(webui)
 
 
 def test_xyz_reroll_seed_axis(webui):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.test_spec import BAD
-from tests.webui.conftest import pixels, xyz_args
+from tests.webui.helpers import pixels, xyz_args
 
 PLAIN = {"prompt": "a cat and a red car", "negative_prompt": "", "sampler_name": "Euler", "width": 64, "height": 64,
          "steps": 4, "seed": 1, "cfg_scale": 7, "batch_size": 1, "n_iter": 1, "send_images": True, "save_images": False}

@@ -22,7 +22,7 @@ import tempfile
 import pytest
 
 from tests.tooling.cn_api_smoke import cn_unit, control_image
-from tests.webui.conftest import WebUI, start_server, stop_server
+from tests.webui.helpers import WebUI, start_server, stop_server
 
 pytestmark = pytest.mark.lab  # needs the ControlNet extension and the tiny ControlNet (tests/tooling)
 

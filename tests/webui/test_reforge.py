@@ -17,9 +17,9 @@ import os
 import numpy as np
 import pytest
 
-from tests.webui.conftest import PROBE_LAYOUT, WebUI, capture_extension, pixels, read_capture, stop_server
 from tests.webui.forge_family import start_forge_family
-from tests.webui.test_api import infotext, initedit_of
+from tests.webui.helpers import (PROBE_LAYOUT, WebUI, capture_extension, check_nothing_left_behind, infotext, initedit_of,
+                                 pixels, read_capture, stop_server)
 
 pytestmark = pytest.mark.lab  # needs the reForge / Forge Classic lab (tests/tooling/reforge_lab.sh)
 
@@ -190,7 +190,7 @@ def baseline(reforge):
 
 
 NEEDS_NO_EDIT = ("test_it_is_the_ldm_patched_line", "test_plain_generation", "test_initedit_applies",
-                 "test_disabled_and_empty", "test_bad_spec", "test_after_everything")
+                 "test_disabled_and_empty", "test_bad_spec", "test_a_plain_generation_is_unchanged")
 
 
 @pytest.fixture(scope="module")
@@ -457,5 +457,5 @@ def test_sdxl(reforge):
     assert initedit_of(js)["layout"] == LAYOUT["layout"]
 
 
-def test_after_everything_a_plain_generation_is_unchanged(reforge, baseline):
-    assert np.array_equal(pixels(reforge.txt2img()), baseline)
+def test_a_plain_generation_is_unchanged_after_initedit_ran(reforge):
+    check_nothing_left_behind(reforge)

@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.webui.conftest import captured_webui, check_probe_matches_first_call, pixels
-from tests.webui.test_api import LAYOUT, WHOLE, initedit_of, infotext
+from tests.webui.helpers import (LAYOUT, WHOLE, captured_webui, check_probe_matches_first_call, infotext, initedit_of,
+                                 pixels)
 
 NAME = "tiny-sd2v"
 BUILD_HINT = "run tests/tooling/make_tiny_sd2.py with the lab's python (it writes tiny-sd2v into the models folder)"

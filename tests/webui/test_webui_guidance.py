@@ -4,14 +4,11 @@ IP-Adapter-style forward patch, and leaves every forward as it found it after su
 The forward and hook checks use the test-only extension tests/tooling/lab_ext_test_probe (its route
 ``/initedit-test/unet`` and its "Fake IP-Adapter" script); they skip when the server does not have it.
 """
-import threading
-import time
 
 import numpy as np
 import pytest
 
-from tests.webui.conftest import pixels
-from tests.webui.test_api import initedit_of, infotext
+from tests.webui.helpers import infotext, initedit_of, interrupt_mid_sampling, pixels
 
 BOXES = [{"phrase": "cat", "box": [0, 0, 0.5, 1]}, {"phrase": "red car", "box": [0.5, 0, 1, 1]}]
 GUIDED = {"layout": BOXES, "guidance": 6.0, "guidance_steps": 0.5}
@@ -100,14 +97,9 @@ def test_guidance_composes_with_an_ip_adapter_style_forward_patch(webui):
 
 def test_interrupt_during_guided_sampling_restores_everything(webui):
     unet_state(webui)
-    result = {}
-    t = threading.Thread(target=lambda: result.setdefault("js", webui.txt2img(
-        {**GUIDED, "guidance_steps": 1.0}, steps=60, width=256, height=256)))
-    t.start()
-    time.sleep(2.0)
-    webui.request("POST", "/sdapi/v1/interrupt", {})
-    t.join(600)
-    assert not t.is_alive()
+    step, steps = interrupt_mid_sampling(webui, lambda: webui.txt2img({**GUIDED, "guidance_steps": 1.0}, steps=60,
+                                                                      width=256, height=256))
+    assert 0 < step < steps - 1  # every step is guided: the wrapped forwards were in place at the interrupt
     assert unet_state(webui) == {"instance_forwards": 0, "hooks": 0}
     a = pixels(webui.txt2img(UNGUIDED, steps=4, seed=1))
     b = pixels(webui.txt2img(UNGUIDED, steps=4, seed=1))

@@ -5,8 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from tests.webui.conftest import pixels
-from tests.webui.test_api import initedit_of
+from tests.webui.helpers import initedit_of, pixels
 
 BOX = [0.25, 0.25, 0.75, 0.75]
 SIZE = 128
