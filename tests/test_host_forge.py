@@ -104,7 +104,7 @@ class Engine:
 
 @pytest.fixture()
 def forge(monkeypatch):
-    """Fake ``modules`` and ``backend`` packages; yields (host_forge module, state namespace)."""
+    """Fake ``modules`` and ``backend`` packages; yields (a ForgeHost bound to them, state namespace)."""
     calls = types.SimpleNamespace(prepare=0, cleanup=0, batches=[])
     unet = UNetModel(context_dim=32).eval()
     kmodel = KModel(unet)

@@ -235,7 +235,7 @@ def test_plain_generation_is_deterministic(reforge, baseline):
 
 
 def test_initedit_applies(reforge):
-    """Fails while select_host() gives host.py (which says Forge's patcher is not supported)."""
+    """select_host() gives LdmPatchedHost here (A1111's host would say the patcher is unknown and edit nothing)."""
     js = reforge.txt2img(WHOLE)
     text = infotext(js)
     assert "not applied" not in text and "InitEdit error" not in text and "InitEdit note" not in text, text
