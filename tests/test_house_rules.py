@@ -24,9 +24,23 @@ def test_only_webui_package_imports_the_webui():
     assert not offenders, offenders
 
 
+def test_only_comfy_package_imports_comfyui():
+    offenders = []
+    for path in [*(ROOT / "lib_initedit").rglob("*.py"), *(ROOT / "scripts").glob("*.py"), ROOT / "__init__.py"]:
+        rel = path.relative_to(ROOT)
+        if rel.parts[:2] == ("lib_initedit", "comfy") or rel.parts == ("__init__.py",):
+            continue
+        offenders += [f"{rel}: {m}" for m in imported_modules(path) if m.split(".")[0] in ("comfy", "comfy_extras")]
+    assert not offenders, offenders
+    # ComfyUI's entry (the root __init__.py) imports nothing of the WebUI
+    webui = [m for m in imported_modules(ROOT / "__init__.py") if m.split(".")[0] in ("modules", "backend", "ldm_patched")]
+    assert not webui, webui
+
+
 def test_runtime_needs_nothing_the_webui_lacks():
     allowed = {"torch", "numpy", "einops", "PIL", "gradio", "modules", "safetensors", "lib_initedit", "ldm", "sgm",
                "fastapi", "starlette"}  # the WebUI's own web framework (the API refusal, lib_initedit/webui/api.py)
+    allowed |= {"comfy"}  # ComfyUI's own package, imported only by lib_initedit/comfy (test below)
     stdlib = {"__future__", "ast", "base64", "binascii", "contextlib", "dataclasses", "html", "io", "json", "math",
               "random", "re", "typing", "os", "sys", "pathlib", "time", "argparse", "itertools", "functools",
               "collections", "hashlib", "struct", "zlib", "copy", "enum", "textwrap", "string", "warnings", "types",

@@ -1,0 +1,145 @@
+"""InitEdit in a real ComfyUI (CPU, the lab's tiny checkpoint): the same guarantees as in the WebUI.
+
+Compared bit for bit through SaveLatent files (the sampler's output latent) unless said otherwise.
+"""
+import io
+import json
+
+import numpy as np
+import pytest
+
+import workflows as wf
+from comfy_client import PromptFailed, PromptRejected
+
+WHOLE = [0.0, 0.0, 1.0, 1.0]
+SAMPLERS = ["euler", "euler_ancestral", "dpmpp_2m", "dpmpp_sde", "dpmpp_2m_sde"]
+
+
+def latent(comfy, outputs, node="8"):
+    from safetensors.torch import load
+
+    return load(comfy.view(outputs[node]["latents"][0]))["latent_tensor"]
+
+
+def run_latent(comfy, graph):
+    return latent(comfy, comfy.run(graph))
+
+
+def test_nodes_are_registered_under_one_category(comfy):
+    info = comfy.get_json("/object_info")
+    ours = {name: node for name, node in info.items() if name.startswith("InitEdit") and "Test" not in name}
+    assert set(ours) == {"InitEditRegionReroll", "InitEditLayout", "InitEditHeatmaps"}
+    assert {node["category"] for node in ours.values()} == {"InitEdit"}
+    assert ours["InitEditLayout"]["output"] == ["MODEL", "CONDITIONING"]
+    assert ours["InitEditHeatmaps"]["output"] == ["IMAGE"]
+
+
+def test_strength_zero_is_identical_to_plain(comfy):
+    plain = run_latent(comfy, wf.base(seed=11, sampler="euler_ancestral"))
+    spec = {"reroll": [{"box": [0.1, 0.1, 0.6, 0.6], "seed": 99, "strength": 0.0}], "keep": 0.0}
+    edited = run_latent(comfy, wf.with_reroll(wf.base(seed=11, sampler="euler_ancestral"), spec))
+    assert edited.equal(plain)
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_whole_image_reroll_at_strength_1_is_seed_r(comfy, sampler):
+    """Per-step (ancestral) and Brownian (SDE) noise follow the reroll seed too."""
+    target = run_latent(comfy, wf.base(seed=4242, sampler=sampler))
+    spec = {"reroll": [{"box": WHOLE, "seed": 4242, "strength": 1.0}], "keep": 0.0}
+    got = run_latent(comfy, wf.with_reroll(wf.base(seed=7, sampler=sampler), spec))
+    plain = run_latent(comfy, wf.base(seed=7, sampler=sampler))
+    assert not got.equal(plain)
+    assert got.equal(target), (got - target).abs().max()
+
+
+def test_whole_image_reroll_under_sampler_custom_advanced(comfy):
+    target = run_latent(comfy, wf.custom_advanced(wf.base(sampler="euler_ancestral"), noise_seed=555,
+                                                  sampler="euler_ancestral"))
+    spec = {"reroll": [{"box": WHOLE, "seed": 555, "strength": 1.0}], "keep": 0.0}
+    g = wf.with_reroll(wf.base(sampler="euler_ancestral"), spec)
+    g = wf.custom_advanced(g, model=("20", 0), sampler="euler_ancestral", noise_seed=3)
+    assert run_latent(comfy, g).equal(target)
+
+
+def test_mask_input_whole_image_is_seed_r(comfy):
+    target = run_latent(comfy, wf.base(seed=808))
+    g = wf.with_reroll(wf.base(seed=1), '{"keep": 0}', mask_node="50")
+    g["50"] = {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 128, "height": 128}}
+    g["20"]["inputs"].update({"mask_seed": 808, "mask_strength": 1.0, "mask_feather": 0.0})
+    assert run_latent(comfy, g).equal(target)
+
+
+@pytest.mark.parametrize("sampler", ["euler", "euler_ancestral"])
+def test_keep_1_keeps_the_latent_outside_bit_for_bit(comfy, sampler):
+    base = run_latent(comfy, wf.base(seed=21, sampler=sampler))
+    spec = {"reroll": [{"box": [0.25, 0.25, 0.75, 0.75], "seed": 77, "strength": 1.0}], "keep": 1.0}
+    got = run_latent(comfy, wf.with_reroll(wf.base(seed=21, sampler=sampler), spec))
+    h, w = got.shape[-2:]
+    inside = np.zeros((h, w), bool)
+    inside[h // 4: 3 * h // 4, w // 4: 3 * w // 4] = True
+    outside = ~inside
+    assert got[..., outside].equal(base[..., outside])
+    assert (got[..., inside] - base[..., inside]).abs().mean() > 0.05
+    free = run_latent(comfy, wf.with_reroll(wf.base(seed=21, sampler=sampler), {**spec, "keep": 0.0}))
+    assert not free[..., outside].equal(base[..., outside])  # keep 0: the outside may move (the check can fail)
+
+
+def test_batch_whole_reroll_is_seed_r_batch(comfy):
+    target = run_latent(comfy, wf.base(seed=31, sampler="euler_ancestral", batch=2))
+    spec = {"reroll": [{"box": WHOLE, "seed": 31, "strength": 1.0}], "keep": 0.0}
+    got = run_latent(comfy, wf.with_reroll(wf.base(seed=5, sampler="euler_ancestral", batch=2), spec))
+    assert got.shape[0] == 2 and got.equal(target)
+
+
+def test_batch_vary_reroll_gives_image_b_seed_r_plus_b(comfy):
+    spec = {"reroll": [{"box": WHOLE, "seed": 40, "strength": 1.0}], "keep": 0.0, "vary": "reroll"}
+    got = run_latent(comfy, wf.with_reroll(wf.base(seed=5, batch=2), spec))
+    for b in range(2):
+        assert got[b].equal(run_latent(comfy, wf.base(seed=40 + b))[0])
+
+
+def inspect_shared(comfy, graph):
+    g = dict(graph)
+    g["60"] = {"class_type": "InitEditTestInspectModel", "inputs": {"model": ["1", 0], "after": ["5", 0]}}
+    outputs = comfy.run(g)
+    return json.loads(outputs["60"]["text"][0])
+
+
+def assert_clean(report):
+    assert not any("initedit" in keys for keys in report["wrappers"].values()), report
+    assert "initedit" not in report["options"], report
+    assert report["own_forwards"] == [] and report["hooks"] == [], report
+
+
+def test_layout_and_guidance_run_and_leave_nothing_on_the_shared_model(comfy):
+    plain = run_latent(comfy, wf.base(seed=3, size=256))
+    spec = {"layout": [{"phrase": "cat", "box": [0.0, 0.25, 0.5, 0.75]},
+                       {"phrase": "red car", "box": [0.5, 0.25, 1.0, 0.75]}], "heatmaps": True}
+    g = wf.with_layout(wf.base(seed=3, size=256), spec, heatmaps=True)
+    report = inspect_shared(comfy, g)
+    assert_clean(report)
+    outputs = comfy.run(g)
+    laid = latent(comfy, outputs)
+    assert not laid.equal(plain)
+    sheet = comfy.images(outputs, "32")[0]
+    assert sheet.shape[0] > 100 and sheet.shape[1] > 200 and sheet.std() > 5  # 2 phrases x 3 columns
+    # guidance off: only the noise edit (a permutation of whole blocks) -> still differs, runs
+    no_guidance = latent(comfy, comfy.run(wf.with_layout(wf.base(seed=3, size=256), {**spec, "guidance": 0})))
+    assert not no_guidance.equal(laid)
+
+
+def test_bad_spec_is_a_node_error_naming_the_field_and_the_queue_goes_on(comfy):
+    bad = {"reroll": [{"box": [0.5, 0.1, 0.2, 0.9], "seed": 1}]}
+    with pytest.raises(PromptRejected) as info:
+        comfy.queue(wf.with_reroll(wf.base(seed=1), bad))
+    errors = json.dumps(info.value.body["node_errors"])
+    assert "reroll[0].box: x1 (0.2) must be greater than x0 (0.5)" in errors
+    with pytest.raises(PromptRejected) as info:
+        comfy.queue(wf.with_layout(wf.base(seed=1), {"layout": [{"phrase": "cat", "box": [0, 0, 1, 1]}],
+                                                     "rounds": 99}))
+    assert "rounds: 99 is outside 1..8" in json.dumps(info.value.body["node_errors"])
+    # a phrase not in the prompt is found only when the node runs: an execution error naming the box
+    with pytest.raises(PromptFailed) as failed:
+        comfy.run(wf.with_layout(wf.base(seed=1), {"layout": [{"phrase": "giraffe", "box": [0, 0, 1, 1]}]}))
+    assert "layout[0].phrase" in str(failed.value) and "giraffe" in str(failed.value)
+    assert run_latent(comfy, wf.base(seed=2)).shape[0] == 1  # the next prompt runs
