@@ -1,10 +1,21 @@
 #!/usr/bin/env python3
-"""Cost of layout guidance (``lib_initedit.layout.guidance``) on the ldm-style test UNet at SD1.5 width.
+"""Cost and effect of layout guidance (``lib_initedit.layout.guidance``) on the ldm-style test UNets.
 
 A script, not a test. Run from the repository root:
 
     python benchmarks/bench_guidance.py --out docs/bench-guidance.json     # SD1.5 width (320 / 768), 64x64 latent
     python benchmarks/bench_guidance.py --quick                            # width 32: a smoke run
+    python benchmarks/bench_guidance.py --effect --out docs/bench-guidance-effect.json   # the effect table
+
+Effect (``--effect``): on an SD1.5-layout UNet (320 channels, context 768, attention at 64/32/16 px of a 64x64
+latent) and an SDXL-layout one (320 / 640 / 1280 channels, attention at the two lower levels, context 2048),
+random weights, one CFG call at t = 981 with two boxes: each box phrase's attention share (mean over heads,
+queries and guided layers) on the cells its box pulls it in and outside its box, without and with guidance, for
+the shipped default ("share" units) and the old absolute bias (+-8 logits). Three kinds of attention: random
+text states (near-uniform, like the toy world before it learned a start token), the same x4 (every score x4),
+and an SD-like start token: every attn2 is given a direction that all its queries share (its LayerNorm's bias)
+and a start-token key along it, so that the start token takes most of each query's attention, as in Stable
+Diffusion. Also the relative change of the UNet's output and, in fp16, whether anything is inf/NaN.
 
 One CFG model call (batch 2: an unconditional and a conditional row, fp32, torch.no_grad, one thread), three
 variants measured side by side, interleaved (the order rotates every repeat), process CPU time:
@@ -23,6 +34,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import platform
 import statistics
@@ -66,7 +78,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--effect", action="store_true", help="the effect table instead of the cost")
     a = ap.parse_args(argv)
+    if a.effect:
+        return effect(a)
     if a.fraction is None:
         from lib_initedit.spec import InitEditSpec
         a.fraction = InitEditSpec().guidance_steps
@@ -138,6 +153,150 @@ def main(argv=None) -> dict:
         with open(a.out, "w") as fh:
             json.dump(res, fh, indent=1)
     return res
+
+
+MODELS = {  # name -> UNetModel keyword arguments (ldm layout), latent side
+    "SD1.5 layout": (dict(model_channels=320, context_dim=768, heads=8), 64),
+    "SDXL layout": (dict(model_channels=320, channel_mult=(1, 2, 4), attention_levels=(1, 2), context_dim=2048,
+                         heads=10), 64),
+}
+QUICK_MODELS = {"SD1.5 layout": (dict(model_channels=32, context_dim=64, heads=4), 32),
+                "SDXL layout": (dict(model_channels=32, channel_mult=(1, 2, 4), attention_levels=(1, 2),
+                                     context_dim=96, heads=4), 32)}
+
+
+def effect(a) -> dict:
+    """The effect table: phrase shares inside / outside the boxes before and after guidance, output change, fp16."""
+    from lib_initedit.spec import DEFAULT_GUIDANCE_LOGITS, InitEditSpec
+
+    torch.set_num_threads(a.threads)
+    spec = InitEditSpec()
+    settings = {f"share {spec.guidance:g} %": dict(strength=spec.guidance, units="share"),
+                f"+-{DEFAULT_GUIDANCE_LOGITS:g} logits": dict(strength=DEFAULT_GUIDANCE_LOGITS, units="logits")}
+    boxes = [[(0.05, 0.1, 0.45, 0.6), (0.55, 0.5, 0.9, 0.85)]]
+    columns = [[[2, 3], [6, 7]]]
+    rows = []
+    for model_name, (kw, side) in (QUICK_MODELS if a.quick else MODELS).items():
+        torch.manual_seed(0)
+        unet = UNetModel(**kw).eval()
+        g = torch.Generator().manual_seed(1)
+        d = kw["context_dim"]
+        x = torch.randn(1, 4, side, side, generator=g).repeat(2, 1, 1, 1)
+        base = torch.randn(1, 77, d, generator=g)
+        uncond = torch.randn(1, 77, d, generator=g)
+        t = torch.full((2,), 981)
+        layers = select_guided_layers(unet, "all")
+        for cond_name, cond in (("random", base), ("scores x4", base * 4), ("SD-like start token", base)):
+            if cond_name == "SD-like start token":
+                start_token_sink(unet, layers, base[0, 0], uncond[0, 0])
+            ctx = torch.cat([uncond, cond])
+            with torch.no_grad():
+                plain = unet(x, t, context=ctx)
+            for set_name, st in settings.items():
+                guide = LayoutGuidance(unet, layers, st["strength"], 1.0, columns, boxes, units=st["units"],
+                                       size_power=1.0, large_core=spec.guidance_core)
+                seen = []  # (module, x, context) of the conditional row of every guided attn2 call
+                handles = [layer.module.register_forward_hook(
+                    lambda m, args, kwargs, out: seen.append((m, args[0][1:].detach(), kwargs["context"][1:])),
+                    with_kwargs=True) for layer in layers]
+                try:
+                    with SamplingHooks([guide]).running() as hooks:
+                        hooks.before_call(0, 10, [cond[0]])
+                        with torch.no_grad():
+                            guided = unet(x, t, context=ctx)
+                finally:
+                    for handle in handles:
+                        handle.remove()
+                acc = {key: [] for key in ("in_before", "in_after", "out_before", "out_after", "start", "top")}
+                for module, xi, ci in seen:
+                    before, after = guide.phrase_shares(module, xi, ci, 0)
+                    n = xi.shape[1]
+                    h = w = int(round(n ** 0.5))
+                    for k_, box in enumerate(boxes[0]):
+                        sign = guide.box_bias.sign(box, h, w)
+                        pulled, outside = sign > 0, sign < 0
+                        acc["in_before"].append(float(before[k_][pulled].mean()))
+                        acc["in_after"].append(float(after[k_][pulled].mean()))
+                        acc["out_before"].append(float(before[k_][outside].mean()))
+                        acc["out_after"].append(float(after[k_][outside].mean()))
+                    probs = attention_probabilities(module, xi, ci)
+                    acc["start"].append(float(probs[..., 0].mean()))
+                    acc["top"].append(float(probs.max(dim=-1).values.median()))
+                change = float((guided[1] - plain[1]).norm() / plain[1].norm())
+                half_ok = fp16_finite(unet, x, t, ctx, guide, cond)
+                row = dict(model=model_name, conditioning=cond_name, guidance=set_name, layers=len(seen),
+                           change=change, fp16_finite=half_ok,
+                           **{key: statistics.mean(v) for key, v in acc.items()},
+                           in_after_min=min(acc["in_after"]))
+                rows.append(row)
+                print(f"{model_name:13s} {cond_name:20s} {set_name:14s} start token {row['start']:.2f} top prob "
+                      f"{row['top']:.2f}  inside {row['in_before']:.3f} -> "
+                      f"{row['in_after']:.3f} (min layer {row['in_after_min']:.3f})  outside {row['out_before']:.4f} "
+                      f"-> {row['out_after']:.4f}  output change {change:.3f}  fp16 finite {half_ok}", flush=True)
+            unet.float()
+    res = dict(config=dict(quick=a.quick, boxes=boxes, columns=columns, torch=torch.__version__), rows=rows)
+    print(effect_table(rows))
+    if a.out:
+        with open(a.out, "w") as fh:
+            json.dump(res, fh, indent=1)
+    return res
+
+
+def attention_probabilities(module, x, context) -> torch.Tensor:
+    """(H, N, T) softmax(q k^T scale) of one row (x (1, N, C), context (1, T, D))."""
+    q, k = module.to_q(x).float(), module.to_k(context).float()
+    heads = int(module.heads)
+    qh = q.reshape(1, q.shape[1], heads, -1).transpose(1, 2)[0]
+    kh = k.reshape(1, k.shape[1], heads, -1).transpose(1, 2)[0]
+    return (qh @ kh.transpose(-1, -2) * module.scale).softmax(dim=-1)
+
+
+@torch.no_grad()
+def start_token_sink(unet, layers, start, uncond_start, share: float = 0.85) -> None:
+    """Give every attn2 an SD-like start token: a direction u shared by all queries (the bias of the LayerNorm
+    before it) and a rank-1 change of to_k that maps the start token's text state (and the unconditional one's)
+    along W_q u, scaled so that the start token takes about ``share`` of the attention."""
+    g = torch.Generator().manual_seed(2)
+    for layer in layers:
+        module = layer.module
+        block = next(b for b in unet.modules() if getattr(b, "attn2", None) is module)
+        dim = block.norm2.normalized_shape[0]
+        u = torch.randn(dim, generator=g)
+        block.norm2.bias.copy_(2 * u / u.norm())
+        qu = module.to_q.weight @ block.norm2.bias  # the query part every position shares
+        heads = int(module.heads)
+        per_head = qu.reshape(heads, -1).norm(dim=1)  # each head's scale: score = alpha |qu_h|^2 scale
+        alpha = (math.log(share / (1 - share) * 76) / (per_head ** 2 * module.scale)).mean()
+        for c in (start, uncond_start):
+            module.to_k.weight += alpha * torch.outer(qu, c) / c.dot(c)
+
+
+def fp16_finite(unet, x, t, ctx, guide, cond) -> bool:
+    """The guided call with the UNet in fp16 (the time embedding's MLP stays fp32, its output cast): all finite?"""
+    unet.half()
+    unet.time_embed.float()
+    handle = unet.time_embed.register_forward_hook(lambda m, args, out: out.half())
+    try:
+        with SamplingHooks([guide]).running() as hooks:
+            hooks.before_call(0, 10, [cond[0].half()])
+            with torch.no_grad():
+                out = unet(x.half(), t, context=ctx.half())
+        return bool(torch.isfinite(out).all())
+    finally:
+        handle.remove()
+        unet.float()
+
+
+def effect_table(rows) -> str:
+    lines = ["| UNet | attention | start token's share, median top probability | guidance | phrase share in its "
+             "box: before -> after (lowest layer) | outside: before -> after | output change | fp16 finite |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['conditioning']} | {r['start']:.2f}, {r['top']:.2f} | {r['guidance']} | "
+                     f"{r['in_before']:.3f} -> "
+                     f"{r['in_after']:.3f} ({r['in_after_min']:.3f}) | {r['out_before']:.4f} -> {r['out_after']:.4f} | "
+                     f"{r['change']:.3f} | {'yes' if r['fp16_finite'] else 'NO'} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,9 @@ from typing import Any
 VARY_MODES = ("seed", "reroll")
 METHODS = ("swap", "rebuild")
 LAYER_CHOICES = ("paper", "level")
+# guidance's unit: "share" = the phrase's attention share in its box, in % (the same on every model);
+# "logits" = a fixed score bias (what infotexts written before guidance_units meant)
+GUIDANCE_UNITS = ("share", "logits")
 MAX_SEED = 2**32 - 1
 SEED_SPAN = MAX_SEED + 1  # seeds wrap around modulo this (vary "reroll", X/Y/Z seed axis)
 RANDOM_SEED_LIMIT = 4294967294  # -1 resolves to randrange(this), as the WebUI resolves its own seed
@@ -24,7 +27,9 @@ MAX_CANDIDATES = 8  # layout: noises probed for candidate pooling (each one more
 MAX_REGIONS = 16  # reroll regions per spec
 MAX_BOXES = 16  # layout boxes per spec
 MAX_MASK_PIXELS = 4096 * 4096  # a mask PNG larger than this is refused before it is decoded
-MAX_GUIDANCE = 20.0  # additive score bias, logits
+MAX_GUIDANCE = 99.0  # guidance in "share" units: the phrase's share of the attention in its box, %
+MAX_GUIDANCE_LOGITS = 20.0  # guidance in "logits" units: additive score bias
+DEFAULT_GUIDANCE_LOGITS = 8.0  # guidance in "logits" units when the spec gives none
 
 # (lo, hi) of every number field: parse_spec checks these, the UI's sliders show them (webui/args.spec_facts).
 LIMITS = {
@@ -41,9 +46,11 @@ NOTE_KEY = "InitEdit note"
 # What a spec written before a field existed meant by leaving it out. Infotexts are read with these
 # (``parse_infotext``), so an old image reproduces exactly although the field's default has changed;
 # ``to_dict`` always writes these fields so that new infotexts never rely on a default.
-LEGACY_VALUES = {"keep": 0.0, "guidance": 0.0, "guidance_steps": 0.3, "guidance_core": 1.0}
+LEGACY_VALUES = {"keep": 0.0, "guidance": 0.0, "guidance_steps": 0.3, "guidance_core": 1.0,
+                 "guidance_units": "logits"}
 # Fields written whenever this list is not empty, so an infotext never depends on a default that may change.
-_SECTION_OF = {"keep": "reroll", "guidance": "layout", "guidance_steps": "layout", "guidance_core": "layout"}
+_SECTION_OF = {"keep": "reroll", "guidance": "layout", "guidance_steps": "layout", "guidance_core": "layout",
+               "guidance_units": "layout"}
 
 
 class SpecError(ValueError):
@@ -93,11 +100,13 @@ class InitEditSpec:
     layers: str = "level"
     heatmaps: bool = False
     keep: float = 0.8  # fraction of the steps the outside of the regions follows the base image (docs/reroll-keep.md)
-    guidance: float = 8.0  # layout: score bias (logits) for each phrase inside its box, minus outside; 0 = off
+    guidance: float = 90.0  # layout: in its box each phrase gets at least this % of the attention, outside it
+    # keeps at most (100 - this) % of its own; 0 = off (guidance_units "logits": a score bias +- this instead)
     guidance_steps: float = 0.5  # layout: fraction of the steps that are guided (toy world: docs/layout.md)
     candidates: int = 1  # layout: probe this many noises (the seed's and K-1 derived ones), fill boxes from all
     guidance_core: float = 0.7  # layout: a box larger than 16 % of the image pulls its phrase in only in its
     # central fraction (per side); the rest of the box is neutral (1 = the whole box; less leak, docs/layout.md)
+    guidance_units: str = "share"  # layout: the unit of guidance, one of GUIDANCE_UNITS
 
     @property
     def is_empty(self) -> bool:
@@ -148,6 +157,7 @@ def parse_spec(value: Any) -> InitEditSpec:
     _no_unknown_keys(value, _TOP_KEYS, "spec")
     regions = _list(value, "reroll", MAX_REGIONS)
     default = InitEditSpec()
+    units = _choice(value.get("guidance_units", default.guidance_units), GUIDANCE_UNITS, "guidance_units")
     return InitEditSpec(
         reroll=tuple(_parse_region(r, f"reroll[{i}]") for i, r in enumerate(regions)),
         vary=_choice(value.get("vary", "seed"), VARY_MODES, "vary"),
@@ -158,12 +168,15 @@ def parse_spec(value: Any) -> InitEditSpec:
         layers=_choice(value.get("layers", "level"), LAYER_CHOICES, "layers"),
         heatmaps=_bool(value.get("heatmaps", False), "heatmaps"),
         keep=_float(value.get("keep", default.keep), "keep", *LIMITS["keep"]),
-        guidance=_float(value.get("guidance", default.guidance), "guidance", *LIMITS["guidance"]),
+        guidance=_float(value.get("guidance", default.guidance if units == "share" else DEFAULT_GUIDANCE_LOGITS),
+                        "guidance",
+                        *(LIMITS["guidance"] if units == "share" else (0.0, MAX_GUIDANCE_LOGITS))),
         guidance_steps=_float(value.get("guidance_steps", default.guidance_steps), "guidance_steps",
                               *LIMITS["guidance_steps"]),
         candidates=_int(value.get("candidates", default.candidates), "candidates", *LIMITS["candidates"]),
         guidance_core=_float(value.get("guidance_core", default.guidance_core), "guidance_core",
                              *LIMITS["guidance_core"]),
+        guidance_units=units,
     )
 
 

@@ -36,8 +36,8 @@ def test_keep_and_guidance_axes_go_into_the_spec():
     assert (spec.keep, spec.guidance, spec.rounds) == (0.25, 4.0, 2) and not notes
     with pytest.raises(SpecError, match="X/Y/Z keep the rest: keep: 1.5 is outside 0..1"):
         args.spec_from_args([TWO], xyz(keep=1.5))
-    with pytest.raises(SpecError, match="layout guidance.*guidance: 99.0 is outside 0..20"):
-        args.spec_from_args([layout], xyz(guidance=99))
+    with pytest.raises(SpecError, match="layout guidance.*guidance: 120.0 is outside 0..99"):
+        args.spec_from_args([layout], xyz(guidance=120))
     _, spec, notes = args.spec_from_args([layout], xyz(keep=0.5))
     assert spec.keep == S.InitEditSpec().keep and "no reroll region" in notes[0]
     _, spec, notes = args.spec_from_args([TWO], xyz(guidance=2))

@@ -414,3 +414,112 @@ def test_a_marker_token_prepended_to_the_cond_rows_still_matches():
         with torch.no_grad():
             guided = unet(x, t, context=ctx)
     assert guide.calls_guided > 0 and not torch.equal(guided, plain)
+
+
+# ---------------------------------------------------------------------------- "share" units
+def share_reference(module, x, context, columns, boxes, tau, weights=None):
+    """Per head and query: each box phrase's share P -> max(P, tau) inside its box, (1 - tau) P outside, by
+    solving for the bias by hand (full softmax), then to_out. Also returns the phrase shares before/after."""
+    b, n, _ = x.shape
+    h = module.heads
+    side = int(n ** 0.5)
+    q, k, v = module.to_q(x), module.to_k(context), module.to_v(context)
+    q, k, v = (t.reshape(b, t.shape[1], h, -1).transpose(1, 2) for t in (q, k, v))
+    sim = q @ k.transpose(-1, -2) * module.scale
+    p = sim.softmax(dim=-1)
+    bias = torch.zeros_like(sim)
+    for j, (cols, box) in enumerate(zip(columns, boxes)):
+        t = 1 - (1 - tau) ** (weights[j] if weights else 1.0)
+        share = p[..., cols].sum(-1).double()
+        inside = box_cells(box, side, side).flatten()
+        target = torch.where(inside, torch.clamp(share, min=t), share * (1 - tau) ** (weights[j] if weights else 1.0))
+        for c in cols:
+            bias[..., c] += (torch.logit(target) - torch.logit(share)).float()
+    new = (sim + bias).softmax(dim=-1)
+    out = module.to_out((new @ v).transpose(1, 2).reshape(b, n, -1))
+    return out, p, new
+
+
+@pytest.mark.parametrize("sink", [0.0, 60.0])
+def test_share_units_reach_the_target_share_whatever_the_score_scale(sink):
+    """In "share" units the phrase gets at least tau of each query's attention in its box and at most (1 - tau)
+    of its own share outside, on near-uniform attention and with a start token that takes most of it (SD)."""
+    torch.manual_seed(3)
+    module = CrossAttention(48, 32, heads=4, dim_head=12).eval()
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(1, 64, 48, generator=g)
+    context = torch.randn(1, 77, 32, generator=g)
+    if sink:  # every query shares a direction that a large start-token key points along (as in SD)
+        u = torch.randn(48, generator=g)
+        x = x + 8 * u / u.norm()
+        with torch.no_grad():
+            qu = module.to_q.weight @ (u / u.norm())
+            context[0, 0] = sink * torch.linalg.pinv(module.to_k.weight) @ qu
+    boxes, columns = [(0.0, 0.0, 0.5, 0.5), (0.5, 0.25, 1.0, 1.0)], [[2, 3], [5]]
+    guide = LayoutGuidance(module, [module], 80.0, 1.0, [columns], [boxes], units="share", query_chunk=10)
+    with torch.no_grad():
+        ref, before, after = share_reference(module, x, context, columns, boxes, 0.8)
+        with guiding(guide):
+            guide.before_call(0, 4, [context[0]])
+            out = module(x, context=context)
+    assert torch.allclose(out, ref, atol=1e-5), (out - ref).abs().max()
+    if sink:
+        assert before[..., 0].mean() > 0.5  # the start token took most of the attention
+    for cols, box in zip(columns, boxes):
+        inside = box_cells(box, 8, 8).flatten()
+        was, now = before[..., cols].sum(-1)[0], after[..., cols].sum(-1)[0]  # (h, n)
+        # the other box's bias moves the shares a little: within 2 % of the target
+        assert (now[:, inside] >= 0.8 * 0.98).all() and (now[:, ~inside] <= 0.2 * was[:, ~inside] * 1.1 + 1e-7).all()
+
+
+def test_share_units_count_a_small_box_more():
+    torch.manual_seed(3)
+    module = CrossAttention(48, 32, heads=4, dim_head=12).eval()
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(1, 64, 48, generator=g)
+    context = torch.randn(1, 77, 32, generator=g)
+    boxes, columns = [(0.0, 0.0, 0.25, 0.25)], [[4]]  # 6.25 % of the image: counts 0.16 / 0.0625 = 2.56 times
+    guide = LayoutGuidance(module, [module], 70.0, 1.0, [columns], [boxes], units="share", size_power=1.0)
+    with torch.no_grad():
+        ref, _, _ = share_reference(module, x, context, columns, boxes, 0.7, weights=[2.56])
+        with guiding(guide):
+            guide.before_call(0, 4, [context[0]])
+            out = module(x, context=context)
+    assert torch.allclose(out, ref, atol=1e-5), (out - ref).abs().max()
+
+
+def test_share_units_stay_finite_in_half_precision():
+    """Scores far outside fp16's comfortable range and shares that underflow: the change stays finite."""
+    g = torch.Generator().manual_seed(7)
+    q = (torch.randn(2, 64, 32, generator=g) * 30).half()
+    k = (torch.randn(2, 77, 32, generator=g) * 30).half()
+    v = torch.randn(2, 77, 32, generator=g).half()
+    cols = torch.tensor([[2, 3], [5, 0]])
+    members = torch.tensor([[[1.0, 1.0]], [[1.0, 0.0]]])
+    inside = box_cells((0.0, 0.0, 0.5, 0.5), 8, 8).flatten().float()
+    floor = (inside * 0.99)[None, :, None].expand(2, 64, 1)
+    keep = torch.where(inside > 0, 1.0, 0.01)[None, :, None].expand(2, 64, 1)
+    delta = attention_delta(q, k, v, 4, 8 ** -0.5, cols, None, 16, share=(members, floor, keep))
+    assert torch.isfinite(delta).all() and torch.isfinite(delta.half()).all()
+    assert delta.abs().max() <= 2 * v.float().abs().max()  # a convex combination moved: bounded by the values
+
+
+def test_an_infotext_without_units_means_the_old_absolute_bias(unet):
+    """Old infotexts reproduce: a layout spec without guidance_units guides by +-guidance logits (size-scaled)."""
+    from lib_initedit.spec import parse_infotext
+    old = {"layout": [{"phrase": "cat", "box": [0, 0, 0.5, 0.5]}], "guidance": 8.0, "guidance_steps": 0.5}
+    spec = parse_infotext(old)
+    assert spec.guidance_units == "logits"
+    from_spec = LayoutGuidance.from_spec(unet, spec, COLUMNS, BOXES)
+    by_hand = LayoutGuidance(unet, select_guided_layers(unet, "all"), 8.0, 0.5, COLUMNS, BOXES, units="logits",
+                             size_power=1.0, large_core=spec.guidance_core)
+    x, cond, uncond = inputs()
+    outs = []
+    for guide in (from_spec, by_hand):
+        with guiding(guide):
+            guide.before_call(0, 10, [cond[0], cond[1]])
+            outs.append(cfg_call(unet, x, cond, uncond))
+    assert torch.equal(outs[0], outs[1])
+    new = LayoutGuidance.from_spec(unet, parse_infotext({**old, "guidance": 80.0, "guidance_units": "share"}),
+                                   COLUMNS, BOXES)
+    assert new.units == "share" and new.strength == 80.0

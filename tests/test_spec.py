@@ -23,6 +23,7 @@ FULL = {
     "layout": [{"phrase": "red car", "box": [0.0, 0.0, 0.5, 1.0]}, {"phrase": "cat", "box": [0.5, 0.25, 1.0, 0.75]}],
     "rounds": 2, "hires": True, "method": "rebuild", "layers": "paper", "heatmaps": True,
     "keep": 0.5, "guidance": 3.0, "guidance_steps": 0.25, "candidates": 3, "guidance_core": 0.5,
+    "guidance_units": "logits",
 }
 
 
@@ -93,7 +94,9 @@ BAD = [
     ({"layers": "all"}, 'layers: "all" is not one of paper, level'),
     ({"heatmaps": 1}, "heatmaps: must be true or false"),
     ({"keep": 1.5}, "keep: 1.5 is outside 0..1"),
-    ({"guidance": -1}, "guidance: -1 is outside 0..20"),
+    ({"guidance": -1}, "guidance: -1 is outside 0..99"),
+    ({"guidance": 30, "guidance_units": "logits"}, "guidance: 30 is outside 0..20"),
+    ({"guidance_units": "px"}, "guidance_units: \"px\" is not one of share, logits"),
     ({"guidance_steps": "all"}, "guidance_steps: must be a number"),
     ({"candidates": 9}, "candidates: 9 is outside 1..8"),
     ({"guidance_core": 0}, "guidance_core: 0 is outside 0.1..1"),

@@ -1,9 +1,18 @@
 """Early-step layout guidance: an additive bias on each box phrase's cross-attention scores, pure torch.
 
-During the first ``fraction`` of the sampling steps, on the conditional rows of the batch only, the score of
-every token column of box k's phrase gets ``+strength`` at the query cells inside box k and ``-strength``
-outside it (logits, before the softmax). Nothing else changes: the unconditional rows, the other columns,
-the other layers, and every step after the guided fraction run exactly as without guidance.
+During the first ``fraction`` of the sampling steps, on the conditional rows of the batch only, the scores of
+box k's phrase columns get a bias b at the query cells inside box k and a negative one outside it (before the
+softmax). Nothing else changes: the unconditional rows, the other columns, the other layers, and every step
+after the guided fraction run exactly as without guidance. The strength has one of two units:
+
+- "share" (the shipped one): ``strength`` is a share of the attention in %, tau = strength / 100. Per query
+  and head, with P the phrase's share of that query's attention, b is the one bias on all its columns that
+  makes the share at least tau inside the box and at most (1 - tau) x P outside:
+  b = logit(P') - logit(P), P' = max(P, tau) inside, (1 - tau) P outside. The same number means the same on
+  every model, however its scores are scaled (a start token that takes most of the attention, as in Stable
+  Diffusion, or near-uniform attention, as in the toy world). A box that counts w times (small boxes, see
+  ``box_bias``) uses 1 - (1 - tau) ** w for tau.
+- "logits" (infotexts written before the unit existed): ``b = +-strength`` x the box's weight.
 
 How it is computed (exact, composable, memory-light). Each guided ``attn2`` module's *current* instance
 ``forward`` (whatever it is: the class's, the WebUI's optimised one, another extension's per-instance patch
@@ -45,6 +54,7 @@ import torch
 from torch import nn
 
 from . import attention
+from ..spec import GUIDANCE_UNITS
 from .box_bias import BoxBias
 
 DEFAULT_QUERY_CHUNK = 1024
@@ -80,20 +90,26 @@ class LayoutGuidance:
 
     unet: where the guidance learns the latent size (a forward pre-hook, while installed).
     layers: ``attention.CrossAttentionLayer`` items (or attn2 modules) to guide.
-    strength: bias in logits (0 = off: every output bit-identical). fraction: share of the steps guided.
+    strength: in ``units`` "share": the phrase's attention share in its box, % (below 100); in "logits": a
+    score bias (0 = off: every output bit-identical). fraction: share of the steps guided.
     columns[b][k]: token positions of box k's phrase in image b's conditioning; boxes[b][k]: (x0, y0, x1, y1).
     rows: per image, the row of ``before_call``'s ``cond_rows`` that is its conditioning (default: b).
-    bias / bias_fields: how each box becomes its phrase's bias (``box_bias.BoxBias``, or its fields, e.g.
-    ``size_power=1``: small boxes get a stronger bias).
+    bias / bias_fields: how each box becomes its phrase's target (``box_bias.BoxBias``, or its fields, e.g.
+    ``size_power=1``: small boxes count more).
     """
 
     def __init__(self, unet: nn.Module, layers: Sequence[Any], strength: float, fraction: float,
                  columns: Sequence[Sequence[Sequence[int]]], boxes: Sequence[Sequence[Sequence[float]]],
                  rows: Sequence[int] | None = None, bias: BoxBias | None = None,
-                 query_chunk: int = DEFAULT_QUERY_CHUNK, **bias_fields):
+                 query_chunk: int = DEFAULT_QUERY_CHUNK, units: str = "logits", **bias_fields):
         self.unet = unet
         self.modules = [getattr(layer, "module", layer) for layer in layers]
         self.strength = float(strength)
+        if units not in GUIDANCE_UNITS:
+            raise ValueError(f"guidance units: {units!r} is not one of {', '.join(GUIDANCE_UNITS)}")
+        if units == "share" and not 0 <= self.strength < 100:
+            raise ValueError(f"guidance: {self.strength} is outside 0..100 (a share of the attention, %)")
+        self.units = units
         self.fraction = float(fraction)
         self.box_bias = bias if bias is not None else BoxBias(**bias_fields)
         self.query_chunk = max(1, int(query_chunk))
@@ -128,10 +144,11 @@ class LayoutGuidance:
         """Built from an ``InitEditSpec``'s layout fields: ``guidance`` (strength), ``guidance_steps``
         (fraction), ``guidance_core`` (the pulled centre of a large box); ``layers`` / ``size_power`` / ``kw``
         (``BoxBias`` fields) override the defaults (ablations)."""
-        kw.setdefault("large_core", spec.guidance_core)
+        if "bias" not in kw:
+            kw.setdefault("large_core", spec.guidance_core)
+            kw.setdefault("size_power", DEFAULT_SIZE_POWER if size_power is None else size_power)
         return cls(unet, select_guided_layers(unet, layers or DEFAULT_GUIDED_LAYERS), spec.guidance,
-                   spec.guidance_steps, columns, boxes, rows=rows,
-                   size_power=DEFAULT_SIZE_POWER if size_power is None else size_power, **kw)
+                   spec.guidance_steps, columns, boxes, rows=rows, units=spec.guidance_units, **kw)
 
     def watch(self, layers: Sequence[Any]) -> "LayoutGuidance":
         """Record the model's own attention on these layers (mean over them) at the first call after the
@@ -349,21 +366,89 @@ class LayoutGuidance:
         qr = q[idx]
         kr = k[idx] if k.shape[0] > 1 else k.expand(len(rows), -1, -1)
         vr = v[idx] if v.shape[0] > 1 else v.expand(len(rows), -1, -1)
-        biases = [self._bias(b, h, w, x.device) for _, b in matched]
-        width = max(bias.shape[1] for bias, _ in biases)
-        cols = torch.zeros(len(rows), width, dtype=torch.long, device=x.device)  # padding: column 0, bias 0
-        bias = torch.zeros(len(rows), n, width, dtype=torch.float32, device=x.device)
-        for r, (bb, cc) in enumerate(biases):
-            cols[r, :cc.numel()] = cc
-            bias[r, :, :cc.numel()] = bb
         chunk = max(1, (self.query_chunk * 4) // len(rows))  # at most 4x the memory of one row's chunk
-        delta = attention_delta(qr, kr, vr, heads, scale, cols, bias, chunk).to(out.dtype)
+        if self.units == "share":
+            targets = [self._targets(b, h, w, x.device) for _, b in matched]
+            width = max(t[0].shape[1] for t in targets)
+            boxes = max(t[0].shape[0] for t in targets)
+            cols = torch.zeros(len(rows), width, dtype=torch.long, device=x.device)  # padding: column 0, no box
+            members = torch.zeros(len(rows), boxes, width, dtype=torch.float32, device=x.device)
+            floor = torch.zeros(len(rows), n, boxes, dtype=torch.float32, device=x.device)
+            keep = torch.ones(len(rows), n, boxes, dtype=torch.float32, device=x.device)
+            for r, (mm, fl, kp, cc) in enumerate(targets):
+                cols[r, :cc.numel()] = cc
+                members[r, :mm.shape[0], :mm.shape[1]] = mm
+                floor[r, :, :mm.shape[0]] = fl
+                keep[r, :, :mm.shape[0]] = kp
+            delta = attention_delta(qr, kr, vr, heads, scale, cols, None, chunk,
+                                    share=(members, floor, keep)).to(out.dtype)
+        else:
+            biases = [self._bias(b, h, w, x.device) for _, b in matched]
+            width = max(bias.shape[1] for bias, _ in biases)
+            cols = torch.zeros(len(rows), width, dtype=torch.long, device=x.device)  # padding: column 0, bias 0
+            bias = torch.zeros(len(rows), n, width, dtype=torch.float32, device=x.device)
+            for r, (bb, cc) in enumerate(biases):
+                cols[r, :cc.numel()] = cc
+                bias[r, :, :cc.numel()] = bb
+            delta = attention_delta(qr, kr, vr, heads, scale, cols, bias, chunk).to(out.dtype)
         proj = module.to_out[0] if isinstance(module.to_out, nn.Sequential) else module.to_out
         change = proj(delta) - proj(torch.zeros_like(delta[:1, :1]))
         out = out.clone()
         out[idx] += change
         self.calls_guided += 1
         return out
+
+    @torch.no_grad()
+    def phrase_shares(self, module: nn.Module, x: torch.Tensor, context: torch.Tensor, b: int,
+                      hw: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image b's box phrases' share of the attention at each query of ``module`` on one row (x (1, N, C),
+        context (1, T, D)), mean over heads, without and with this guidance's bias: two (K, N) float32 tensors
+        (for measurements; the guided forward never materialises these probabilities)."""
+        q, k = module.to_q(x).float(), module.to_k(context).float()
+        heads, n = int(module.heads), x.shape[1]
+        h, w = hw or _layer_hw(n, self._latent_hw)
+        qh = q.reshape(1, n, heads, -1).transpose(1, 2)
+        kh = k.reshape(1, k.shape[1], heads, -1).transpose(1, 2)
+        s = torch.matmul(qh, kh.transpose(-1, -2)) * attention.attention_scale(module)  # (1, H, N, T)
+        probs = s.softmax(dim=-1)
+        item = self.items[b]
+        if self.units == "share":
+            members, floor, keep, cols = self._targets(b, h, w, x.device)
+            colbias = _share_bias(probs[..., cols], members[None], floor[None, None], keep[None, None])
+        else:
+            bias, cols = self._bias(b, h, w, x.device)
+            members = torch.zeros(len(item.positions), len(item.columns), device=x.device)
+            for k_, positions in enumerate(item.positions):
+                members[k_, [item.columns.index(p) for p in positions]] = 1.0
+            colbias = bias[None, None].expand(1, heads, n, -1)
+        after = s.clone()
+        after[..., cols] += colbias
+        after = after.softmax(dim=-1)
+        share = lambda p: torch.einsum("hnc,kc->kn", p[0][..., cols], members) / heads  # noqa: E731
+        return share(probs), share(after)
+
+    def _targets(self, b: int, h: int, w: int, device) -> tuple:
+        """Image b's "share" targets at a layer of h x w cells: members (K, C), floor (h*w, K), keep (h*w, K),
+        columns (C,) (see ``attention_delta``)."""
+        key = ("share", b, h, w, str(device))
+        if key not in self._bias_cache:
+            item = self.items[b]
+            index = {c: i for i, c in enumerate(item.columns)}
+            k_boxes = len(item.positions)
+            members = torch.zeros(k_boxes, len(item.columns))
+            floor = torch.zeros(h * w, k_boxes)
+            keep = torch.ones(h * w, k_boxes)
+            tau = self.strength / 100.0
+            for k, (positions, box) in enumerate(zip(item.positions, item.boxes)):
+                for p in positions:
+                    members[k, index[p]] = 1.0
+                rest = (1.0 - tau) ** self.box_bias.weight(box)  # what the box leaves to the rest of the prompt
+                sign = self.box_bias.sign(box, h, w)
+                floor[:, k] = torch.where(sign > 0, sign * (1.0 - rest), 0.0)
+                keep[:, k] = torch.where(sign < 0, rest ** (-sign), 1.0)
+            self._bias_cache[key] = tuple(t.to(device) for t in (members, floor, keep)) + (
+                torch.tensor(item.columns, dtype=torch.long, device=device),)
+        return self._bias_cache[key]
 
     def _bias(self, b: int, h: int, w: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         """(h*w, C) additive bias for image b's phrase columns at a layer of h x w cells, and the columns."""
@@ -379,15 +464,21 @@ class LayoutGuidance:
 
 
 def attention_delta(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, scale: float,
-                    columns: torch.Tensor, bias: torch.Tensor, chunk: int = DEFAULT_QUERY_CHUNK) -> torch.Tensor:
+                    columns: torch.Tensor, bias: torch.Tensor | None, chunk: int = DEFAULT_QUERY_CHUNK,
+                    share: tuple | None = None) -> torch.Tensor:
     """softmax(s + b) v - softmax(s) v, heads merged back: (R, N, H*dv) float32 (or (N, H*dv) unbatched).
 
     q (R, N, H*d), k / v (R, T, H*d); b is ``bias`` (R, N, C) on ``columns`` (R, C) and 0 elsewhere (a padded
-    column with bias 0 changes nothing). Chunked over the N query positions: nothing of size (R, H, N, T) is
-    ever allocated, only (R, H, chunk, T)."""
+    column with bias 0 changes nothing). Or, with ``share = (members, floor, keep)``, b follows from each
+    query's own attention (see the module doc): members (R, K, C) 0/1 says which columns are box k's phrase,
+    and box k's phrase share P becomes max(keep P, floor) with floor / keep (R, N, K); columns of several
+    boxes add their biases. Chunked over the N query positions: nothing of size (R, H, N, T) is ever
+    allocated, only (R, H, chunk, T)."""
     single = q.dim() == 2
     if single:
-        q, k, v, columns, bias = q[None], k[None], v[None], columns[None], bias[None]
+        q, k, v, columns = q[None], k[None], v[None], columns[None]
+        bias = None if bias is None else bias[None]
+        share = None if share is None else tuple(t[None] for t in share)
     r, n, inner = q.shape
     d = inner // heads
     qh = q.float().reshape(r, n, heads, d).transpose(1, 2)  # (R, H, N, d)
@@ -396,18 +487,43 @@ def attention_delta(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: in
     c = columns.shape[1]
     gather = columns.to(q.device)[:, None, :, None].expand(r, heads, c, vh.shape[-1])
     vc = torch.gather(vh, 2, gather)  # (R, H, C, dv)
-    gain = torch.expm1(bias.float())[:, None]  # (R, 1, N, C)
+    gain = None if bias is None else torch.expm1(bias.float())[:, None]  # (R, 1, N, C)
+    if share is not None:
+        members, floor, keep = (t.to(q.device).float() for t in share)
+        floor, keep = floor[:, None], keep[:, None]  # (R, 1, N, K)
     col_index = columns.to(q.device)[:, None, None, :]
     out = torch.empty(r, heads, n, vh.shape[-1], dtype=torch.float32, device=q.device)
     for start in range(0, n, max(1, chunk)):
         stop = min(n, start + chunk)
         probs = torch.matmul(qh[:, :, start:stop], kh.transpose(-1, -2)).mul_(scale).softmax(dim=-1)  # (R, H, n, T)
         old = torch.matmul(probs, vh)  # (R, H, n, dv)
-        f = torch.gather(probs, 3, col_index.expand(r, heads, stop - start, c)) * gain[:, :, start:stop]
+        pc = torch.gather(probs, 3, col_index.expand(r, heads, stop - start, c))  # (R, H, n, C)
+        if share is None:
+            f = pc * gain[:, :, start:stop]
+        else:
+            f = pc * torch.expm1(_share_bias(pc, members, floor[:, :, start:stop], keep[:, :, start:stop]))
         z1 = f.sum(dim=-1, keepdim=True)  # Z - 1
-        out[:, :, start:stop] = (torch.matmul(f, vc) - z1 * old) / (1 + z1)
+        z = 1 + z1 if share is None else (1 + z1).clamp(min=_MIN_Z)
+        out[:, :, start:stop] = (torch.matmul(f, vc) - z1 * old) / z
     out = out.transpose(1, 2).reshape(r, n, -1)
     return out[0] if single else out
+
+
+def _share_bias(pc: torch.Tensor, members: torch.Tensor, floor: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """(R, H, n, C) column bias that moves each box phrase's share P to max(keep P, floor): logit(P') - logit(P)."""
+    raw = torch.einsum("rhnc,rkc->rhnk", pc, members)
+    share = raw.clamp(_TINY, 1 - _SHARE_EPS)
+    target = torch.maximum(share * keep, floor).clamp(_TINY, 1 - _SHARE_EPS)
+    b = (target.log() - torch.log1p(-target)) - (share.log() - torch.log1p(-share))
+    # a phrase that holds (nearly) all of a query's attention is pushed down only as far as the softmax's new
+    # normaliser Z = 1 - P (1 - e^b) stays >= _MIN_Z (the rest of the prompt has nothing left to take it)
+    lowest = torch.log((1 - (1 - _MIN_Z) / raw.clamp(min=_TINY)).clamp(min=_TINY))
+    return torch.einsum("rhnk,rkc->rhnc", torch.maximum(b, lowest), members)
+
+
+_TINY = 1e-30  # shares below this count as this (float32-safe logits)
+_SHARE_EPS = 1e-6  # and the largest share is 1 - this
+_MIN_Z = 1e-3  # the smallest softmax normaliser a bias may leave (the change is divided by it)
 
 
 def _keep(stash: dict, key: str, x: torch.Tensor, context: torch.Tensor):

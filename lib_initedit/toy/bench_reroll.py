@@ -34,7 +34,7 @@ CHUNK = 50  # images per generation call (hooks see a chunk at once)
 
 
 def random_box(rng: np.random.Generator, lo: float = 0.3, hi: float = 0.5) -> tuple:
-    from .bench import random_boxes
+    from .boxes import random_boxes
 
     return random_boxes(rng, 1, lo, hi)[0]
 

@@ -1,7 +1,7 @@
 """Deterministic toy scenes: 1-3 coloured shapes on a dark gray background.
 
 Positions and sizes are drawn independently of the caption, so where an object appears is decided
-by the initial noise at sampling time. Images are float tensors in [-1, 1], shape (3, 32, 32).
+by the initial noise at sampling time. Objects may touch, overlap and sit at (or be cut by) the image border. Images are float tensors in [-1, 1], shape (3, 32, 32).
 """
 from __future__ import annotations
 
@@ -52,15 +52,34 @@ def caption_for(objects) -> str:
     return " and ".join(f"a {o.colour} {o.shape}" for o in objects)
 
 
+# Scene layout. Half the scenes keep their objects apart (a gap of at least 1 px); in the others objects may
+# touch and overlap (centres at least OVERLAP x the sum of the radii apart; later objects are drawn on top).
+# Centres may lie up to (1 - BORDER) x the radius beyond the inner margin, so an object can be cut by the
+# image border; a quarter of the objects are pushed against a border.
+APART_P = 0.5
+OVERLAP = 0.65
+BORDER = 0.7
+AT_BORDER_P = 0.25
+
+
 def random_objects(rng: np.random.Generator, n: int | None = None, size: int = SIZE) -> list[Obj]:
     n = int(rng.integers(1, 4)) if n is None else n
     colours = rng.choice(len(COLOURS), n, replace=False)
+    apart = rng.random() < APART_P
     objs: list[Obj] = []
     for k in range(n):
         for _ in range(100):
             r = float(rng.uniform(3.5, 7.0))
-            cx, cy = rng.uniform(r, size - r, 2)
-            if all(np.hypot(cx - o.cx, cy - o.cy) > r + o.r + 1.0 for o in objs):
+            cx, cy = rng.uniform(BORDER * r, size - BORDER * r, 2)
+            if rng.random() < AT_BORDER_P:  # against one border: the centre within r of it
+                side, d = int(rng.integers(0, 4)), float(rng.uniform(BORDER * r, r))
+                if side < 2:
+                    cx = d if side == 0 else size - d
+                else:
+                    cy = d if side == 2 else size - d
+            gap = (lambda o: np.hypot(cx - o.cx, cy - o.cy) > r + o.r + 1.0) if apart else \
+                (lambda o: np.hypot(cx - o.cx, cy - o.cy) > OVERLAP * (r + o.r))
+            if all(gap(o) for o in objs):
                 break
         objs.append(Obj(COLOURS[colours[k]], SHAPES[int(rng.integers(0, 3))], float(cx), float(cy), r))
     return objs

@@ -4,6 +4,11 @@
 
 The learning rate is constant after a short warm-up (no dependence on the total), so a run stopped
 early by SIGTERM/Ctrl-C at step N saves exactly what ``--steps N`` would have produced.
+
+Start token: in Stable Diffusion most of each pixel's cross-attention goes to the prompt's start token
+(whose text encoding is the same for every prompt). A small auxiliary loss gives the toy the same habit:
+``--sink-weight`` x the mean shortfall of the start token's attention share below ``--sink-share``, over
+every cross-attention call of the conditional and unconditional rows.
 """
 from __future__ import annotations
 
@@ -26,6 +31,28 @@ def save(model: torch.nn.Module, path: str, meta: dict) -> None:
     save_file(sd, path, metadata={k: str(v) for k, v in meta.items()})
 
 
+class StartTokenShare:
+    """Forward hooks on every attn2 that record each query's attention probability on the start token."""
+
+    def __init__(self, unet: torch.nn.Module):
+        self.shares: list[torch.Tensor] = []
+        self.handles = [m.register_forward_hook(self._hook, with_kwargs=True)
+                        for name, m in unet.named_modules() if name.endswith("attn2")]
+
+    def _hook(self, mod, args, kwargs, out):
+        x, ctx = args[0], kwargs.get("context", args[1] if len(args) > 1 else None)
+        b, n, _ = x.shape
+        q = mod.to_q(x).reshape(b, n, mod.heads, -1).transpose(1, 2)
+        k = mod.to_k(ctx).reshape(b, ctx.shape[1], mod.heads, -1).transpose(1, 2)
+        sim = torch.einsum("bhid,bhjd->bhij", q, k) * mod.scale
+        self.shares.append((sim[..., 0] - sim.logsumexp(-1)).exp())
+
+    def shortfall(self, target: float) -> torch.Tensor:
+        out = torch.stack([(target - s).clamp(min=0).mean() for s in self.shares]).mean()
+        self.shares.clear()
+        return out
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="lib_initedit/toy/weights/toy.safetensors")
@@ -37,6 +64,8 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=1, help="1 is fastest on a shared CPU")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--snapshot-every", type=int, default=250)
+    ap.add_argument("--sink-share", type=float, default=0.6, help="start token's target attention share")
+    ap.add_argument("--sink-weight", type=float, default=0.05, help="0: no start-token loss")
     a = ap.parse_args(argv)
 
     torch.set_num_threads(a.threads)
@@ -49,7 +78,8 @@ def main(argv=None) -> None:
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     gen = torch.Generator().manual_seed(a.seed + 1)
-    t0, run = time.time(), 0.0
+    sink = StartTokenShare(model.unet) if a.sink_weight else None
+    t0, run, run_aux = time.time(), 0.0, 0.0
     done = 0
     for step in range(a.steps):
         if stop:
@@ -62,8 +92,13 @@ def main(argv=None) -> None:
         eps = torch.randn(x0.shape, generator=gen)
         pred = model.unet(q_sample(x0, t, eps), t, context=model.encode(caps))
         loss = (pred - eps).pow(2).mean()
+        if sink is not None:
+            aux = sink.shortfall(a.sink_share)
+            loss_total = loss + a.sink_weight * aux
+        else:
+            aux, loss_total = torch.zeros(()), loss
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss_total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
@@ -73,12 +108,15 @@ def main(argv=None) -> None:
                 pe.lerp_(pm, 1 - d)
         done = step + 1
         run = loss.item() if step == 0 else 0.98 * run + 0.02 * loss.item()
+        run_aux = aux.item() if step == 0 else 0.98 * run_aux + 0.02 * aux.item()
         if step % 50 == 0 or step == a.steps - 1:
-            print(f"step {step} loss {run:.4f} lr {sched.get_last_lr()[0]:.2e} {time.time() - t0:.0f}s", flush=True)
+            print(f"step {step} loss {run:.4f} start-token shortfall {run_aux:.3f} lr {sched.get_last_lr()[0]:.2e} {time.time() - t0:.0f}s", flush=True)
         if a.snapshot_every and step and step % a.snapshot_every == 0:
             save(ema, a.out + ".partial", {"step": step})
-    meta = {"steps": done, "batch": a.batch, "lr": a.lr, "ema": a.ema, "seed": a.seed,
-            "wall_s": round(time.time() - t0), "command": f"python -m lib_initedit.toy.train --out {a.out} --steps {done} --batch {a.batch}"}
+    meta = {"steps": done, "batch": a.batch, "lr": a.lr, "ema": a.ema, "seed": a.seed, "sink_share": a.sink_share,
+            "sink_weight": a.sink_weight, "wall_s": round(time.time() - t0),
+            "command": f"python -m lib_initedit.toy.train --out {a.out} --steps {done} --batch {a.batch} "
+                       f"--sink-share {a.sink_share} --sink-weight {a.sink_weight}"}
     save(ema, a.out, meta)
     print(f"done in {time.time() - t0:.0f}s -> {a.out}", flush=True)
 

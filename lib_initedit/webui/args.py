@@ -129,7 +129,8 @@ def spec_facts() -> dict:
     region = S.RerollRegion()
     fields = []
     limits = S.LIMITS
-    choices = {"vary": S.VARY_MODES, "method": S.METHODS, "layers": S.LAYER_CHOICES}
+    choices = {"vary": S.VARY_MODES, "method": S.METHODS, "layers": S.LAYER_CHOICES,
+               "guidance_units": S.GUIDANCE_UNITS}
     for f in dataclasses.fields(InitEditSpec):
         if f.name in ("reroll", "layout"):
             continue
