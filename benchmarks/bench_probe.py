@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Benchmark of the attention probe (issue 3, point 9): time and peak memory of a probe with capture vs.
-a plain forward, with and without early stop, on the ldm-style test UNet at SD1.5-like proportions.
+"""Benchmark of the attention probe: time and peak memory of a probe with capture vs. a plain forward, with and
+without early stop, on the ldm-style test UNet at SD1.5-like proportions.
 
 A script, not a test. Run from the repository root:
 
@@ -43,7 +43,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from lib_initedit import attention  # noqa: E402
+from lib_initedit.layout import attention  # noqa: E402
 from tests.ldm_like import UNetModel  # noqa: E402
 
 VARIANTS = {
@@ -65,7 +65,7 @@ class Timers:
 
     The pre-hooks are registered once, before any capture hook, so they run first; the post-hooks are
     re-registered by ``arm()`` inside each variant's capture context, after the capture's own hooks, so a
-    module's time covers the capture's pre-hooks, the forward and the capture's forward hooks (variant e).
+    module's time covers the capture's pre-hooks, the forward and the capture's forward hooks.
     When a capture stops the forward early, ``close()`` ends the open ranges at the call's end."""
 
     def __init__(self, modules: dict):
@@ -356,7 +356,8 @@ def main(argv=None):
                           "extra_over_params_plus_peak": (memory[v][0] - base_peak) / (base_peak + params)}
     transient = None
     if memory and "c" in memory and paper_attn in memory["c"][2]:
-        # in c the paper attn2's forward never runs (the pre-hook stops it): its range holds the capture alone
+        # in c the probe stops right after the paper attn2 (the capture's forward hook): its range holds that
+        # forward and the capture, a bound on the capture's transient memory
         transient = {"bytes": memory["c"][2][paper_attn], "over_plain_peak": memory["c"][2][paper_attn] / memory["a"][0]}
     config["clock"] = args.clock
     result = {"config": config, "variants": VARIANTS, "clock": args.clock, "times_s": times, "median_s": med,
@@ -393,7 +394,7 @@ def main(argv=None):
           f"({isolated['recompute_over_spatial_transformer']:.1%} of its SpatialTransformer)")
     print(f"early-stop vs full maps: max |diff| {early_diff:.2e}")
     if transient:
-        print(f"capture's own transient memory on the paper layer (variant c, where attn2 never runs): "
+        print(f"capture's transient memory on the paper layer, at most (variant c: the attn2 forward and the capture): "
               f"{transient['bytes'] / 2**20:.2f} MiB = {transient['over_plain_peak']:.2%} of the plain forward's peak "
               f"(an upper bound on the extra peak even if it ran at the peak)")
     if flops:

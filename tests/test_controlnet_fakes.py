@@ -2,7 +2,7 @@
 
 No WebUI needed. The patterns (read from CN's source, re-written here):
 - IP-Adapter (scripts/ipadapter/plugable_ipadapter.py, ``hack_blk`` / ``clear_all_ip_adapter``): every
-  ``attn2`` gets an instance attribute ``forward`` (a bound replacement); the previous ``forward`` is kept in
+  ``attn2`` gets an instance attribute ``forward`` (a bound replacement); the ``forward`` it replaced is kept in
   a module-global dict and assigned back on clear.
 - ``UnetHook.hook`` (scripts/hook.py): the UNet instance's ``forward`` becomes ``forward_webui``, which wraps a
   re-implemented forward in ``try/except Exception: move models to CPU; raise``; ControlNet residuals are

@@ -1,7 +1,7 @@
 """The API says no: a malformed InitEdit entry in ``alwayson_scripts`` is refused with HTTP 422 naming the field,
 before any sampling; the server stays healthy and the next plain image is pixel-identical to one made before.
 
-Every malformed spec of tests/test_spec.py's BAD list, plus the argument shapes that used to be silent no-ops
+Every malformed spec of tests/test_spec.py's BAD list, plus malformed argument shapes that must not pass silently
 (a spec that is a list or a number, extra positional args), sent to a real WebUI (tests/webui/conftest.py).
 """
 from __future__ import annotations

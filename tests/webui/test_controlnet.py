@@ -1,11 +1,11 @@
-"""InitEdit together with the real sd-webui-controlnet (Mikubill, v1.1.455) in a real WebUI (issue 7).
+"""InitEdit together with the real sd-webui-controlnet (Mikubill, v1.1.455) in a real WebUI.
 
 Needs a WebUI (fixture ``webui`` of conftest.py: ``INITEDIT_WEBUI_URL`` or ``INITEDIT_WEBUI_DIR``) that has
 InitEdit, sd-webui-controlnet and the tiny ControlNet ``control_tiny_sd15`` built for the lab's tiny-sd15
 checkpoint. When the conftest starts its own server (``INITEDIT_WEBUI_DIR``), this module starts one of its
 own instead, with ControlNet linked in from ``INITEDIT_CONTROLNET_DIR`` (default:
 $LAB/data/extensions/sd-webui-controlnet). Everything missing is a skip with the reason. Set-up, numbers
-and findings: docs/controlnet.md. Tooling: tests/tooling/make_tiny_controlnet.py (the model) and
+and what InitEdit does for ControlNet: docs/controlnet.md. Tooling: tests/tooling/make_tiny_controlnet.py (the model) and
 tests/tooling/lab_ext_cn_tiny_config (lets CN 1.1.455 build a ControlNet with 32 instead of 320 channels).
 
 All requests: 64x64, Euler (no per-step noise), few steps, prompt "a cat and a red car".
