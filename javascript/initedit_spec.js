@@ -20,7 +20,9 @@
     }
 
     function codec(facts) {
-        if (!facts || !Array.isArray(facts.fields) || !facts.region) throw new Error("InitEdit: no spec facts from the server");
+        if (!facts || !Array.isArray(facts.fields) || !facts.region || !Array.isArray(facts.palette) || !facts.palette.length) {
+            throw new Error("InitEdit: no spec facts from the server");
+        }
         var clamp = ns.geometry.clamp;
         var R = facts.region, FIELDS = facts.fields, PINNED = facts.pinned || {};
         var DEFAULTS = {};
@@ -162,6 +164,7 @@
             facts: facts, keys: facts.keys, fields: FIELDS, field: field, DEFAULTS: DEFAULTS, region: R,
             MAX_SEED: facts.max_seed, RANDOM_SEED_LIMIT: facts.random_seed_limit,
             MAX_REGIONS: facts.max_regions, MAX_BOXES: facts.max_boxes,
+            PALETTE: facts.palette, // box k's colour on the canvas is the heatmaps' colour of box k
             limits: function(name) {
                 return byName[name] || R[name];
             },

@@ -9,6 +9,7 @@ import dataclasses
 from typing import Any, Sequence
 
 from .. import spec as S
+from ..layout import heatmaps
 from ..spec import InitEditSpec, SpecError, parse_spec
 
 # X/Y/Z axes set these attributes on the copied ``p``; they win over the UI/API spec.
@@ -152,6 +153,7 @@ def spec_facts() -> dict:
         "region": {name: {"default": getattr(region, name), "min": limits[name][0], "max": limits[name][1]}
                    for name in ("seed", "strength", "feather")},
         "max_seed": S.MAX_SEED,
+        "palette": ["#%02x%02x%02x" % tuple(rgb) for rgb in heatmaps.PALETTE],  # box k's colour, canvas and heatmaps
         "random_seed_limit": S.RANDOM_SEED_LIMIT,
         "seed_span": S.SEED_SPAN,
         "max_regions": S.MAX_REGIONS,

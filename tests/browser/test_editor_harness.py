@@ -243,6 +243,20 @@ def test_programmatic_textbox_update_is_mirrored(page):
     assert "not valid JSON" in page.inner_text(".initedit-error")
 
 
+def test_box_colours_are_the_heatmaps_colours(page):
+    """Box k has one colour on the canvas, in its chip and in the heatmaps (lib_initedit/layout/heatmaps.py), also
+    past the palette's length."""
+    from lib_initedit.layout.heatmaps import PALETTE
+
+    boxes = [{"phrase": "cat", "box": [0.1 * k, 0.1, 0.1 * k + 0.08, 0.3]} for k in range(len(PALETTE) + 2)]
+    page.evaluate("t => { document.querySelector('%s').value = t; }" % SPEC_TA, json.dumps({"layout": boxes}))
+    page.wait_for_timeout(100)
+    chips = page.locator(".initedit-tab-body[data-tab=layout] .initedit-chip .initedit-swatch")
+    assert chips.count() == len(boxes)
+    shown = [chips.nth(k).evaluate("el => getComputedStyle(el).backgroundColor") for k in range(len(boxes))]
+    assert shown == ["rgb(%d, %d, %d)" % PALETTE[k % len(PALETTE)] for k in range(len(boxes))]
+
+
 def test_size_follows_width_height(page):
     c = drv.canvas(page)
     page.fill("#txt2img_width input[type=number]", "768")
