@@ -1,65 +1,15 @@
 // InitEdit: glue between the editor and the WebUI page. Mounts an editor in every `.initedit-root` that
 // lib_initedit/webui/ui.py renders, mirrors the spec textbox both ways and follows the txt2img fields
-// (width, height, prompt, seed, gallery). Uses only the DOM and the WebUI's documented JS callbacks.
+// (width, height, prompt, seed). What the last generation left (info, seeds, notes) is read in
+// initedit_last.js, the canvas background (gallery, file, drop) is set in initedit_background.js: methods
+// of the same Mount prototype. The page helpers are in initedit_page.js.
 (function(ns) {
     "use strict";
 
-    function app() {
-        return typeof gradioApp === "function" ? gradioApp() : document;
-    }
-
-    function byId(id) {
-        return document.getElementById(id) || app().querySelector("#" + CSS.escape(id));
-    }
-
-    // what the WebUI's updateInput does: tell gradio (3 and 4) that a field changed
-    function sendInput(el) {
-        if (typeof updateInput === "function") return updateInput(el);
-        el.dispatchEvent(new Event("input", {bubbles: true}));
-    }
-
-    // call `cb` (batched) whenever el.value changes: typing, or a framework assigning .value (paste, API-free updates)
-    function watchValue(el, cb) {
-        if (!el || el.__initeditWatch) return;
-        var pending = false;
-        var fire = function() {
-            if (pending) return;
-            pending = true;
-            setTimeout(function() {
-                pending = false;
-                cb(el.value);
-            }, 0);
-        };
-        var proto = Object.getPrototypeOf(el), desc = null;
-        while (proto && !(desc = Object.getOwnPropertyDescriptor(proto, "value"))) proto = Object.getPrototypeOf(proto);
-        if (desc && desc.set && desc.configurable !== false) {
-            Object.defineProperty(el, "value", {
-                configurable: true,
-                enumerable: desc.enumerable,
-                get: function() {
-                    return desc.get.call(this);
-                },
-                set: function(v) {
-                    desc.set.call(this, v);
-                    fire();
-                },
-            });
-        }
-        el.addEventListener("input", fire);
-        el.addEventListener("change", fire);
-        el.__initeditWatch = fire;
-    }
-
-    function loadImage(src, done) {
-        var img = new Image();
-        img.onload = function() {
-            done(img);
-        };
-        img.onerror = function() {
-            done(null);
-        };
-        img.src = src;
-    }
+    // Mount.prototype, shared with initedit_last.js and initedit_background.js: whichever file loads first
+    // makes it, so the order the WebUI loads them in does not matter
+    var proto = ns.mountMethods = ns.mountMethods || {};
+    var page = ns.page = ns.page || {}; // initedit_page.js: filled when it loads, used at call time
 
     // the server's facts about the spec (rendered by lib_initedit/webui/ui.py from spec.py) and the modules,
     // resolved now that every javascript/*.js has loaded
@@ -96,7 +46,7 @@
                 self.editor.setBackground(null);
             },
             toggleJson: function() {
-                var acc = byId(self.accordionId) || root;
+                var acc = page.byId(self.accordionId) || root;
                 acc.classList.toggle("initedit-show-json");
             },
             lastSeed: function(i) {
@@ -136,24 +86,27 @@
         this.sync();
     }
 
-    Mount.prototype.field = function(suffix, sel) {
-        var el = byId(this.tab + "_" + suffix);
+    Mount.prototype = proto;
+    proto.constructor = Mount;
+
+    proto.field = function(suffix, sel) {
+        var el = page.byId(this.tab + "_" + suffix);
         return el ? el.querySelector(sel) : null;
     };
 
-    Mount.prototype.textarea = function() {
-        var el = byId(this.specId);
+    proto.textarea = function() {
+        var el = page.byId(this.specId);
         return el ? el.querySelector("textarea, input") : null;
     };
 
-    Mount.prototype.promptText = function() {
+    proto.promptText = function() {
         var ta = this.field("prompt", "textarea");
         return ta ? ta.value : "";
     };
 
     // "2 regions · 1 box" in the accordion's header, so a closed accordion still says what it holds
-    Mount.prototype.summarize = function() {
-        var acc = byId(this.accordionId), el = acc && acc.querySelector(".initedit-summary");
+    proto.summarize = function() {
+        var acc = page.byId(this.accordionId), el = acc && acc.querySelector(".initedit-summary");
         if (!el) return;
         var sp = this.editor.spec, parts = [];
         var n = function(k, one, many) {
@@ -166,19 +119,19 @@
     };
 
     // write the editor's JSON into the gradio textbox
-    Mount.prototype.write = function(text) {
+    proto.write = function(text) {
         var ta = this.textarea();
         this.summarize();
         this.lastText = text;
         this.validateSoon(text);
         if (!ta || ta.value === text) return;
         ta.value = text;
-        sendInput(ta);
+        page.sendInput(ta);
     };
 
     // ask the server's parser (POST data-validate-url) about the spec, debounced; the answer is shown in the
     // panel before Generate. No URL (a page without the route), or no answer: nothing is shown.
-    Mount.prototype.validateSoon = function(text) {
+    proto.validateSoon = function(text) {
         if (!this.validateUrl || typeof fetch !== "function" || text === this._validated) return;
         var self = this;
         clearTimeout(this._validateTimer);
@@ -196,58 +149,42 @@
     };
 
     // read everything the editor mirrors; cheap, called on watched changes and after UI updates
-    Mount.prototype.sync = function() {
+    proto.sync = function() {
         var self = this, ta = this.textarea();
         if (ta) {
-            watchValue(ta, function() {
+            page.watchValue(ta, function() {
                 self.readSpec();
             });
             this.readSpec();
         }
         var w = this.field("width", "input[type=number]"), hgt = this.field("height", "input[type=number]");
         [w, hgt].forEach(function(el) {
-            watchValue(el, function() {
+            page.watchValue(el, function() {
                 self.readSize();
             });
         });
         this.readSize();
         var prompt = this.field("prompt", "textarea");
-        watchValue(prompt, function(v) {
+        page.watchValue(prompt, function(v) {
             if (v !== self._prompt) {
                 self._prompt = v;
                 self.panel.promptChanged();
             }
         });
         var seed = this.field("seed", "input");
-        watchValue(seed, function() {
+        page.watchValue(seed, function() {
             self.readSeed();
         });
         this.readSeed();
-        var gi = byId("generation_info_" + this.tab), info = gi && gi.querySelector("textarea");
-        watchValue(info, function() {
+        var gi = page.byId("generation_info_" + this.tab), info = gi && gi.querySelector("textarea");
+        page.watchValue(info, function() {
             self.readNote();
         });
         this.readNote();
         if (this.bgMode === "last") this.followGallery(false);
     };
 
-    // what the server wrote about the image the gallery shows: "InitEdit error" (not applied) or "InitEdit note"
-    Mount.prototype.readNote = function() {
-        var info = this.generationInfo(), note = null, isError = false;
-        if (info && Array.isArray(info.infotexts) && info.infotexts.length) {
-            var text = info.infotexts[Math.min(this.galleryIndex(), info.infotexts.length - 1)];
-            var err = this.S.infotextValue(text, this.S.keys.error), v = this.S.infotextValue(text, this.S.keys.note);
-            if (err !== null) {
-                note = typeof err === "string" ? err : JSON.stringify(err);
-                isError = true;
-            } else if (v !== null) {
-                note = typeof v === "string" ? v : JSON.stringify(v);
-            }
-        }
-        this.panel.setNote(note, isError);
-    };
-
-    Mount.prototype.readSpec = function() {
+    proto.readSpec = function() {
         var ta = this.textarea();
         if (!ta || ta.value === this.lastText) return;
         this.lastText = ta.value;
@@ -258,129 +195,20 @@
         this.summarize();
     };
 
-    Mount.prototype.readSize = function() {
+    proto.readSize = function() {
         var w = this.field("width", "input[type=number]"), hgt = this.field("height", "input[type=number]");
         if (w && hgt) this.editor.setSize(w.value, hgt.value);
     };
 
-    Mount.prototype.readSeed = function() {
+    proto.readSeed = function() {
         var seed = this.field("seed", "input");
         this.panel.setSeedWarning(!!seed && String(seed.value).trim() === "-1");
-    };
-
-    // the last generation's info JSON ({seed, infotexts, ...}) or null
-    Mount.prototype.generationInfo = function() {
-        var el = byId("generation_info_" + this.tab);
-        var ta = el && (el.querySelector("textarea") || (el.tagName === "TEXTAREA" ? el : null));
-        if (!ta || !ta.value) return null;
-        try {
-            return JSON.parse(ta.value);
-        } catch (e) {
-            return null;
-        }
-    };
-
-    Mount.prototype.galleryIndex = function() {
-        try {
-            var i = typeof selected_gallery_index === "function" ? selected_gallery_index() : -1;
-            return i >= 0 ? i : 0;
-        } catch (e) {
-            return 0;
-        }
-    };
-
-    // the resolved seed of reroll region i in the last generation's infotext
-    Mount.prototype.lastResolvedSeed = function(i) {
-        var info = this.generationInfo();
-        if (!info || !Array.isArray(info.infotexts) || !info.infotexts.length) return null;
-        var idx = Math.min(this.galleryIndex(), info.infotexts.length - 1);
-        var texts = [info.infotexts[idx]].concat(info.infotexts);
-        for (var k = 0; k < texts.length; k++) {
-            var raw = this.S.infotextValue(texts[k], this.S.keys.infotext);
-            if (raw === null) continue;
-            var res = this.S.parse(typeof raw === "string" ? raw : JSON.stringify(raw));
-            var r = res.spec.reroll[i];
-            if (!res.error && r && r.seed >= 0) return r.seed;
-        }
-        return null;
-    };
-
-    // main seed is -1: reuse the last one (the WebUI's ♻️) or pick a fixed one
-    Mount.prototype.fixMainSeed = function() {
-        var info = this.generationInfo(), reuse = byId(this.tab + "_reuse_seed");
-        if (info && info.seed !== undefined && info.seed !== -1 && reuse) {
-            reuse.click();
-        } else {
-            var seed = this.field("seed", "input");
-            if (!seed) return;
-            seed.value = Math.floor(Math.random() * this.S.RANDOM_SEED_LIMIT);
-            sendInput(seed);
-        }
-        var self = this;
-        setTimeout(function() {
-            self.readSeed();
-        }, 300);
-    };
-
-    // the image the gallery shows (the selected one, else the first)
-    Mount.prototype.galleryImage = function() {
-        var g = byId(this.tab + "_gallery");
-        if (!g) return null;
-        var img = g.querySelector(".preview img, img.preview, [data-testid='detailed-image'] img") || g.querySelector("img");
-        return img && img.src ? img : null;
-    };
-
-    Mount.prototype.followGallery = function(force) {
-        var img = this.galleryImage(), self = this;
-        if (!img) {
-            if (force) this.panel.setError(null);
-            return;
-        }
-        if (!force && img.src === this.bgSrc) return;
-        this.bgSrc = img.src;
-        loadImage(img.src, function(loaded) {
-            if (loaded && self.bgMode === "last") self.editor.setBackground(loaded);
-        });
-    };
-
-    Mount.prototype.useFile = function(file) {
-        var self = this, reader = new FileReader();
-        reader.onload = function() {
-            loadImage(reader.result, function(img) {
-                if (!img) return;
-                self.bgMode = "file";
-                self.editor.setBackground(img);
-            });
-        };
-        reader.readAsDataURL(file);
-    };
-
-    Mount.prototype._dropTarget = function(el) {
-        var self = this;
-        el.addEventListener("dragover", function(e) {
-            if (e.dataTransfer && Array.prototype.indexOf.call(e.dataTransfer.types, "Files") >= 0) {
-                e.preventDefault();
-                e.stopPropagation();
-                el.classList.add("initedit-drop");
-            }
-        });
-        el.addEventListener("dragleave", function() {
-            el.classList.remove("initedit-drop");
-        });
-        el.addEventListener("drop", function(e) {
-            el.classList.remove("initedit-drop");
-            var f = e.dataTransfer && e.dataTransfer.files[0];
-            if (!f || !/^image\//.test(f.type)) return;
-            e.preventDefault();
-            e.stopPropagation(); // keep the WebUI's page-wide drop (paste infotext from PNG) out of it
-            self.useFile(f);
-        });
     };
 
     var mounts = [];
 
     function mountAll() {
-        Array.prototype.forEach.call(app().querySelectorAll(".initedit-root"), function(root) {
+        Array.prototype.forEach.call(page.app().querySelectorAll(".initedit-root"), function(root) {
             if (root.__initedit) return;
             try {
                 root.__initedit = new Mount(root);
@@ -396,7 +224,6 @@
 
     ns.mounts = mounts;
     ns.mountAll = mountAll;
-    ns.watchValue = watchValue;
 
     if (typeof onUiLoaded === "function") {
         onUiLoaded(mountAll);

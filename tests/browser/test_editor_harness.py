@@ -52,7 +52,7 @@ def _serve(route):
         route.fulfill(status=404, body="")
 
 
-def open_harness(browser, validate=True, **ctx):
+def open_harness(browser, validate=True, reverse=False, **ctx):
     context = browser.new_context(viewport={"width": 700, "height": 1000}, **ctx)
     page = context.new_page()
     errors = []
@@ -66,7 +66,7 @@ def open_harness(browser, validate=True, **ctx):
         r.dataset.specFacts = facts; if (url) r.dataset.validateUrl = url; }""",
                   [json.dumps(spec_facts()), "/" + api.VALIDATE_ROUTE.lstrip("/") if validate else None])
     page.add_style_tag(path=str(ROOT / "style.css"))
-    for js in sorted((ROOT / "javascript").glob("*.js")):
+    for js in sorted((ROOT / "javascript").glob("*.js"), reverse=reverse):  # the WebUI loads them sorted by name
         page.add_script_tag(path=str(js))
     page.evaluate("InitEdit.mountAll()")
     page.wait_for_timeout(100)
@@ -111,6 +111,15 @@ def test_draw_resize_move_delete(page, shot_dir):
     page.mouse.click(*drv.to_px(page, (0.6, 0.5)))  # select, then delete with the panel's button
     page.click(".initedit-tab-body[data-tab=reroll] .initedit-delete")
     assert drv.spec(page) == {}
+
+
+def test_the_editor_works_whatever_order_its_files_load_in(browser):
+    """Each file adds to shared prototypes and helpers, so no file depends on another having loaded first."""
+    page = open_harness(browser, reverse=True)
+    drv.drag(page, (0.2, 0.3), (0.5, 0.6))
+    assert len(drv.spec(page)["reroll"]) == 1 and page.inner_text(".initedit-summary") == "1 region"
+    assert not page.errors, page.errors
+    page.context.close()
 
 
 def test_tiny_drag_is_a_click_not_a_box(page):
@@ -535,7 +544,7 @@ def test_no_facts_no_editor_and_a_message(browser):
     page = browser.new_page()
     try:
         page.goto((HERE / "harness.html").as_uri())
-        for js in sorted((ROOT / "javascript").glob("*.js")):
+        for js in sorted((ROOT / "javascript").glob("*.js"), reverse=reverse):  # the WebUI loads them sorted by name
             page.add_script_tag(path=str(js))
         page.evaluate("InitEdit.mountAll()")
         assert "no spec facts" in page.inner_text(".initedit-root")
