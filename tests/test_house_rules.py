@@ -53,7 +53,8 @@ def test_runtime_needs_nothing_the_webui_lacks():
     assert not bad, bad
 
 
-# Files that may wrap an instance's ``forward``: each restores exactly what it found (design.md, house rules).
+# Files that may wrap an instance's ``forward``: each wraps the instance's current forward and restores exactly what it
+# found, on error and interrupt too; everything else hooks through register_forward_*_hook.
 FORWARD_ALLOWED = {"lib_initedit/layout/guidance.py"}
 
 
