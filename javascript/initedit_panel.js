@@ -113,8 +113,13 @@
         this.rerollItem = h("div", {class: "initedit-item"});
         var keep = S.limits("keep");
         this.keep = slider(G.clamp, "Keep the rest", S.DEFAULTS.keep, keep.min, keep.max, 0.05, option("keep"), "keep",
-            "Fraction of the steps during which everything outside the regions follows the image without the reroll " +
+            "Fraction of the steps during which everything outside the regions (beyond the band) follows the image without the reroll " +
             "(0: only the initial noise is edited; 1: the outside is the image without the reroll to the end)");
+        var band = S.limits("keep_band");
+        this.keepBand = slider(G.clamp, "Band", S.DEFAULTS.keep_band, band.min, band.max, 0.01, option("keep_band"), "keep_band",
+            "Width of the band around the regions (fraction of the image's shorter side) that is released gradually, " +
+            "nearest first, so the region blends into the rest without a seam; beyond it the rest follows for all the kept steps " +
+            "(0: no band, a hard edge at keep 1)");
         this.rerollBody = h("div", {class: "initedit-tab-body", "data-tab": "reroll"}, [
             this.seedWarn,
             h("div", {class: "initedit-row"}, [this.toolBox, this.toolBrush, h("span", {class: "initedit-spacer"}), button("♻️ All", "Reuse every region's seed from the last generation (the image the gallery shows)", function() {
@@ -123,7 +128,7 @@
                 self.editor.clearAll();
             }, "initedit-clear")]),
             this.brushRow, this.rerollList, this.rerollItem,
-            this.keep,
+            h("div", {class: "initedit-row initedit-keep-row"}, [this.keep, this.keepBand]),
             h("label", {class: "initedit-field"}, [h("span", {text: "Batch varies"}), this.vary]),
         ]);
 
@@ -263,6 +268,7 @@
         this.heatmaps.checked = sp.heatmaps;
         this.hires.checked = sp.hires;
         this.keep.set(sp.keep);
+        this.keepBand.set(sp.keep_band);
         this.guidance.set(sp.guidance);
         this.guidanceSteps.set(sp.guidance_steps);
         this._list(this.rerollList, "reroll");

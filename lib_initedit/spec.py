@@ -34,7 +34,7 @@ DEFAULT_GUIDANCE_LOGITS = 8.0  # guidance in "logits" units when the spec gives 
 # (lo, hi) of every number field: parse_spec checks these, the UI's sliders show them (webui/args.spec_facts).
 LIMITS = {
     "seed": (-1, MAX_SEED), "strength": (0.0, 1.0), "feather": (0.0, 0.5),  # per region
-    "rounds": (1, MAX_ROUNDS), "candidates": (1, MAX_CANDIDATES), "keep": (0.0, 1.0),
+    "rounds": (1, MAX_ROUNDS), "candidates": (1, MAX_CANDIDATES), "keep": (0.0, 1.0), "keep_band": (0.0, 0.25),
     "guidance": (0.0, MAX_GUIDANCE), "guidance_steps": (0.0, 1.0), "guidance_core": (0.1, 1.0),
 }
 
@@ -46,11 +46,11 @@ NOTE_KEY = "InitEdit note"
 # What a spec written before a field existed meant by leaving it out. Infotexts are read with these
 # (``parse_infotext``), so an old image reproduces exactly although the field's default has changed;
 # ``to_dict`` always writes these fields so that new infotexts never rely on a default.
-LEGACY_VALUES = {"keep": 0.0, "guidance": 0.0, "guidance_steps": 0.3, "guidance_core": 1.0,
+LEGACY_VALUES = {"keep": 0.0, "keep_band": 0.0, "guidance": 0.0, "guidance_steps": 0.3, "guidance_core": 1.0,
                  "guidance_units": "logits"}
 # Fields written whenever this list is not empty, so an infotext never depends on a default that may change.
-_SECTION_OF = {"keep": "reroll", "guidance": "layout", "guidance_steps": "layout", "guidance_core": "layout",
-               "guidance_units": "layout"}
+_SECTION_OF = {"keep": "reroll", "keep_band": "reroll", "guidance": "layout", "guidance_steps": "layout",
+               "guidance_core": "layout", "guidance_units": "layout"}
 
 
 class SpecError(ValueError):
@@ -100,6 +100,8 @@ class InitEditSpec:
     layers: str = "level"
     heatmaps: bool = False
     keep: float = 0.8  # fraction of the steps the outside of the regions follows the base image (docs/reroll-keep.md)
+    keep_band: float = 0.0  # width of the band around the regions (fraction of the shorter side) released gradually
+    # during the kept steps, nearest first; beyond it the outside follows for all of them (0: no band)
     guidance: float = 90.0  # layout: in its box each phrase gets at least this % of the attention, outside it
     # keeps at most (100 - this) % of its own; 0 = off (guidance_units "logits": a score bias +- this instead)
     guidance_steps: float = 0.5  # layout: fraction of the steps that are guided (toy world: docs/layout.md)
@@ -168,6 +170,7 @@ def parse_spec(value: Any) -> InitEditSpec:
         layers=_choice(value.get("layers", "level"), LAYER_CHOICES, "layers"),
         heatmaps=_bool(value.get("heatmaps", False), "heatmaps"),
         keep=_float(value.get("keep", default.keep), "keep", *LIMITS["keep"]),
+        keep_band=_float(value.get("keep_band", default.keep_band), "keep_band", *LIMITS["keep_band"]),
         guidance=_float(value.get("guidance", default.guidance if units == "share" else DEFAULT_GUIDANCE_LOGITS),
                         "guidance",
                         *(LIMITS["guidance"] if units == "share" else (0.0, MAX_GUIDANCE_LOGITS))),

@@ -168,3 +168,13 @@ def test_validate_answers_with_the_parsers_message():
     assert api.validate({"spec": "{}"}) == {"error": None}
     assert api.validate({"spec": {"reroll": [{"box": [0, 0, 1, 1]}]}}) == {"error": None}
     assert api.validate({"spec": "{bad"})["error"].startswith("spec: not valid JSON")
+
+
+def test_keep_band_axis_goes_into_the_spec_and_is_refused_naming_the_axis():
+    _, spec, notes = args.spec_from_args([TWO], xyz(keep_band=0.05, keep=1))
+    assert (spec.keep_band, spec.keep) == (0.05, 1.0) and not notes
+    hi = S.LIMITS["keep_band"][1]
+    with pytest.raises(SpecError, match=f"X/Y/Z keep band: keep_band: 0.5 is outside 0..{hi:g}"):
+        args.spec_from_args([TWO], xyz(keep_band=0.5))
+    _, spec, notes = args.spec_from_args([{"layout": [{"phrase": "cat", "box": [0, 0, 1, 1]}]}], xyz(keep_band=0.2))
+    assert spec.keep_band == S.InitEditSpec().keep_band and "no reroll region" in notes[0]

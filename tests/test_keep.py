@@ -1,4 +1,5 @@
 """Keep the rest (lib_initedit.reroll.keep): exact identities of the keep step, the recorder and the bounded cache."""
+import math
 import random
 
 import pytest
@@ -7,6 +8,7 @@ import torch
 from lib_initedit.reroll.keep import (BaseCache, BaseRecord, KeepBlend, Recorder, bytes_per_call, keep_mask,
                                kept_calls)
 from lib_initedit.reroll.noise import region_weight
+from lib_initedit.reroll.release import release_map
 from lib_initedit.sampling_hooks import SamplingHooks
 from lib_initedit.spec import RerollRegion
 
@@ -240,3 +242,185 @@ def test_outside_stays_exactly_on_the_base_trajectory_during_the_kept_steps(ance
     for i in range(7):  # 6 kept calls: x after each of them is the base's outside
         assert torch.equal(kept[i][out], base[i][out]), i
     assert not torch.equal(kept[8][out], base[8][out])  # then it runs free again
+
+
+# ---------------------------------------------------------------- the release map (lib_initedit.reroll.release)
+def _box_distance(box_cells, y, x):
+    """Distance from cell (y, x)'s centre to the rectangle of cells [y0, y1) x [x0, x1), by hand."""
+    (y0, y1), (x0, x1) = box_cells
+    cy, cx = y + 0.5, x + 0.5
+    dy = max(y0 - cy, 0.0, cy - y1)
+    dx = max(x0 - cx, 0.0, cx - x1)
+    return math.hypot(dy, dx)
+
+
+@pytest.mark.parametrize("shape, formula", [("linear", lambda t: t), ("smoothstep", lambda t: t * t * (3 - 2 * t)),
+                                            ("early-smooth", lambda t: t ** 3 * (4 - 3 * t))])
+def test_release_map_of_a_box_against_a_hand_computed_reference(shape, formula):
+    region = RerollRegion(box=(0.25, 0.25, 0.5, 0.5), seed=1)  # cells 3..5 of 12 in both axes
+    band, kept = 0.25, 10  # band: 3 cells
+    got = release_map([region], 12, 12, band, kept, shape)
+    for y in range(12):
+        for x in range(12):
+            d = _box_distance(((3, 6), (3, 6)), y, x)
+            want = 0.0 if d == 0 else kept * formula(d / 3.0) if d < 3.0 else float(kept)
+            assert got[y, x].item() == pytest.approx(want, abs=1e-5), (y, x)
+    assert got[3, 2].item() == pytest.approx(kept * formula(0.5 / 3))  # the first ring: half a cell away
+    assert got[0, 0].item() == kept  # sqrt(2) * 2.5 cells: beyond the band
+
+
+def test_release_map_of_a_mask_is_the_distance_to_its_cells():
+    import base64
+    import io
+
+    from PIL import Image
+
+    img = Image.new("L", (16, 16), 0)
+    for x, y in [(3, 3), (4, 3), (5, 3), (5, 4), (5, 5), (11, 12)]:  # an L and a lone cell
+        img.putpixel((x, y), 255)
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    region = RerollRegion(mask=base64.b64encode(buf.getvalue()).decode(), seed=1, feather=0.2)
+    cells = {(3, 3), (3, 4), (3, 5), (4, 5), (5, 5), (12, 11)}  # (y, x)
+    got = release_map([region], 16, 16, 0.25, 8, "linear")  # band: 4 cells; feather does not move the band
+    for y in range(16):
+        for x in range(16):
+            d = min(_box_distance(((cy, cy + 1), (cx, cx + 1)), y, x) for cy, cx in cells)
+            want = 0.0 if d == 0 else 8 * d / 4 if d < 4 else 8.0
+            assert got[y, x].item() == pytest.approx(want, abs=1e-5), (y, x)
+
+
+def test_band_0_and_keep_0_release_nothing_early():
+    region = RerollRegion(box=(0.2, 0.2, 0.6, 0.5), seed=1)
+    assert torch.equal(release_map([region], 10, 10, 0.0, 7), torch.full((10, 10), 7.0))
+    assert torch.equal(release_map([region], 10, 10, 0.2, 0), torch.zeros(10, 10))
+    with pytest.raises(ValueError):
+        release_map([region], 10, 10, 0.2, 7, "wavy")
+
+
+def test_band_0_is_the_keep_without_a_band_bit_for_bit():
+    """band 0: x0' = m x0 + (1 - m) base for the first K calls, then nothing: the formula of before the band."""
+    regions = [[RerollRegion(box=(0.13, 0.2, 0.61, 0.7), feather=0.1)]]
+    base = record(10)
+    blend = KeepBlend.from_regions([base], regions, (8, 8), 0.5, band=0.0)
+    m = keep_mask(regions[0], 8, 8)[None, None]
+    for i in range(10):
+        x = torch.randn(1, 4, 8, 8)
+        out = blend.after_call(i, 10, x)
+        if i >= 5:
+            assert out is None
+        else:
+            assert torch.equal(out, m * x + (1 - m) * base.calls[i][None])
+
+
+def test_release_blend_follows_until_the_release_call_then_runs_free():
+    region = RerollRegion(box=(0.3, 0.3, 0.55, 0.6), seed=1)  # cell edges cut: fractional coverage at the rim
+    base = record(12, shape=(4, 16, 16))
+    blend = KeepBlend.from_regions([base], [[region]], (16, 16), 1.0, band=0.2)
+    rel, m = release_map([region], 16, 16, 0.2, 12)[None, None], keep_mask([region], 16, 16)[None, None]
+    assert torch.equal(blend.release, rel) and blend.last == math.ceil(float(rel[m < 1].max()))
+    for i in range(12):
+        x = torch.randn(1, 4, 16, 16)
+        out = blend.after_call(i, 12, x)
+        if i >= blend.last:
+            assert out is None
+            continue
+        follow = ((m == 0) & (rel > i)).expand_as(x)
+        free = (rel <= i).expand_as(x)
+        held = ((m > 0) & (rel > i)).expand_as(x)
+        assert torch.equal(out[follow], base.calls[i][None].expand_as(x)[follow])  # the base, bit for bit
+        assert torch.equal(out[free], x[free])
+        want = (m * x + (1 - m) * base.calls[i][None])[held]
+        assert torch.equal(out[held], want)  # a rim cell not yet released: blended by its coverage
+
+
+def test_a_batch_with_different_regions_equals_each_image_alone():
+    regions = [[RerollRegion(box=(0.1, 0.1, 0.4, 0.5))], [RerollRegion(box=(0.5, 0.2, 0.9, 0.6), feather=0.1)],
+               [RerollRegion(box=(0.1, 0.1, 0.4, 0.5))]]
+    bases = [record(6, seed=s) for s in (1, 2, 1)]
+    together = KeepBlend.from_regions(bases, regions, (8, 8), 1.0, band=0.25)
+    alone = [KeepBlend.from_regions([b], [r], (8, 8), 1.0, band=0.25) for b, r in zip(bases, regions)]
+    for i in range(6):
+        x = torch.randn(3, 4, 8, 8)
+        out = together.after_call(i, 6, x)
+        for b in range(3):
+            one = alone[b].after_call(i, 6, x[b:b + 1])
+            assert torch.equal(out[b:b + 1], x[b:b + 1] if one is None else one)
+
+
+def _sample(kind, model, x, sigmas, hooks, noise=None):
+    """k-diffusion-style samplers, elementwise in (x, denoised): euler, euler_a (with ``noise``), heun (two calls
+    a step), dpmpp_2m (uses the previous call's denoised). Returns the x the model saw at every call."""
+    seen, call = [], [0]
+    total = (2 if kind == "heun" else 1) * (len(sigmas) - 1)
+
+    def denoise(x_, s):
+        seen.append(x_.clone())
+        d = model(x_, s)
+        changed = hooks.after_call(call[0], total, d)
+        call[0] += 1
+        return d if changed is None else changed
+
+    old = None
+    with hooks.running():
+        for i in range(len(sigmas) - 1):
+            s, s_next = sigmas[i], sigmas[i + 1]
+            d = denoise(x, s)
+            if kind == "euler":
+                x = x + (x - d) / s * (s_next - s)
+            elif kind == "euler_a":
+                down = s_next * 0.8
+                x = x + (x - d) / s * (down - s) + noise[i] * (s_next ** 2 - down ** 2) ** 0.5
+            elif kind == "heun":
+                x2 = x + (x - d) / s * (s_next - s)
+                d2 = denoise(x2, s_next)
+                x = x + ((x - d) / s + (x2 - d2) / s_next) / 2 * (s_next - s)
+            elif kind == "dpmpp_2m":
+                t, t_next = -math.log(s), -math.log(s_next)
+                h = t_next - t
+                if old is None:
+                    denoised_d = d
+                else:
+                    r = (t - (-math.log(sigmas[i - 1]))) / h
+                    denoised_d = (1 + 1 / (2 * r)) * d - (1 / (2 * r)) * old
+                x = (s_next / s) * x - math.expm1(-h) * denoised_d
+                old = d
+    seen.append(x)
+    return seen
+
+
+@pytest.mark.parametrize("kind", ["euler", "euler_a", "heun", "dpmpp_2m"])
+@pytest.mark.parametrize("keep, band", [(1.0, 0.25), (0.6, 0.25), (1.0, 0.0)])
+def test_where_the_map_says_follow_the_latent_is_the_bases_on_every_elementwise_sampler(kind, keep, band):
+    model = _MixingModel()
+    sigmas = torch.linspace(10, 0.1, 9).tolist()
+    g = torch.Generator().manual_seed(2)
+    x_T = torch.randn(2, 4, 16, 16, generator=g) * sigmas[0]
+    step_noise = torch.randn(8, 2, 4, 16, 16, generator=g)
+    regions = [[RerollRegion(box=(0.3, 0.25, 0.6, 0.55))], [RerollRegion(box=(0.1, 0.5, 0.45, 0.9), feather=0.1)]]
+    w = torch.stack([region_weight(r[0], 16, 16) for r in regions])[:, None]
+    rec = Recorder()
+    base = _sample(kind, model, x_T, sigmas, SamplingHooks([rec]), step_noise)
+    fresh = torch.randn(2, 4, 16, 16, generator=g) * sigmas[0]
+    x_new = torch.sqrt(1 - w * w) * x_T + w * fresh  # the reroll: w > 0 only on the regions
+    new_noise = torch.where(w > 0, torch.randn(8, 2, 4, 16, 16, generator=g), step_noise)
+    blend = KeepBlend.from_regions(rec.records, regions, (16, 16), keep, band=band)
+    kept = _sample(kind, model, x_new, sigmas, SamplingHooks([blend]), new_noise)
+    free = _sample(kind, model, x_new, sigmas, SamplingHooks([]), new_noise)
+    calls = len(rec.records[0])
+    assert len(kept) == calls + 1
+    m = blend.masks
+    for i in range(calls):  # the x the model sees at call i: the base's wherever the map says follow there
+        follow = ((m == 0) & (blend.release > i)).expand_as(x_T)
+        assert follow.any() == (i < blend.calls)
+        assert torch.equal(kept[i][follow], base[i][follow]), i
+        assert torch.equal(kept[i + 1][follow], base[i + 1][follow]), i  # and the x its update gives
+    beyond = ((m == 0) & (blend.release >= blend.calls)).expand_as(x_T)  # beyond the band: K calls, all at keep 1
+    assert not torch.equal(free[-1][beyond], base[-1][beyond])  # without keep the outside drifts
+    if keep == 1.0:
+        assert torch.equal(kept[-1][beyond], base[-1][beyond])
+    else:
+        assert not torch.equal(kept[-1][beyond], base[-1][beyond])  # released at floor(0.6 calls): drifts after
+    if band > 0:  # the band moves: released elements are free
+        band_cells = ((m == 0) & (blend.release < blend.calls)).expand_as(x_T)
+        assert not torch.equal(kept[-1][band_cells], base[-1][band_cells])

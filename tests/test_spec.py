@@ -22,7 +22,7 @@ FULL = {
     "vary": "reroll",
     "layout": [{"phrase": "red car", "box": [0.0, 0.0, 0.5, 1.0]}, {"phrase": "cat", "box": [0.5, 0.25, 1.0, 0.75]}],
     "rounds": 2, "hires": True, "method": "rebuild", "layers": "paper", "heatmaps": True,
-    "keep": 0.5, "guidance": 3.0, "guidance_steps": 0.25, "candidates": 3, "guidance_core": 0.5,
+    "keep": 0.5, "keep_band": 0.05, "guidance": 3.0, "guidance_steps": 0.25, "candidates": 3, "guidance_core": 0.5,
     "guidance_units": "logits",
 }
 
@@ -94,6 +94,7 @@ BAD = [
     ({"layers": "all"}, 'layers: "all" is not one of paper, level'),
     ({"heatmaps": 1}, "heatmaps: must be true or false"),
     ({"keep": 1.5}, "keep: 1.5 is outside 0..1"),
+    ({"keep_band": -0.1}, "keep_band: -0.1 is outside 0..0.25"),
     ({"guidance": -1}, "guidance: -1 is outside 0..99"),
     ({"guidance": 30, "guidance_units": "logits"}, "guidance: 30 is outside 0..20"),
     ({"guidance_units": "px"}, "guidance_units: \"px\" is not one of share, logits"),
@@ -131,6 +132,15 @@ def test_infotext_without_new_fields_means_their_legacy_values():
         assert getattr(spec, name) == legacy
     new = parse_spec({**old, "keep": 0.75, "guidance": 2.0})
     assert parse_infotext(new.to_json()) == new  # fields written, never left to a default
+
+
+def test_an_infotext_with_keep_but_without_keep_band_keeps_the_band_less_keep():
+    """Written before the band existed: keep 0.8 meant every element outside the regions follows for 80 % of
+    the calls; it reads as band 0, which is exactly that."""
+    spec = parse_infotext(json.dumps({"reroll": [{"box": [0, 0, 0.5, 0.5], "seed": 3}], "keep": 0.8}))
+    assert (spec.keep, spec.keep_band) == (0.8, 0.0)
+    assert parse_spec({"reroll": [{"box": [0, 0, 0.5, 0.5]}]}).keep_band == InitEditSpec().keep_band
+    assert parse_spec({"reroll": [{"box": [0, 0, 0.5, 0.5]}]}).to_dict()["keep_band"] == InitEditSpec().keep_band
 
 
 def test_legacy_fields_are_always_written_with_their_section():

@@ -2,19 +2,21 @@
 
 The base generation is the same request without the reroll. A ``Recorder`` remembers its denoised
 prediction after CFG (x0) at every call of the host's CFG denoiser; a ``BaseCache`` keeps recent records
-within a byte budget; in the reroll generation ``KeepBlend`` replaces, for the first ``keep`` fraction of
-those calls, the denoised outside the regions by the base's:
+within a byte budget; in the reroll generation ``KeepBlend`` replaces the denoised by the base's wherever
+the release map (``release.py``) says "follow":
 
-    x0' = m * x0 + (1 - m) * x0_base[i]
+    x0' = w * x0 + (1 - w) * x0_base[i],   w = max(m, released_i)
 
-with ``m`` the regions' soft geometry at latent resolution (coverage x feather ramp, strength NOT included:
-``noise.region_weight`` at strength 1, united over the regions as ``1 - prod(1 - m_r)``).
+``m`` is the regions' soft geometry at latent resolution (coverage x feather ramp, strength NOT included:
+``noise.region_weight`` at strength 1, united over the regions as ``1 - prod(1 - m_r)``); ``released_i`` is 1
+where call i is at or past the element's release call: 0 inside the regions, ``K = floor(keep * calls)``
+beyond a band around them, in between in the band (the nearer, the earlier). Band 0: every element at K.
 
 Why the outside is then exact: outside the regions x_T is the base's (the reroll never changes noise
 there), and the usual samplers' updates are elementwise in (x, denoised) (Euler, DDIM, Heun, DPM++ 2M ...;
-ancestral and SDE steps add noise that is the base's outside the regions). By induction x outside the
-regions equals the base's x at every kept call, bit for bit, whatever the UNet saw across the edge.
-After the kept calls the outside runs free again and can drift, from a state that is already the base's.
+ancestral and SDE steps add noise that is the base's outside the regions). An element follows from the
+first call until its release, so by induction its x equals the base's x at every call before the release,
+bit for bit, whatever the UNet saw across the edge; beyond the band at keep 1 that is to the end.
 
 Every part is host-agnostic (plain torch) and a ``sampling_hooks.SamplingHooks`` part (``enter`` /
 ``after_call`` / ``leave``), run the same way by the WebUI hosts and the toy world's sampler.
@@ -30,7 +32,8 @@ from typing import Callable, Hashable, Sequence
 
 import torch
 
-from .noise import region_weight
+from . import release as release_
+from .noise import region_weight, spatial_weight
 from ..spec import RerollRegion
 
 
@@ -172,16 +175,20 @@ class BaseCache:
 
 
 class KeepBlend:
-    """The keep step: for calls ``i < kept_calls(keep, len(base))``, ``x0' = m * x0 + (1 - m) * base[i]``.
+    """The keep step as a release map: at call i, ``x0' = w * x0 + (1 - w) * base[i]`` with ``w = max(m, released)``.
 
     ``bases[b]``: image b's base record (the same object may serve several images: with ``vary: reroll``
     every image of the batch has the same base); ``masks``: (B, H, W) or (B, 1, H, W) soft geometry, 1 =
-    free (``keep_mask``). Calls are counted in the base's own units (denoiser calls, so second-order
-    samplers that call twice per step are kept for the same fraction of the schedule); a call past the
-    record is left alone. keep 0 -> never changes anything.
+    free (``keep_mask``); ``release``: same shape, the call from which each element runs free
+    (``release.release_map``; None: every element at ``kept_calls(keep, len(base))``, the keep without a
+    band). Where ``w`` is 0 (outside the regions, not yet released) the prediction is the base's exactly.
+    Calls are counted in the base's own units (denoiser calls, so second-order samplers that call twice per
+    step are kept for the same fraction of the schedule); a call past the record is left alone. keep 0 ->
+    never changes anything.
     """
 
-    def __init__(self, bases: Sequence[BaseRecord], masks: torch.Tensor, keep: float):
+    def __init__(self, bases: Sequence[BaseRecord], masks: torch.Tensor, keep: float,
+                 release: torch.Tensor | None = None):
         if len(bases) != masks.shape[0]:
             raise ValueError(f"KeepBlend: {len(bases)} base records for a batch of {masks.shape[0]}")
         self.bases = list(bases)
@@ -189,16 +196,32 @@ class KeepBlend:
         self.keep = float(keep)
         lengths = {len(b) for b in self.bases}
         self.calls = kept_calls(self.keep, min(lengths)) if lengths else 0
+        if release is None:
+            release = torch.full_like(self.masks, float(self.calls))
+        self.release = (release if release.dim() == 4 else release[:, None]).float().clamp(max=float(self.calls))
+        held = self.release[self.masks < 1]  # elements that are not free from the start
+        self.last = min(self.calls, int(math.ceil(float(held.max())))) if held.numel() else 0
 
     @classmethod
     def from_regions(cls, bases: Sequence[BaseRecord], regions: Sequence[Sequence[RerollRegion]],
-                     latent_hw: tuple[int, int], keep: float) -> "KeepBlend":
-        """``regions[b]``: image b's reroll regions (as given to ``noise.reroll_batch``)."""
+                     latent_hw: tuple[int, int], keep: float, band: float = 0.0,
+                     shape: str = release_.DEFAULT_SHAPE) -> "KeepBlend":
+        """``regions[b]``: image b's reroll regions (as given to ``noise.reroll_batch``); ``band``: the width of
+        the gradually released band around them, a fraction of the latent's shorter side (0: no band)."""
         h, w = latent_hw
-        return cls(bases, torch.stack([keep_mask(r, h, w) for r in regions]), keep)
+        lengths = [len(b) for b in bases]
+        kept = kept_calls(float(keep), min(lengths)) if lengths else 0
+        masks, maps, done = [], [], {}
+        for r in regions:  # images with the same geometry (every image of a "vary" batch) share the work
+            key = tuple((x.box, x.mask, x.feather) for x in r)
+            if key not in done:
+                done[key] = (keep_mask(r, h, w), release_.release_map(r, h, w, band, kept, shape))
+            masks.append(done[key][0])
+            maps.append(done[key][1])
+        return cls(bases, torch.stack(masks), keep, torch.stack(maps))
 
     def applies(self, index: int) -> bool:
-        return index < self.calls
+        return index < self.last
 
     def base_at(self, index: int, like: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) base prediction of call ``index`` on ``like``'s device (in the record's dtype); one
@@ -219,6 +242,8 @@ class KeepBlend:
             return None
         if self.masks.device != denoised.device:
             self.masks = self.masks.to(denoised.device)  # once per batch
-        m = self.masks
-        out = m * denoised.float() + (1.0 - m) * self.base_at(index, denoised).float()
+            self.release = self.release.to(denoised.device)
+        m = spatial_weight(self.masks, denoised)  # (B, 1, H, W) over every channel (and frame axis)
+        w = torch.where(spatial_weight(self.release, denoised) <= index, torch.ones_like(m), m)  # released: free
+        out = w * denoised.float() + (1.0 - w) * self.base_at(index, denoised).float()
         return out.to(denoised.dtype)

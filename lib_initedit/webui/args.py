@@ -17,6 +17,7 @@ XYZ_REROLL_SEED = "initedit_xyz_reroll_seed"
 XYZ_REROLL_STRENGTH = "initedit_xyz_reroll_strength"
 XYZ_ROUNDS = "initedit_xyz_rounds"
 XYZ_KEEP = "initedit_xyz_keep"
+XYZ_KEEP_BAND = "initedit_xyz_keep_band"
 XYZ_GUIDANCE = "initedit_xyz_guidance"
 
 # the script's positional args: [enabled, spec]; A1111 cuts longer lists to this length without a word
@@ -86,12 +87,13 @@ def apply_xyz_overrides(spec: InitEditSpec, p: Any) -> tuple[InitEditSpec, list[
         return spec, notes
     seed, strength, rounds, keep, guidance = (getattr(p, a, None) for a in
                                               (XYZ_REROLL_SEED, XYZ_REROLL_STRENGTH, XYZ_ROUNDS, XYZ_KEEP, XYZ_GUIDANCE))
-    if all(v is None for v in (seed, strength, rounds, keep, guidance)):
+    band = getattr(p, XYZ_KEEP_BAND, None)
+    if all(v is None for v in (seed, strength, rounds, keep, guidance, band)):
         return spec, notes
     d = spec.to_dict()
     regions = d.get("reroll", [])
     axes: list[str] = []
-    if (seed is not None or strength is not None or keep is not None) and not regions:
+    if (seed is not None or strength is not None or keep is not None or band is not None) and not regions:
         notes.append("X/Y/Z reroll axis ignored: the spec has no reroll region")
     if guidance is not None and not spec.layout:
         notes.append("X/Y/Z layout guidance ignored: the spec has no layout box")
@@ -110,6 +112,9 @@ def apply_xyz_overrides(spec: InitEditSpec, p: Any) -> tuple[InitEditSpec, list[
     if keep is not None and regions:
         d["keep"] = _number(keep, float, "keep the rest")
         axes.append("keep the rest")
+    if band is not None and regions:
+        d["keep_band"] = _number(band, float, "keep band")
+        axes.append("keep band")
     if guidance is not None and spec.layout:
         d["guidance"] = _number(guidance, float, "layout guidance")
         axes.append("layout guidance")

@@ -168,7 +168,8 @@ class Session:
                 self.note("'Keep the rest' skipped for this batch: the image without the reroll did not finish")
                 return None
             records = [r if r is not None else recorder.records[i] for i, r in enumerate(records)]
-        return keep.KeepBlend.from_regions(records, [s.reroll for s in specs], tuple(x_pre.shape[-2:]), self.spec.keep)
+        return keep.KeepBlend.from_regions(records, [s.reroll for s in specs], tuple(x_pre.shape[-2:]), self.spec.keep,
+                                           band=self.spec.keep_band)
 
     def _layout(self, x: torch.Tensor, c, specs: list[InitEditSpec]) -> torch.Tensor:
         p, host = self.p, self.host
@@ -271,7 +272,8 @@ def base_extra(spec: InitEditSpec) -> str:
     """InitEdit's share of what decides an image's first pass without the reroll: the layout fields. Every
     other field is reset to its default, so a plain generation (the empty spec) and a reroll of it agree."""
     d = InitEditSpec()
-    return spec.replace(reroll=(), vary=d.vary, hires=d.hires, heatmaps=d.heatmaps, keep=d.keep).to_json()
+    return spec.replace(reroll=(), vary=d.vary, hires=d.hires, heatmaps=d.heatmaps, keep=d.keep,
+                        keep_band=d.keep_band).to_json()
 
 
 def batch_first_index(p) -> int:

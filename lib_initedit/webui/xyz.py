@@ -1,4 +1,4 @@
-"""X/Y/Z plot axes: reroll seed, reroll strength, keep the rest, layout rounds, layout guidance.
+"""X/Y/Z plot axes: reroll seed, reroll strength, keep the rest, keep band, layout rounds, layout guidance.
 
 Each axis only sets an attribute on the copied ``p``; args.apply_xyz_overrides writes them into the spec's
 dict and parses it once, so an axis value is validated exactly as the same value in the UI or the API.
@@ -13,6 +13,7 @@ AXES = (
     ("[InitEdit] Reroll seed", int, args.XYZ_REROLL_SEED),
     ("[InitEdit] Reroll strength", float, args.XYZ_REROLL_STRENGTH),
     ("[InitEdit] Keep the rest", float, args.XYZ_KEEP),
+    ("[InitEdit] Keep band", float, args.XYZ_KEEP_BAND),
     ("[InitEdit] Layout rounds", int, args.XYZ_ROUNDS),
     ("[InitEdit] Layout guidance", float, args.XYZ_GUIDANCE),
 )

@@ -7,6 +7,7 @@ import torch
 
 from lib_initedit.reroll.keep import KeepBlend, Recorder
 from lib_initedit.reroll.noise import reroll_batch
+from lib_initedit.reroll.release import band_cells_mask
 from lib_initedit.sampling_hooks import SamplingHooks
 from lib_initedit.spec import RerollRegion
 from lib_initedit.toy.data import SIZE
@@ -112,3 +113,57 @@ def test_batch_of_variants_shares_one_base_and_the_outside_is_identical_at_keep_
         assert torch.equal(kept[i][out], img0[0][out])
         if i:
             assert (kept[i][inside] - kept[0][inside]).abs().mean() > 1e-2  # the variants differ inside
+
+
+# ---------------------------------------------------------------- the release map: a band released gradually
+BAND = 0.1  # 3.2 cells at 32x32
+
+
+def test_with_a_band_the_outside_beyond_it_is_the_base_exactly_and_the_band_moves(pipe):
+    base, x, regions = base_and_reroll()
+    rec = Recorder()
+    img0 = pipe.generate(base, [CAP], hooks=SamplingHooks([rec]))
+    hard_blend = KeepBlend.from_regions(rec.records, regions, (SIZE, SIZE), 1.0)
+    hard = pipe.generate(x, [CAP], hooks=SamplingHooks([hard_blend]))
+    blend = KeepBlend.from_regions(rec.records, regions, (SIZE, SIZE), 1.0, band=BAND)
+    kept = pipe.generate(x, [CAP], hooks=SamplingHooks([blend]))
+    in_band = band_cells_mask(regions[0], SIZE, SIZE, BAND).expand(3, SIZE, SIZE)
+    beyond = ~inside_mask() & ~in_band
+    assert int(in_band[0].sum()) > 100 and int(beyond[0].sum()) > 400
+    assert torch.equal(kept[0][beyond], img0[0][beyond])  # bit for bit: the toy's image is its latent
+    assert (kept[0][in_band] - img0[0][in_band]).abs().mean() > 1e-3  # the band adapts to the new content
+    inside = inside_mask()
+    assert (kept[0][inside] - hard[0][inside]).abs().mean() > 1e-3  # and the region is not the band-less one
+
+
+def test_the_ddim_trajectory_follows_the_base_wherever_the_map_says_follow(pipe):
+    base, x, regions = base_and_reroll()
+    rec = Recorder()
+    _, seen_base = sample_seeing(pipe, base, [CAP], rec)
+    blend = KeepBlend.from_regions(rec.records, regions, (SIZE, SIZE), 1.0, band=BAND)
+    _, seen = sample_seeing(pipe, x, [CAP], blend)
+    follows = 0
+    for i in range(STEPS):  # the UNet input of step i and of step i + 1: the base's where the map says follow at i
+        follow = ((blend.masks[0] == 0) & (blend.release[0] > i)).expand(3, SIZE, SIZE)
+        assert torch.equal(seen[i][0][follow], seen_base[i][0][follow]), i
+        if i + 1 < STEPS:
+            assert torch.equal(seen[i + 1][0][follow], seen_base[i + 1][0][follow]), i
+        released = (blend.release[0] <= i).expand(3, SIZE, SIZE) & ~inside_mask()
+        if i + 1 < STEPS and released.any():
+            assert not torch.equal(seen[i + 1][0][released], seen_base[i + 1][0][released])  # free once released
+        follows += int(follow[0].sum())
+    assert follows > 0
+
+
+def test_batch_of_variants_with_a_band_is_identical_beyond_it(pipe):
+    base, x, regions = base_and_reroll(n=3)
+    rec = Recorder()
+    img0 = pipe.generate(base[:1], [CAP], hooks=SamplingHooks([rec]))
+    blend = KeepBlend.from_regions(rec.records * 3, regions, (SIZE, SIZE), 1.0, band=BAND)
+    kept = pipe.generate(x, [CAP] * 3, hooks=SamplingHooks([blend]))
+    alone = pipe.generate(x[1:2], [CAP], hooks=SamplingHooks([KeepBlend.from_regions(
+        rec.records, regions[1:2], (SIZE, SIZE), 1.0, band=BAND)]))
+    beyond = ~inside_mask() & ~band_cells_mask(regions[0], SIZE, SIZE, BAND).expand(3, SIZE, SIZE)
+    for i in range(3):
+        assert torch.equal(kept[i][beyond], img0[0][beyond])
+    assert torch.allclose(kept[1], alone[0], atol=1e-5)  # in a batch as alone (up to the UNet's batch arithmetic)

@@ -1,0 +1,121 @@
+"""Keep the rest as a release map: at which denoiser call each latent element stops following the base.
+
+Inside the rerolled regions the elements run free from the first call. Outside, beyond a band around the
+regions, they follow the base generation for the kept calls ``K = floor(keep * calls)`` (all of them at
+keep 1). In the band (its width ``band`` a fraction of the latent's shorter side, measured from the
+regions' cells) each element is released at its own call, the later the farther it lies from the regions:
+
+    release(p) = K * shape(d(p) / band_cells)   for 0 < d(p) < band_cells
+    release(p) = 0                              inside a region (d = 0)
+    release(p) = K                              beyond the band (and everywhere at band 0)
+
+``d(p)`` is the Euclidean distance, in latent cells, from the centre of cell p to the nearest cell of a
+region (each region's cells: its coverage at strength 1 without feather >= 0.5; a mask's too). At call i an
+element follows the base while ``i < release(p)`` and is free from then on, like Differential Diffusion's
+per-element timing. ``keep.KeepBlend`` blends with ``w = max(m, released)``, ``m`` the regions' soft
+geometry, so an element that neither belongs to a region (m = 0) nor is released yet takes the base's
+prediction exactly, and by induction its latent stays the base's bit for bit (elementwise samplers).
+
+band 0 is exactly the keep of before the band existed: every element outside the regions' full cells
+follows (blended by ``m``) for the first K calls, then everything runs free.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, Sequence
+
+import torch
+
+from ..spec import RerollRegion
+from .noise import region_weight
+
+
+def _linear(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+def _smoothstep(t: torch.Tensor) -> torch.Tensor:
+    return t * t * (3.0 - 2.0 * t)
+
+
+def _early(t: torch.Tensor) -> torch.Tensor:  # the near band is released early, the far band late
+    return t * t
+
+
+def _late(t: torch.Tensor) -> torch.Tensor:  # the whole band is held long, released quickly at the end
+    return 1.0 - (1.0 - t) * (1.0 - t)
+
+
+def _early_smooth(t: torch.Tensor) -> torch.Tensor:  # early near the region, flat at the band's outer edge
+    return t * t * t * (4.0 - 3.0 * t)
+
+
+# shape(t), t = d / band in 0..1 -> the fraction of the kept calls an element at that distance follows
+SHAPES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "linear": _linear, "smoothstep": _smoothstep, "early": _early, "late": _late,
+    "early-smooth": _early_smooth,
+}
+DEFAULT_SHAPE = "linear"
+
+
+def region_cells(regions: Sequence[RerollRegion], height: int, width: int) -> torch.Tensor:
+    """(height, width) bool: the cells of the regions (coverage at strength 1 without feather >= 0.5, a region
+    smaller than half a cell: its best-covered cells), united."""
+    cells = torch.zeros(height, width, dtype=torch.bool)
+    for region in regions:
+        cover = region_weight(dataclasses.replace(region, strength=1.0, feather=0.0), height, width)
+        top = float(cover.max())
+        if top > 0:
+            cells |= cover >= min(0.5, top)
+    return cells
+
+
+def distance_to_cells(cells: torch.Tensor, reach: float) -> torch.Tensor:
+    """(H, W) Euclidean distance from each cell's centre to the nearest selected cell (a unit square), in
+    cells: 0 on the selected cells, 0.5 next to them; ``inf`` where it is ``reach`` or more."""
+    h, w = cells.shape
+    dist = torch.full((h, w), math.inf)
+    if reach <= 0 or not bool(cells.any()):
+        return torch.where(cells, torch.zeros(h, w), dist)
+    r = int(math.ceil(reach + 0.5))
+    padded = torch.zeros(h + 2 * r, w + 2 * r, dtype=torch.bool)
+    padded[r:r + h, r:r + w] = cells
+    for dy in range(-r, r + 1):
+        gy = max(abs(dy) - 0.5, 0.0)
+        for dx in range(-r, r + 1):
+            d = math.hypot(gy, max(abs(dx) - 0.5, 0.0))
+            if d >= reach:
+                continue
+            hit = padded[r + dy:r + dy + h, r + dx:r + dx + w]  # cell p + (dy, dx) is selected
+            dist = torch.where(hit, torch.clamp(dist, max=d), dist)
+    return dist
+
+
+def release_calls(distance: torch.Tensor, band_cells: float, kept: int, shape: str = DEFAULT_SHAPE) -> torch.Tensor:
+    """(H, W) float: the call from which each element runs free (it follows the base while call < this).
+    ``kept``: K, the calls the far outside follows; 0 inside (distance 0), K at or beyond the band."""
+    if shape not in SHAPES:
+        raise ValueError(f"release shape {shape!r} is not one of {', '.join(SHAPES)}")
+    full = torch.full_like(distance, float(kept))
+    if band_cells <= 0 or kept <= 0:
+        return full
+    t = (distance / band_cells).clamp(0.0, 1.0)
+    return torch.where(distance < band_cells, float(kept) * SHAPES[shape](t), full)
+
+
+def release_map(regions: Sequence[RerollRegion], height: int, width: int, band: float, kept: int,
+                shape: str = DEFAULT_SHAPE) -> torch.Tensor:
+    """(height, width) release calls of one image's regions; ``band``: fraction of min(height, width)."""
+    band_cells = max(0.0, float(band)) * min(height, width)
+    if band_cells <= 0 or kept <= 0:
+        return torch.full((height, width), float(max(kept, 0)))
+    return release_calls(distance_to_cells(region_cells(regions, height, width), band_cells), band_cells, kept, shape)
+
+
+def band_cells_mask(regions: Sequence[RerollRegion], height: int, width: int, band: float) -> torch.Tensor:
+    """(height, width) bool: the band, the cells outside the regions closer than ``band`` (fraction of the
+    shorter side) to them (what the bench reports as "in the band")."""
+    band_cells = max(0.0, float(band)) * min(height, width)
+    d = distance_to_cells(region_cells(regions, height, width), band_cells)
+    return (d > 0) & (d < band_cells)
