@@ -5,24 +5,20 @@ Drives the canvas with the mouse and keyboard and checks the spec JSON in the te
 from __future__ import annotations
 
 import base64
-import importlib.util
 import io
 import json
 from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-SPEC_TA = "#script_txt2img_initedit_spec textarea"
-
-_spec = importlib.util.spec_from_file_location("initedit_editor_driver", HERE / "editor_driver.py")
-drv = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(drv)
-
 from lib_initedit.spec import parse_spec  # the authority on the spec
 from lib_initedit.webui import api
 from lib_initedit.webui.args import spec_facts
+from tests.browser import editor_driver as drv
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+SPEC_TA = "#script_txt2img_initedit_spec textarea"
 
 _read_spec = drv.spec
 
@@ -544,7 +540,7 @@ def test_no_facts_no_editor_and_a_message(browser):
     page = browser.new_page()
     try:
         page.goto((HERE / "harness.html").as_uri())
-        for js in sorted((ROOT / "javascript").glob("*.js"), reverse=reverse):  # the WebUI loads them sorted by name
+        for js in sorted((ROOT / "javascript").glob("*.js")):
             page.add_script_tag(path=str(js))
         page.evaluate("InitEdit.mountAll()")
         assert "no spec facts" in page.inner_text(".initedit-root")

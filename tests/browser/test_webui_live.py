@@ -6,7 +6,6 @@ Screenshots: $INITEDIT_SHOT_DIR (default a temp folder).
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import urllib.request
@@ -14,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import editor_driver as drv
+
 HERE = Path(__file__).resolve().parent
-_spec = importlib.util.spec_from_file_location("initedit_editor_driver", HERE / "editor_driver.py")
-drv = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(drv)
 
 URL = os.environ.get("INITEDIT_WEBUI_URL", "").rstrip("/")
 ROOT_SEL = ".initedit-root[data-tab=txt2img]"
