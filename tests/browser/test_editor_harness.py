@@ -443,6 +443,27 @@ def test_keep_the_rest_slider(page):
     assert float(page.input_value("[data-field=keep]")) == 0.25 and page.input_value("[data-field=keep-num]") == "0.25"
 
 
+def test_keep_band_slider_beside_keep(page):
+    band = page.locator("[data-slider=keep_band]")
+    assert band.is_visible() and "Band" in band.inner_text() and "released gradually" in band.get_attribute("title")
+    row = page.locator(".initedit-keep-row")
+    assert row.locator("[data-slider=keep]").count() == 1 and row.locator("[data-slider=keep_band]").count() == 1
+    facts = next(f for f in spec_facts()["fields"] if f["name"] == "keep_band")
+    rng = page.locator("[data-field=keep_band]")
+    assert (float(rng.get_attribute("min")), float(rng.get_attribute("max"))) == (facts["min"], facts["max"])
+    drv.drag(page, (0.1, 0.1), (0.4, 0.4))
+    assert drv.spec(page)["keep_band"] == facts["default"]  # written with the regions, as to_dict writes it
+    _set_slider(page, "keep_band", 0.15)
+    assert drv.spec(page)["keep_band"] == 0.15
+    page.locator("[data-field=keep_band-num]").fill("3")  # out of range: clamped to the server's limit
+    page.locator("[data-field=keep_band-num]").press("Enter")
+    assert drv.spec(page)["keep_band"] == facts["max"]
+    page.evaluate("t => { document.querySelector('%s').value = t; }" % SPEC_TA,  # a pasted spec moves it
+                  json.dumps({"reroll": [{"box": [0, 0, 0.5, 0.5]}], "keep": 1, "keep_band": 0.05}))
+    page.wait_for_timeout(100)
+    assert float(page.input_value("[data-field=keep_band]")) == 0.05
+
+
 def test_layout_guidance_sliders(page):
     page.click(".initedit-tab[data-tab=layout]")
     facts = {f["name"]: f for f in spec_facts()["fields"]}
