@@ -170,6 +170,32 @@ def test_validate_answers_with_the_parsers_message():
     assert api.validate({"spec": "{bad"})["error"].startswith("spec: not valid JSON")
 
 
+def test_layout_on_a_model_without_unet_cross_attention_is_refused_naming_layout_and_the_family(monkeypatch):
+    """The host says why layout cannot run on the loaded model (per feature): the API answers 422 naming
+    ``layout`` and the family, the validate route (the accordion) says it too; a reroll on that model, a request
+    that switches the model, and a loaded UNet model pass."""
+    from lib_initedit.webui import api
+
+    reason = {"now": "Anima is not an SD1/SD2/SDXL UNet model: no UNet cross-attention (layout and guidance need one)"}
+    monkeypatch.setattr(api, "layout_check", lambda: reason["now"])
+    layout = {"layout": [{"phrase": "cat", "box": [0, 0, 0.5, 1]}]}
+    body = json.dumps({"prompt": "a cat", "alwayson_scripts": {"InitEdit": {"args": [layout]}}}).encode()
+    sent, seen = _asgi(body)
+    assert sent[0]["status"] == 422 and not seen
+    detail = json.loads(sent[1]["body"])["detail"]
+    assert detail.startswith("layout: Anima is not an SD1/SD2/SDXL UNet model") and "reroll" in detail
+    assert api.validate({"spec": layout})["error"] == detail
+    reroll = json.dumps({"alwayson_scripts": {"InitEdit": {"args": [{"reroll": [{"box": [0, 0, 1, 1]}]}]}}}).encode()
+    assert _asgi(reroll)[1] == [reroll]
+    switching = json.loads(body)
+    switching["override_settings"] = {"sd_model_checkpoint": "tiny-sd15"}
+    switching = json.dumps(switching).encode()
+    assert _asgi(switching)[1] == [switching]
+    assert _asgi(json.dumps({"alwayson_scripts": {"InitEdit": {"args": [False, json.dumps(layout)]}}}).encode())[1]
+    reason["now"] = None  # an SD1/SD2/SDXL model loaded
+    assert _asgi(body)[1] == [body] and api.validate({"spec": layout}) == {"error": None}
+
+
 def test_keep_band_axis_goes_into_the_spec_and_is_refused_naming_the_axis():
     _, spec, notes = args.spec_from_args([TWO], xyz(keep_band=0.05, keep=1))
     assert (spec.keep_band, spec.keep) == (0.05, 1.0) and not notes

@@ -217,6 +217,26 @@ def test_unsupported_reasons(forge):
     assert host.unsupported_reason() == "no model is loaded"
 
 
+def test_reroll_and_keep_run_on_every_family_layout_only_on_unet_models(forge):
+    """Per feature: "reroll" (reroll, keep, per-step noise) needs only the patcher; "layout" a UNet. The layout
+    reason names the family (the diffusion engine's class) and says what is missing."""
+    host, s = forge
+    assert host.unsupported_reason("reroll") is None and host.unsupported_reason("layout") is None
+    s.model.is_sd1 = False
+    s.model.is_flux = True  # Forge 2's flag
+    assert host.unsupported_reason("reroll") is None
+    assert "Flux" in host.unsupported_reason("layout") and "layout" in host.unsupported_reason("layout")
+    s.model.is_flux = False
+    Anima = type("Anima", (), {})  # Neo: the diffusion engine's class names the family
+    anima = Anima()
+    anima.forge_objects = s.model.forge_objects
+    s.shared.sd_model = s.model = anima
+    assert host.unsupported_reason("reroll") is None
+    assert host.unsupported_reason("layout").startswith("Anima is not an SD1/SD2/SDXL UNet model")
+    s.model.forge_objects = None  # what stops reroll stops layout too
+    assert "UNet patcher" in host.unsupported_reason("reroll") and "UNet patcher" in host.unsupported_reason("layout")
+
+
 def test_unet_module_is_the_patchers_diffusion_model(forge):
     host, s = forge
     assert host.unet_module() is s.unet

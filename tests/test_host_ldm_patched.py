@@ -218,6 +218,10 @@ def test_unsupported_reasons(ldm):
     assert "SD3" in host.unsupported_reason()
     s.model.is_sd3, s.model.is_sd1 = False, False
     assert "not an SD1/SD2/SDXL" in host.unsupported_reason()
+    assert host.unsupported_reason("reroll") is None  # reroll and keep need no UNet
+    s.base.model_type.name = "FLOW"
+    assert host.unsupported_reason("reroll") is None and "FLOW" not in (host.unsupported_reason("reroll") or "")
+    s.base.model_type.name = "V_PREDICTION"
     s.model.is_sdxl = True
     assert host.unsupported_reason() is None
     s.model.forge_objects = None

@@ -64,7 +64,7 @@ class FakeHost:
         self.textinfo = None
         self.said = []
 
-    def unsupported_reason(self):
+    def unsupported_reason(self, feature="layout"):
         return None
 
     def say_once(self, message):

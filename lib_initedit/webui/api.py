@@ -29,6 +29,8 @@ ROUTES = ("/sdapi/v1/txt2img", "/sdapi/v1/img2img")
 VALIDATE_ROUTE = "/initedit/v1/validate"
 SCRIPT_TITLE = "InitEdit"
 _MARK = "_initedit_refuses_bad_specs"
+# () -> why layout cannot run on the loaded model, or None; set by ``register`` (the running WebUI's host)
+layout_check: Callable[[], str | None] | None = None
 
 
 def refusal(body: bytes) -> str | None:
@@ -49,10 +51,20 @@ def refusal(body: bytes) -> str | None:
         if "args" not in entry:
             continue  # no args: the script runs with its defaults (off), as the WebUI does
         try:
-            script_args.spec_from_args(entry["args"])
+            enabled, spec, _ = script_args.spec_from_args(entry["args"])
         except SpecError as e:
             return str(e)
+        model = (request.get("override_settings") or {}) if isinstance(request.get("override_settings"), dict) else {}
+        if enabled and "sd_model_checkpoint" not in model:  # another model: the run says it (InitEdit note)
+            return layout_refusal(spec)
     return None
+
+
+def layout_refusal(spec) -> str | None:
+    """``layout: <why>`` when the spec has layout boxes and the loaded model cannot run them (no UNet
+    cross-attention: Flux, SD3, Anima ...; the message names the family), else None."""
+    reason = layout_check() if spec.layout and layout_check is not None else None
+    return f"layout: {reason} (region reroll and keep run on this model)" if reason else None
 
 
 def _show(value: Any) -> str:
@@ -126,14 +138,22 @@ def validate(body: dict) -> dict:
     """``{"spec": text | object}`` -> ``{"error": None | message}`` (the spec as the UI's textbox holds it)."""
     raw = body.get("spec") if isinstance(body, dict) else body
     try:
-        script_args.spec_from_args([True, raw] if raw is not None else [])
+        _, spec, _ = script_args.spec_from_args([True, raw] if raw is not None else [])
     except SpecError as e:
         return {"error": str(e)}
-    return {"error": None}
+    return {"error": layout_refusal(spec)}
 
 
 def register(_demo, app) -> None:
     """``script_callbacks.on_app_started``: wrap the generation routes (once) and add the validate route."""
+    global layout_check
+    try:
+        from .controller import host
+
+        # only a loaded model that runs reroll but not layout refuses layout (none loaded yet: the run decides)
+        layout_check = lambda: None if host.unsupported_reason("reroll") else host.unsupported_reason("layout")  # noqa: E731
+    except Exception:  # noqa: BLE001 - no WebUI host here (the unit tests): specs are checked alone
+        layout_check = None
     try:
         from modules import shared
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..reroll import keep
 from ..sampling_hooks import SamplingHooks
-from ..spec import ERROR_KEY, INFOTEXT_KEY, InitEditSpec, SpecError
+from ..spec import ERROR_KEY, INFOTEXT_KEY, NOTE_KEY, InitEditSpec, SpecError
 from . import args as script_args
 from . import hosts, settings
 from .console import LOG_PREFIX, say_once
@@ -37,11 +37,20 @@ def on_process(p, args) -> None:
     if not isinstance(p, processing.StableDiffusionProcessingTxt2Img):
         say_once("not applied: InitEdit edits txt2img's initial noise; img2img is not supported")
         return
-    reason = host.unsupported_reason()
+    reason = host.unsupported_reason("reroll")
     if reason:
         say_once(f"not applied: {reason}")
         p.comment(f"{LOG_PREFIX} not applied: {reason}")
         return
+    layout_reason = host.unsupported_reason("layout") if spec.layout else None
+    if layout_reason:  # layout needs a UNet's cross-attention: dropped, said; the regions still run
+        message = f"layout: not applied: {layout_reason}"
+        say_once(message)
+        p.comment(f"{LOG_PREFIX} {message}")
+        notes, spec = [*notes, message], spec.replace(layout=())
+        if spec.is_empty:
+            p.extra_generation_params[NOTE_KEY] = message
+            return
     session = Session.start(p, spec, host, notes, cache=base_cache())
     setattr(p, SESSION_ATTR, session)
     p.extra_generation_params[INFOTEXT_KEY] = PerImageInfotext(
@@ -117,7 +126,7 @@ def _record_plain(p, x, c, uc) -> None:
     from modules import processing
 
     if (x is None or uc is None or getattr(p, "is_hr_pass", False) or getattr(p, "firstpass_image", None) is not None
-            or not isinstance(p, processing.StableDiffusionProcessingTxt2Img) or host.unsupported_reason()):
+            or not isinstance(p, processing.StableDiffusionProcessingTxt2Img) or host.unsupported_reason("reroll")):
         return
     cache = base_cache()
     if cache.max_bytes <= 0:

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""A tiny random-weight SD1.5 checkpoint that Forge's loader (``backend/loader.py``) accepts, on CPU.
+"""A tiny random-weight SD1.5 checkpoint that Forge's loader (``backend/loader.py``) accepts, on CPU
+(Forge 2 and Forge Neo: the same ``backend/`` classes; Neo vendors huggingface_guess under modules_forge/packages).
 
 Forge reads the UNet's depth from the state dict (``huggingface_guess.detect_unet_config``) but matches
 the model type on ``model_channels == 320`` and ``context_dim == 768``, and it builds CLIP-L and the VAE
@@ -56,9 +57,15 @@ def reinit_zeroed(module: torch.nn.Module) -> int:
     return n
 
 
+def _guess_paths(forge: str) -> list[str]:
+    """Where huggingface_guess lives: cloned into repositories/ (Forge 2) or vendored (Neo: modules_forge/packages)."""
+    return [os.path.join(forge, "repositories", "huggingface_guess"), os.path.join(forge, "modules_forge", "packages")]
+
+
 def _import_forge(forge: str) -> None:
-    sys.path[:0] = [forge, os.path.join(forge, "packages_3rdparty"), os.path.join(forge, "repositories", "huggingface_guess")]
-    sys.argv[1:] = ["--always-cpu"]  # backend.args parses the command line on import
+    sys.path[:0] = [forge, os.path.join(forge, "packages_3rdparty"), *_guess_paths(forge)]
+    # backend.args parses the command line on import (Forge 2: --always-cpu; Neo: --cpu, unknown flags ignored)
+    sys.argv[1:] = ["--cpu"] if os.path.isdir(os.path.join(forge, "modules_forge", "packages")) else ["--always-cpu"]
 
 
 def build(forge: str, seed: int) -> dict[str, torch.Tensor]:
@@ -175,7 +182,7 @@ def write_vae_approx(path: str, seed: int) -> None:
 
 def check(forge: str, path: str, kind: str = "sd15") -> None:
     """What Forge's loader will guess from the file."""
-    sys.path.insert(0, os.path.join(forge, "repositories", "huggingface_guess"))
+    sys.path[:0] = _guess_paths(forge)
     import huggingface_guess
     from safetensors.torch import load_file
 

@@ -28,13 +28,15 @@ class A1111Host:
     def say_once(self, message: str) -> None:
         say_once(message)
 
-    def unsupported_reason(self) -> str | None:
-        """Why InitEdit cannot run on the loaded model, or None."""
+    def unsupported_reason(self, feature: str = "layout") -> str | None:
+        """Why ``feature`` ("reroll" or "layout", see the Protocol) cannot run on the loaded model, or None.
+        Reroll and keep act on the sampler's latent and denoised prediction: SD3 (16 channels, flow matching)
+        too. Layout needs the ldm/sgm UNet's cross-attention."""
         model = shared.sd_model
         if model is None:
             return "no model is loaded"
-        if getattr(model, "is_sd3", False):
-            return "SD3 has no ldm/sgm UNet"
+        if feature != "reroll" and getattr(model, "is_sd3", False):
+            return "SD3 (an MMDiT) has no ldm/sgm UNet cross-attention: layout and guidance need one"
         if hasattr(model, "forge_objects"):
             return "this WebUI's UNet patcher (forge_objects) belongs to a Forge line InitEdit does not know"
         try:
@@ -44,7 +46,7 @@ class A1111Host:
                 return f"the UNet is replaced by {type(sd_unet.current_unet).__name__} (e.g. TensorRT)"
         except ImportError:
             pass
-        if not hasattr(getattr(model, "model", None), "diffusion_model"):
+        if feature != "reroll" and not hasattr(getattr(model, "model", None), "diffusion_model"):
             return "the model has no diffusion_model UNet"
         return None
 

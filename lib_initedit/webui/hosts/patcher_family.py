@@ -21,6 +21,12 @@ from ...patcher import PatcherHost
 from .a1111 import A1111Host
 
 
+def model_family(model) -> str:
+    """The loaded model's family as the WebUI names it: the diffusion engine's class (Forge / Neo:
+    ``StableDiffusionXL``, ``Flux``, ``Chroma``, ``Lumina2``, ``ZImage``, ``QwenImage``, ``Anima``, ``Wan`` ...)."""
+    return type(model).__name__
+
+
 def _sd_model(p):
     model = getattr(p, "sd_model", None)
     return shared.sd_model if model is None else model
@@ -32,19 +38,25 @@ class WebUIPatcherHost(PatcherHost, A1111Host):
     UNET_FLAGS = ("is_sd1", "is_sd2", "is_sdxl")  # model families with an ldm-layout UNet
 
     # ---------------------------------------------------------------------------------------- support
-    def unsupported_reason(self) -> str | None:
-        """Why InitEdit cannot run on the loaded model, or None."""
+    def unsupported_reason(self, feature: str = "layout") -> str | None:
+        """Why ``feature`` ("reroll" or "layout", see the Protocol) cannot run on the loaded model, or None.
+        Reroll and keep need only the sampler (A1111's, kept by every line) and the model behind the patcher:
+        every family the line loads (Flux, Chroma, SD3, Lumina 2, Z-Image, Qwen-Image, Anima, Wan ...: 16 or
+        more latent channels, (B, C, T, H, W) latents, flow matching). Layout needs an SD1/SD2/SDXL UNet."""
         model = shared.sd_model
         if model is None:
             return "no model is loaded"
         patcher = getattr(getattr(model, "forge_objects", None), "unet", None)
         if patcher is None:
             return "the model has no UNet patcher (forge_objects.unet)"
+        if feature == "reroll":
+            return None
         for flag, family in (("is_sd3", "SD3"), ("is_flux", "Flux"), ("is_chroma", "Chroma")):
             if getattr(model, flag, False):
-                return f"{family} has no UNet cross-attention to probe"
+                return f"{family} has no UNet cross-attention to probe (layout and guidance need one)"
         if not any(getattr(model, flag, False) for flag in self.UNET_FLAGS):
-            return f"{type(model).__name__} is not an SD1/SD2/SDXL UNet model"
+            return (f"{model_family(model)} is not an SD1/SD2/SDXL UNet model: no UNet cross-attention "
+                    "(layout and guidance need one)")
         unet = getattr(getattr(patcher, "model", None), "diffusion_model", None)
         if unet is None or not hasattr(unet, "input_blocks"):
             return "the model's diffusion_model is not a UNet with input_blocks"

@@ -16,8 +16,11 @@ class Host(Protocol):
     name: str  # which host, for messages and the keep cache's key
 
     # ---- support
-    def unsupported_reason(self) -> str | None:
-        """Why InitEdit cannot run on the loaded model, or None."""
+    def unsupported_reason(self, feature: str = "layout") -> str | None:
+        """Why ``feature`` cannot run on the loaded model, or None. ``"reroll"``: region reroll, keep the rest and
+        the per-step noise that follows the reroll, which act on the latent the sampler starts from and on its
+        denoised prediction (any model family the host runs); ``"layout"``: the probe, layout guidance and
+        heatmaps, which need a UNet's cross-attention. Whatever stops "reroll" stops "layout" too."""
 
     def say_once(self, message: str) -> None:
         """Tell the user once per process (console)."""
