@@ -602,3 +602,11 @@ def test_nothing_is_cloned_without_replace_patches_or_without_guidance(replaced)
         assert s.model.forge_objects.unet is s.patcher and s.patcher.clones == 0
     finally:
         hooks.leave(True)
+
+
+def test_the_patcher_familys_messages_reach_the_console(forge, capsys):
+    """The probe and guidance say what they leave out or add through the host's say_once: on the patcher family
+    it must print (the pure PatcherHost, first in the MRO, only declares it)."""
+    host, _ = forge
+    host.say_once("a note that must be seen (forge host test)")
+    assert "a note that must be seen (forge host test)" in capsys.readouterr().out

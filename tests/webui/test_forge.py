@@ -45,9 +45,14 @@ from backend.attention import attention_function
 BLOCKS = [("input", i) for i in range(12)] + [("middle", 0)] + [("output", i) for i in range(12)]
 
 
+# Forge Neo's k-diffusion sampler writes the schedule into the sampling patcher's options every generation
+# (modules/sd_samplers_kdiffusion.py: transformer_options["sampling_sigmas"] = sigmas), with or without InitEdit
+WEBUI_OWN_KEYS = {"sampling_sigmas"}
+
+
 def shape(o):
     if isinstance(o, dict):
-        return ("dict", id(o), {k: shape(v) for k, v in o.items()})
+        return ("dict", id(o), {k: shape(v) for k, v in o.items() if k not in WEBUI_OWN_KEYS})
     if isinstance(o, list):
         return ("list", id(o), [shape(v) for v in o])
     return id(o)

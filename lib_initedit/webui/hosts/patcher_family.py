@@ -38,6 +38,10 @@ class WebUIPatcherHost(PatcherHost, A1111Host):
     UNET_FLAGS = ("is_sd1", "is_sd2", "is_sdxl")  # model families with an ldm-layout UNet
 
     # ---------------------------------------------------------------------------------------- support
+    def say_once(self, message: str) -> None:
+        """The WebUI console's (A1111Host's): PatcherHost, first in the MRO, only declares it."""
+        A1111Host.say_once(self, message)
+
     def unsupported_reason(self, feature: str = "layout") -> str | None:
         """Why ``feature`` ("reroll" or "layout", see the Protocol) cannot run on the loaded model, or None.
         Reroll and keep need only the sampler (A1111's, kept by every line) and the model behind the patcher:
