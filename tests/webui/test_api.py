@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.test_spec import BAD
+from tests.spec_cases import BAD
 from tests.webui.helpers import (LAYOUT, WHOLE, check_nothing_left_behind, infotext, initedit_of, interrupt_mid_sampling,
                                  pixels, xyz_args)
 

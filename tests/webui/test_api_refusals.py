@@ -1,7 +1,7 @@
 """The API says no: a malformed InitEdit entry in ``alwayson_scripts`` is refused with HTTP 422 naming the field,
 before any sampling; the server stays healthy and the next plain image is pixel-identical to one made before.
 
-Every malformed spec of tests/test_spec.py's BAD list, plus malformed argument shapes that must not pass silently
+Every malformed spec of tests/spec_cases.py's BAD list, plus malformed argument shapes that must not pass silently
 (a spec that is a list or a number, extra positional args), sent to a real WebUI (tests/webui/conftest.py).
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.test_spec import BAD
+from tests.spec_cases import BAD
 from tests.webui.helpers import pixels, xyz_args
 
 PLAIN = {"prompt": "a cat and a red car", "negative_prompt": "", "sampler_name": "Euler", "width": 64, "height": 64,
