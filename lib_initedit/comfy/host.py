@@ -34,6 +34,7 @@ from ..layout import probe as layout_probe
 from ..layout import tokens as layout_tokens
 from ..layout.guidance import LayoutGuidance
 from ..layout.heatmaps import render
+from ..patcher import PatcherHost, probe_model_options
 from ..reroll.keep import KeepBlend, Recorder
 from ..reroll.noise import reroll_batch
 from ..reroll.noise_stream import RerollNoiseSampler
@@ -70,6 +71,32 @@ def _said(message: str, _seen: set = set()) -> None:
     if message not in _seen:
         _seen.add(message)
         log.warning("[InitEdit] %s", message)
+
+
+class ComfyHost(PatcherHost):
+    """ComfyUI as a patcher-family host: the patcher is the one the guider samples with (``guider.model_patcher``);
+    the probe and the guidance use the shared copies of its options (``lib_initedit.patcher``)."""
+
+    def unet_patcher(self, p=None):
+        return p.model_patcher
+
+    def say_once(self, message: str) -> None:
+        _said(message)
+
+    def probe_options(self, options: dict) -> dict:  # noqa: D102 (ComfyUI hands the sampling copy of the options)
+        options, dropped = probe_model_options(options)
+        if dropped:
+            self.say_once(self.PROBE_DROPS_REPLACE.format(n=len(dropped)))
+        return options
+
+    def guided_options(self, guider, options: dict, hooks) -> tuple[dict, Any]:
+        """The sampling copy of the options, guided through the patcher's attn2 replace patches (IPAdapter and
+        friends) when it has any; ``(options, blocks)`` (blocks None when nothing is replaced)."""
+        blocks = self.guided_blocks(self.unet_patcher(guider), hooks)
+        return (options, None) if blocks is None else (blocks.options(options), blocks)
+
+
+HOST = ComfyHost()
 
 
 # ------------------------------------------------------------------------------------------------ noise
@@ -225,6 +252,7 @@ class InitEditPatch:
         self._guidance: LayoutGuidance | None = None
         self._cond_rows = None
         self._sigmas = None
+        self.guided_blocks = None  # the last run's GuidedBlocks (attn2 replace patches guided), for reports
 
     # --------------------------------------------------------------------------- install
     def apply(self, model):
@@ -320,6 +348,10 @@ class InitEditPatch:
         call = self._probe_call(guider, sigmas, latent_image, extra_args)
         result = layout_probe.run_layout(unet, call, noise, positions, boxes, **layout_probe.layout_options(spec))
         self.last_layout = result
+        moved = int((result.noise != noise).any(dim=1).sum())
+        log.info("[InitEdit] layout: %s; %d probe(s), %d latent cells moved, attention share in the box before -> "
+                 "after: %s", [b.phrase for b in spec.layout], result.probes, moved,
+                 [f"{r.share_before:.2f}->{r.share_after:.2f}" for r in (result.reports[0] if result.reports else [])])
         noise = result.noise
         guidance = None
         if spec.guidance > 0:
@@ -330,6 +362,10 @@ class InitEditPatch:
         self._sigmas = sigmas
         self._cond_rows = self._positive_rows(guider, batch)
         hooks = SamplingHooks([self._guidance])
+        if self._guidance is not None:  # attn2 replace patches (IPAdapter ...) are guided too, on this run's copy
+            extra_args = dict(extra_args)
+            extra_args["model_options"], self.guided_blocks = HOST.guided_options(
+                guider, extra_args.get("model_options") or {}, hooks)
         hooks.enter()
         completed = False
         try:
@@ -358,14 +394,7 @@ class InitEditPatch:
         sigma = sigmas[0]
         max_sigma = float(model.model_sampling.sigma_max)
         max_denoise = math.isclose(max_sigma, float(sigma), rel_tol=1e-05) or float(sigma) > max_sigma
-        options = dict(extra_args.get("model_options") or {})
-        transformer = dict(options.get("transformer_options") or {})
-        replace = dict(transformer.get("patches_replace") or {})
-        if replace.pop("attn2", None):
-            _said("the layout probe leaves out attn2 replace patches (e.g. IPAdapter): it reads the text "
-                  "cross-attention without them")
-        transformer["patches_replace"] = replace
-        options["transformer_options"] = transformer
+        options = HOST.probe_options(extra_args.get("model_options") or {})
         positive = guider.conds.get("positive")
 
         def call(noise):

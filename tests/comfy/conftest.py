@@ -57,8 +57,10 @@ def comfy():
     if client.alive():
         pytest.skip(f"port {port} is already taken by a running server; point INITEDIT_COMFY_URL at it instead")
     log = open(comfy_dir.parent / "logs-e2e.txt", "w")
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}  # a busy 2-core machine:
+    # one thread is several times faster than two fighting over the cores (results are the same)
     proc = subprocess.Popen([python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port)],
-                            cwd=comfy_dir, stdout=log, stderr=subprocess.STDOUT)
+                            cwd=comfy_dir, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.time() + 240
         while not client.alive():

@@ -78,10 +78,10 @@ def test_keep_1_keeps_the_latent_outside_bit_for_bit(comfy, sampler):
     inside = np.zeros((h, w), bool)
     inside[h // 4: 3 * h // 4, w // 4: 3 * w // 4] = True
     outside = ~inside
-    assert got[..., outside].equal(base[..., outside])
-    assert (got[..., inside] - base[..., inside]).abs().mean() > 0.05
+    assert got[:, :, outside].equal(base[:, :, outside])
+    assert (got[:, :, inside] - base[:, :, inside]).abs().mean() > 0.05
     free = run_latent(comfy, wf.with_reroll(wf.base(seed=21, sampler=sampler), {**spec, "keep": 0.0}))
-    assert not free[..., outside].equal(base[..., outside])  # keep 0: the outside may move (the check can fail)
+    assert not free[:, :, outside].equal(base[:, :, outside])  # keep 0: the outside may move (the check can fail)
 
 
 def test_batch_whole_reroll_is_seed_r_batch(comfy):
@@ -94,8 +94,12 @@ def test_batch_whole_reroll_is_seed_r_batch(comfy):
 def test_batch_vary_reroll_gives_image_b_seed_r_plus_b(comfy):
     spec = {"reroll": [{"box": WHOLE, "seed": 40, "strength": 1.0}], "keep": 0.0, "vary": "reroll"}
     got = run_latent(comfy, wf.with_reroll(wf.base(seed=5, batch=2), spec))
+    singles = [run_latent(comfy, wf.base(seed=40 + b))[0] for b in range(2)]
     for b in range(2):
-        assert got[b].equal(run_latent(comfy, wf.base(seed=40 + b))[0])
+        # a batch of 2 and a single image differ in the last bits in ComfyUI itself (batched matmuls)
+        err = float((got[b] - singles[b]).abs().max() / singles[b].abs().max())
+        other = float((got[b] - singles[1 - b]).abs().max() / singles[b].abs().max())
+        assert err < 1e-4 and other > 0.1, (b, err, other)
 
 
 def inspect_shared(comfy, graph):
@@ -143,3 +147,41 @@ def test_bad_spec_is_a_node_error_naming_the_field_and_the_queue_goes_on(comfy):
         comfy.run(wf.with_layout(wf.base(seed=1), {"layout": [{"phrase": "giraffe", "box": [0, 0, 1, 1]}]}))
     assert "layout[0].phrase" in str(failed.value) and "giraffe" in str(failed.value)
     assert run_latent(comfy, wf.base(seed=2)).shape[0] == 1  # the next prompt runs
+
+
+def test_guidance_acts_through_attn2_replace_patches(comfy):
+    """An IPAdapter-style replace patch on every attn2 (plain attention, so the image is unchanged): attn2.forward
+    never runs, yet guidance changes the image exactly as without the patch."""
+    spec = {"layout": [{"phrase": "cat", "box": [0.0, 0.0, 0.5, 1.0]}, {"phrase": "red car", "box": [0.5, 0, 1, 1]}]}
+
+    def graph(patched, guidance):
+        g = wf.with_layout(wf.base(seed=9, size=128), {**spec, "guidance": guidance})
+        if patched:
+            g["70"] = {"class_type": "InitEditTestPlainReplacePatch", "inputs": {"model": ["1", 0]}}
+            g["30"]["inputs"]["model"] = ["70", 0]
+        return g
+
+    guided = run_latent(comfy, graph(False, 8))
+    guided_patched = run_latent(comfy, graph(True, 8))
+    unguided_patched = run_latent(comfy, graph(True, 0))
+    assert not guided_patched.equal(unguided_patched)
+    assert (guided_patched - guided).abs().max() < 1e-4, (guided_patched - guided).abs().max()
+
+
+@pytest.mark.parametrize("name", ["initedit_region_reroll.json", "initedit_layout_two_boxes.json"])
+def test_example_workflows_run(comfy, name):
+    """The shipped example workflows, with the lab's checkpoint, 128 px and 4 steps instead of the user's."""
+    graph = json.loads((wf.REPO / "example_workflows" / name).read_text())
+    for node in graph.values():
+        inputs = node["inputs"]
+        if node["class_type"] == "CheckpointLoaderSimple":
+            inputs["ckpt_name"] = wf.CKPT
+        if node["class_type"] == "EmptyLatentImage":
+            inputs.update(width=128, height=128)
+        if node["class_type"] == "KSampler":
+            inputs["steps"] = 4
+    outputs = comfy.run(graph)
+    saved = [node for node, out in outputs.items() if out.get("images")]
+    assert len(saved) == 2, outputs  # reroll: before / after; layout: image / heatmaps
+    for node in saved:
+        assert comfy.images(outputs, node)[0].std() > 1

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import pathlib
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 CKPT = "tiny-comfy-sd15.safetensors"
 PROMPT = "a cat and a red car"

@@ -31,10 +31,12 @@ def init_(module: torch.nn.Module, seed: int) -> None:
     g = torch.Generator().manual_seed(seed)
     for name, p in module.named_parameters():
         with torch.no_grad():
+            if p.dim() == 0:  # scalars keep their defaults (TAESD's vae_scale 1, vae_shift 0)
+                continue
             if p.dim() >= 2:
                 fan_in = p[0].numel()
                 p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(fan_in))
-            elif name.endswith("weight") and ("norm" in name or "ln" in name):
+            elif name.endswith("weight"):  # every 1-D weight here is a norm's scale (GroupNorm, LayerNorm)
                 p.fill_(1.0)
             else:
                 p.zero_()

@@ -92,5 +92,34 @@ class InspectModel:
         return {"ui": {"text": [json.dumps(report)]}}
 
 
-NODE_CLASS_MAPPINGS = {"InitEditTestInspectModel": InspectModel}
+class PlainReplacePatch:
+    """Test-only: an IPAdapter-style attn2 *replace* patch on every cross-attention of a clone, computing plain
+    attention (so the image is the unpatched one, while ``attn2.forward`` never runs)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL",)}}
+
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "patch"
+    CATEGORY = "testing"
+
+    def patch(self, model):
+        from comfy.ldm.modules.attention import optimized_attention
+
+        def attention(q, k, v, extra_options):
+            return optimized_attention(q, k, v, extra_options["n_heads"])
+
+        clone = model.clone()
+        unet = clone.model.diffusion_model
+        groups = [("input", i, b) for i, b in enumerate(unet.input_blocks)] + [("middle", 0, unet.middle_block)]
+        groups += [("output", i, b) for i, b in enumerate(unet.output_blocks)]
+        for name, number, block in groups:
+            for layer in block.modules():
+                for index, _ in enumerate(getattr(layer, "transformer_blocks", None) or []):
+                    clone.set_model_attn2_replace(attention, name, number, index)
+        return (clone,)
+
+
+NODE_CLASS_MAPPINGS = {"InitEditTestInspectModel": InspectModel, "InitEditTestPlainReplacePatch": PlainReplacePatch}
 NODE_DISPLAY_NAME_MAPPINGS = {}
