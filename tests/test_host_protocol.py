@@ -62,7 +62,7 @@ def test_every_host_class_has_the_protocols_members_with_its_signatures(host_cla
 
 
 def test_the_sessions_stand_in_follows_the_protocol_too():
-    from tests.test_session_fakes import FakeHost
+    from tests.webui_fakes import FakeHost
 
     methods, _ = protocol_members()
     assert isinstance(FakeHost(), Host)
