@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from tests.webui.helpers import ROOT, launch
+from tests.webui.helpers import ROOT, launch, python_of, webui_models_dir
 
 CHECKPOINT = "tiny-forge-sd15.safetensors"  # tests/tooling/make_tiny_forge_checkpoint.py
 
@@ -38,8 +38,7 @@ def start_forge_family(webui_dir: str, env_prefix: str, scripts: dict | None = N
                        startup_s: float = 300):
     """(process, url, log path). ``env_prefix``_PYTHON / _MODELS override the lab's venv and models folder;
     ``scripts``: extension folder -> (file name, source) of a test-only script; ``links``: folder -> path."""
-    python = os.environ.get(f"{env_prefix}_PYTHON") or os.path.join(webui_dir, "..", "venv", "bin", "python")
-    models = os.environ.get(f"{env_prefix}_MODELS") or os.path.join(webui_dir, "..", "models")
+    python, models = python_of(webui_dir, env_prefix), webui_models_dir(webui_dir, env_prefix)
     ckpt = os.path.join(models, "Stable-diffusion", CHECKPOINT)
     # Gradio 4 serves file= URLs only under allowed paths: the WebUI's own scripts and this checkout's
     flags = [*launch_flags(webui_dir, models, ckpt), "--gradio-allowed-path", os.path.abspath(webui_dir),

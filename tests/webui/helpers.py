@@ -109,9 +109,9 @@ def webui_version_args(webui_dir: str, models: str, data: str) -> list[str]:
             "--disable-safe-unpickle"]
 
 
-def webui_models_dir(webui_dir: str) -> str:
-    """The models folder: ``INITEDIT_WEBUI_MODELS``, else the lab's (next to the WebUI folder)."""
-    return os.environ.get("INITEDIT_WEBUI_MODELS") or os.path.join(webui_dir, "../models")
+def webui_models_dir(webui_dir: str, env_prefix: str = "INITEDIT_WEBUI") -> str:
+    """The models folder: ``<env_prefix>_MODELS``, else the lab's (next to the WebUI folder)."""
+    return os.environ.get(f"{env_prefix}_MODELS") or os.path.join(webui_dir, "..", "models")
 
 
 def _read(path: str) -> str:
