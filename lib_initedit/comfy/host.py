@@ -256,6 +256,8 @@ class InitEditPatch:
 
     # --------------------------------------------------------------------------- install
     def apply(self, model):
+        if self.spec.hires:
+            _said('"hires": ComfyUI has no hires-fix pass of its own (a second sampler is a separate run): ignored')
         clone = model.clone()
         clone.add_wrapper_with_key(patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, self.outer_sample)
         clone.add_wrapper_with_key(patcher_extension.WrappersMP.SAMPLER_SAMPLE, WRAPPER_KEY, self.sampler_sample)
@@ -346,7 +348,13 @@ class InitEditPatch:
         boxes = [[b.box for b in spec.layout]] * batch
         positions = [self.positions] * batch
         call = self._probe_call(guider, sigmas, latent_image, extra_args)
-        result = layout_probe.run_layout(unet, call, noise, positions, boxes, **layout_probe.layout_options(spec))
+        seed = int(extra_args.get("seed") or 0)
+
+        def candidate_noise(j):  # candidate pooling: KSampler's noise for the derived seeds
+            return seed_noise(noise.shape, layout_probe.candidate_seed(seed, j)).to(noise.device, noise.dtype)
+
+        result = layout_probe.run_layout(unet, call, noise, positions, boxes, candidate_noise=candidate_noise,
+                                         **layout_probe.layout_options(spec))
         self.last_layout = result
         moved = int((result.noise != noise).any(dim=1).sum())
         log.info("[InitEdit] layout: %s; %d probe(s), %d latent cells moved, attention share in the box before -> "
@@ -376,6 +384,10 @@ class InitEditPatch:
                 hooks.leave(completed)
             finally:
                 self._guidance, self._cond_rows = None, None
+        if guidance is not None and guidance.enabled and guidance.calls_guided == 0 \
+                and (self.guided_blocks is None or self.guided_blocks.calls == 0):
+            _said("layout guidance found no attention call with this prompt's conditioning (e.g. the positive "
+                  "and negative prompts differ in length and ComfyUI repeated them to a common one): not applied")
         if spec.heatmaps:
             self._render_heatmaps(result, guidance, noise.shape)
         return out
