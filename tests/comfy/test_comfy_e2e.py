@@ -170,8 +170,9 @@ def test_guidance_acts_through_attn2_replace_patches(comfy):
 
 @pytest.mark.parametrize("name", ["initedit_region_reroll.json", "initedit_layout_two_boxes.json"])
 def test_example_workflows_run(comfy, name):
-    """The shipped example workflows, with the lab's checkpoint, 128 px and 4 steps instead of the user's."""
-    graph = json.loads((wf.REPO / "example_workflows" / name).read_text())
+    """The shipped example workflows (API format), with the lab's checkpoint, 128 px and 4 steps instead of the
+    user's. The UI-format copies are run from the frontend in test_comfy_frontend.py."""
+    graph = json.loads((wf.REPO / "example_workflows" / "api" / name).read_text())
     for node in graph.values():
         inputs = node["inputs"]
         if node["class_type"] == "CheckpointLoaderSimple":
