@@ -10,7 +10,7 @@ import binascii
 import dataclasses
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 VARY_MODES = ("seed", "reroll")
@@ -31,30 +31,37 @@ MAX_GUIDANCE = 99.0  # guidance in "share" units: the phrase's share of the atte
 MAX_GUIDANCE_LOGITS = 20.0  # guidance in "logits" units: additive score bias
 DEFAULT_GUIDANCE_LOGITS = 8.0  # guidance in "logits" units when the spec gives none
 
-# (lo, hi) of every number field: parse_spec checks these, the UI's sliders show them (webui/args.spec_facts).
-LIMITS = {
-    "seed": (-1, MAX_SEED), "strength": (0.0, 1.0), "feather": (0.0, 0.5),  # per region
-    "rounds": (1, MAX_ROUNDS), "candidates": (1, MAX_CANDIDATES), "keep": (0.0, 1.0), "keep_band": (0.0, 0.25),
-    "guidance": (0.0, MAX_GUIDANCE), "guidance_steps": (0.0, 1.0), "guidance_core": (0.1, 1.0),
-}
-
 # Infotext keys: the resolved spec, a refusal, and what was skipped.
 INFOTEXT_KEY = "InitEdit"
 ERROR_KEY = "InitEdit error"
 NOTE_KEY = "InitEdit note"
 
-# What a spec written before a field existed meant by leaving it out. Infotexts are read with these
-# (``parse_infotext``), so an old image reproduces exactly although the field's default has changed;
-# ``to_dict`` always writes these fields so that new infotexts never rely on a default.
-LEGACY_VALUES = {"keep": 0.0, "keep_band": 0.0, "guidance": 0.0, "guidance_steps": 0.3, "guidance_core": 1.0,
-                 "guidance_units": "logits"}
-# Fields written whenever this list is not empty, so an infotext never depends on a default that may change.
-_SECTION_OF = {"keep": "reroll", "keep_band": "reroll", "guidance": "layout", "guidance_steps": "layout",
-               "guidance_core": "layout", "guidance_units": "layout"}
-
 
 class SpecError(ValueError):
     """Bad input; the message names the field."""
+
+
+_NO_LEGACY = object()
+
+
+@dataclass(frozen=True)
+class Fact:
+    """What everyone who reads or writes a field knows about it, said once, on the field itself: its range
+    (numbers) or choices (text), what a spec written before the field existed meant by leaving it out
+    (``legacy``: infotexts are read with it, so an old image reproduces although the default has changed), and
+    the list (``section``) whenever which is not empty the field is written, so that an infotext never depends
+    on a default that may change. ``parse_spec``, ``to_dict``, ``parse_infotext``, the UI's facts
+    (``webui/args.spec_facts``) and the JS editor all derive from these."""
+
+    limits: tuple | None = None
+    choices: tuple | None = None
+    legacy: Any = _NO_LEGACY
+    section: str | None = None
+
+
+def fact(default, **facts) -> Any:
+    """A dataclass field with its ``Fact``."""
+    return field(default=default, metadata={"fact": Fact(**facts)})
 
 
 Box = tuple  # (x0, y0, x1, y1) floats in 0..1
@@ -64,9 +71,9 @@ Box = tuple  # (x0, y0, x1, y1) floats in 0..1
 class RerollRegion:
     box: Box | None = None
     mask: str | None = None  # base64 PNG, white = region
-    seed: int = -1  # -1: resolved to a random seed at generation time
-    strength: float = 1.0
-    feather: float = 0.0
+    seed: int = fact(-1, limits=(-1, MAX_SEED))  # -1: resolved to a random seed at generation time
+    strength: float = fact(1.0, limits=(0.0, 1.0))
+    feather: float = fact(0.0, limits=(0.0, 0.5))
 
     def to_dict(self) -> dict:
         d: dict[str, Any] = {}
@@ -92,23 +99,30 @@ class LayoutBox:
 @dataclass(frozen=True)
 class InitEditSpec:
     reroll: tuple[RerollRegion, ...] = ()
-    vary: str = "seed"
+    vary: str = fact("seed", choices=VARY_MODES)
     layout: tuple[LayoutBox, ...] = ()
-    rounds: int = 1
-    hires: bool = False
-    method: str = "swap"
-    layers: str = "level"
-    heatmaps: bool = False
-    keep: float = 0.8  # fraction of the steps the outside of the regions follows the base image (docs/reroll-keep.md)
-    keep_band: float = 0.0  # width of the band around the regions (fraction of the shorter side) released gradually
-    # during the kept steps, nearest first; beyond it the outside follows for all of them (0: no band)
-    guidance: float = 90.0  # layout: in its box each phrase gets at least this % of the attention, outside it
-    # keeps at most (100 - this) % of its own; 0 = off (guidance_units "logits": a score bias +- this instead)
-    guidance_steps: float = 0.5  # layout: fraction of the steps that are guided (toy world: docs/layout.md)
-    candidates: int = 1  # layout: probe this many noises (the seed's and K-1 derived ones), fill boxes from all
-    guidance_core: float = 0.7  # layout: a box larger than 16 % of the image pulls its phrase in only in its
-    # central fraction (per side); the rest of the box is neutral (1 = the whole box; less leak, docs/layout.md)
-    guidance_units: str = "share"  # layout: the unit of guidance, one of GUIDANCE_UNITS
+    rounds: int = fact(1, limits=(1, MAX_ROUNDS))
+    hires: bool = fact(False)
+    method: str = fact("swap", choices=METHODS)
+    layers: str = fact("level", choices=LAYER_CHOICES)
+    heatmaps: bool = fact(False)
+    # fraction of the steps the outside of the regions follows the base image (docs/reroll-keep.md)
+    keep: float = fact(0.8, limits=(0.0, 1.0), legacy=0.0, section="reroll")
+    # width of the band around the regions (fraction of the shorter side) released gradually during the kept
+    # steps, nearest first; beyond it the outside follows for all of them (0: no band)
+    keep_band: float = fact(0.0, limits=(0.0, 0.25), legacy=0.0, section="reroll")
+    # layout: in its box each phrase gets at least this % of the attention, outside it keeps at most (100 - this) %
+    # of its own; 0 = off (guidance_units "logits": a score bias +- this instead)
+    guidance: float = fact(90.0, limits=(0.0, MAX_GUIDANCE), legacy=0.0, section="layout")
+    # layout: fraction of the steps that are guided (toy world: docs/layout.md)
+    guidance_steps: float = fact(0.5, limits=(0.0, 1.0), legacy=0.3, section="layout")
+    # layout: probe this many noises (the seed's and K-1 derived ones), fill boxes from all
+    candidates: int = fact(1, limits=(1, MAX_CANDIDATES))
+    # layout: a box larger than 16 % of the image pulls its phrase in only in its central fraction (per side);
+    # the rest of the box is neutral (1 = the whole box; less leak, docs/layout.md)
+    guidance_core: float = fact(0.7, limits=(0.1, 1.0), legacy=1.0, section="layout")
+    # layout: the unit of guidance ("logits": what infotexts written before this field meant)
+    guidance_units: str = fact("share", choices=GUIDANCE_UNITS, legacy="logits", section="layout")
 
     @property
     def is_empty(self) -> bool:
@@ -126,7 +140,7 @@ class InitEditSpec:
             d["layout"] = [b.to_dict() for b in self.layout]
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            pinned = f.name in _SECTION_OF and bool(getattr(self, _SECTION_OF[f.name]))
+            pinned = f.name in SECTION_OF and bool(getattr(self, SECTION_OF[f.name]))
             if f.name not in ("reroll", "layout") and (value != f.default or pinned):
                 d[f.name] = value
         return d
@@ -135,9 +149,30 @@ class InitEditSpec:
         return json.dumps(self.to_dict(), separators=(",", ":"))
 
 
+def facts_of(cls) -> dict[str, Fact]:
+    """Field name -> Fact of a spec dataclass, in field order."""
+    return {f.name: f.metadata["fact"] for f in dataclasses.fields(cls) if "fact" in f.metadata}
+
+
+SPEC_FACTS = facts_of(InitEditSpec)
+REGION_FACTS = facts_of(RerollRegion)
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(InitEditSpec) if f.name in SPEC_FACTS}
+REGION_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RerollRegion) if f.name in REGION_FACTS}
+# (lo, hi) of every number field, per region and per spec
+LIMITS = {name: f.limits for name, f in {**REGION_FACTS, **SPEC_FACTS}.items() if f.limits is not None}
+LEGACY_VALUES = {name: f.legacy for name, f in SPEC_FACTS.items() if f.legacy is not _NO_LEGACY}
+SECTION_OF = {name: f.section for name, f in SPEC_FACTS.items() if f.section is not None}
+# guidance's default and range in the "logits" unit (the fields' own facts are the "share" unit's)
+GUIDANCE_IN_LOGITS = (DEFAULT_GUIDANCE_LOGITS, (0.0, MAX_GUIDANCE_LOGITS))
+
 _TOP_KEYS = {f.name for f in dataclasses.fields(InitEditSpec)}
 _REROLL_KEYS = {f.name for f in dataclasses.fields(RerollRegion)}
 _LAYOUT_KEYS = {f.name for f in dataclasses.fields(LayoutBox)}
+
+
+def wrap_seed(seed: int) -> int:
+    """A seed past the largest wraps around (vary "reroll", the X/Y/Z seed axis, candidate seeds)."""
+    return int(seed) % SEED_SPAN
 
 
 def parse_spec(value: Any) -> InitEditSpec:
@@ -155,32 +190,18 @@ def parse_spec(value: Any) -> InitEditSpec:
         except json.JSONDecodeError as e:
             raise SpecError(f"spec: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
     if not isinstance(value, dict):
-        raise SpecError(f"spec: must be an object, got {_show(value)}")
+        raise SpecError(f"spec: must be an object, got {show_value(value)}")
     _no_unknown_keys(value, _TOP_KEYS, "spec")
     regions = _list(value, "reroll", MAX_REGIONS)
-    default = InitEditSpec()
-    units = _choice(value.get("guidance_units", default.guidance_units), GUIDANCE_UNITS, "guidance_units")
-    return InitEditSpec(
-        reroll=tuple(_parse_region(r, f"reroll[{i}]") for i, r in enumerate(regions)),
-        vary=_choice(value.get("vary", "seed"), VARY_MODES, "vary"),
-        layout=_parse_layout(_list(value, "layout")),
-        rounds=_int(value.get("rounds", 1), "rounds", *LIMITS["rounds"]),
-        hires=_bool(value.get("hires", False), "hires"),
-        method=_choice(value.get("method", "swap"), METHODS, "method"),
-        layers=_choice(value.get("layers", "level"), LAYER_CHOICES, "layers"),
-        heatmaps=_bool(value.get("heatmaps", False), "heatmaps"),
-        keep=_float(value.get("keep", default.keep), "keep", *LIMITS["keep"]),
-        keep_band=_float(value.get("keep_band", default.keep_band), "keep_band", *LIMITS["keep_band"]),
-        guidance=_float(value.get("guidance", default.guidance if units == "share" else DEFAULT_GUIDANCE_LOGITS),
-                        "guidance",
-                        *(LIMITS["guidance"] if units == "share" else (0.0, MAX_GUIDANCE_LOGITS))),
-        guidance_steps=_float(value.get("guidance_steps", default.guidance_steps), "guidance_steps",
-                              *LIMITS["guidance_steps"]),
-        candidates=_int(value.get("candidates", default.candidates), "candidates", *LIMITS["candidates"]),
-        guidance_core=_float(value.get("guidance_core", default.guidance_core), "guidance_core",
-                             *LIMITS["guidance_core"]),
-        guidance_units=units,
-    )
+    fields: dict[str, Any] = {}
+    for name in sorted(SPEC_FACTS, key=lambda n: n != "guidance_units"):  # the unit first: it sets guidance's range
+        facts, default = SPEC_FACTS[name], DEFAULTS[name]
+        if name == "guidance" and fields.get("guidance_units") == "logits":
+            default, limits = GUIDANCE_IN_LOGITS
+            facts = dataclasses.replace(facts, limits=limits)
+        fields[name] = _parse_value(value.get(name, default), name, default, facts)
+    return InitEditSpec(reroll=tuple(_parse_region(r, f"reroll[{i}]") for i, r in enumerate(regions)),
+                        layout=_parse_layout(_list(value, "layout")), **fields)
 
 
 def parse_infotext(value: Any) -> InitEditSpec:
@@ -192,26 +213,22 @@ def parse_infotext(value: Any) -> InitEditSpec:
         except json.JSONDecodeError as e:
             raise SpecError(f"spec: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
     if isinstance(value, dict):  # legacy values only where their section is there: the round trip stays exact
-        value = {**{k: v for k, v in LEGACY_VALUES.items() if value.get(_SECTION_OF.get(k, ""))}, **value}
+        value = {**{k: v for k, v in LEGACY_VALUES.items() if value.get(SECTION_OF.get(k, ""))}, **value}
     return parse_spec(value)
 
 
 def _parse_region(value: Any, where: str) -> RerollRegion:
     if not isinstance(value, dict):
-        raise SpecError(f"{where}: must be an object, got {_show(value)}")
+        raise SpecError(f"{where}: must be an object, got {show_value(value)}")
     _no_unknown_keys(value, _REROLL_KEYS, where)
     has_box, has_mask = value.get("box") is not None, value.get("mask") is not None
     if has_box == has_mask:
         raise SpecError(f"{where}: give exactly one of 'box' or 'mask'")
     box = _box(value["box"], f"{where}.box") if has_box else None
     mask = _mask(value["mask"], f"{where}.mask") if has_mask else None
-    return RerollRegion(
-        box=box,
-        mask=mask,
-        seed=_int(value.get("seed", -1), f"{where}.seed", *LIMITS["seed"]),
-        strength=_float(value.get("strength", 1.0), f"{where}.strength", *LIMITS["strength"]),
-        feather=_float(value.get("feather", 0.0), f"{where}.feather", *LIMITS["feather"]),
-    )
+    return RerollRegion(box=box, mask=mask, **{
+        name: _parse_value(value.get(name, REGION_DEFAULTS[name]), f"{where}.{name}", REGION_DEFAULTS[name], facts)
+        for name, facts in REGION_FACTS.items()})
 
 
 def _parse_layout(items: list) -> tuple[LayoutBox, ...]:
@@ -221,11 +238,11 @@ def _parse_layout(items: list) -> tuple[LayoutBox, ...]:
     for i, value in enumerate(items):
         where = f"layout[{i}]"
         if not isinstance(value, dict):
-            raise SpecError(f"{where}: must be an object, got {_show(value)}")
+            raise SpecError(f"{where}: must be an object, got {show_value(value)}")
         _no_unknown_keys(value, _LAYOUT_KEYS, where)
         phrase = value.get("phrase")
         if not isinstance(phrase, str) or not phrase.strip():
-            raise SpecError(f"{where}.phrase: must be a non-empty text, got {_show(phrase)}")
+            raise SpecError(f"{where}.phrase: must be a non-empty text, got {show_value(phrase)}")
         if "box" not in value:
             raise SpecError(f"{where}.box: missing")
         boxes.append(LayoutBox(phrase=phrase.strip(), box=_box(value["box"], f"{where}.box")))
@@ -237,7 +254,7 @@ def _list(d: dict, key: str, most: int | None = None) -> list:
     if v is None:
         return []
     if not isinstance(v, list):
-        raise SpecError(f"{key}: must be a list, got {_show(v)}")
+        raise SpecError(f"{key}: must be a list, got {show_value(v)}")
     if most is not None and len(v) > most:
         raise SpecError(f"{key}: {len(v)} items; at most {most}")
     return v
@@ -251,7 +268,7 @@ def _no_unknown_keys(d: dict, allowed: set, where: str) -> None:
 
 def _box(value: Any, where: str) -> Box:
     if not isinstance(value, (list, tuple)) or len(value) != 4:
-        raise SpecError(f"{where}: must be [x0, y0, x1, y1], got {_show(value)}")
+        raise SpecError(f"{where}: must be [x0, y0, x1, y1], got {show_value(value)}")
     names = ("x0", "y0", "x1", "y1")
     x0, y0, x1, y1 = (_float(v, f"{where}: {n}", 0.0, 1.0) for v, n in zip(value, names))
     if x1 <= x0:
@@ -263,7 +280,7 @@ def _box(value: Any, where: str) -> Box:
 
 def _mask(value: Any, where: str) -> str:
     if not isinstance(value, str):
-        raise SpecError(f"{where}: must be a base64 PNG text, got {_show(value)}")
+        raise SpecError(f"{where}: must be a base64 PNG text, got {show_value(value)}")
     payload = value.split(",", 1)[1] if value.startswith("data:") else value
     try:
         raw = base64.b64decode(payload, validate=True)
@@ -297,12 +314,23 @@ def _has_region_pixel(raw: bytes, where: str) -> bool:
     return gray.getbbox() is not None
 
 
+def _parse_value(value: Any, where: str, default: Any, facts: Fact) -> Any:
+    """One scalar field, checked as its default's type and its facts say."""
+    if facts.choices is not None:
+        return _choice(value, facts.choices, where)
+    if isinstance(default, bool):
+        return _bool(value, where)
+    if isinstance(default, int):
+        return _int(value, where, *facts.limits)
+    return _float(value, where, *facts.limits)
+
+
 def _float(value: Any, where: str, lo: float, hi: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SpecError(f"{where}: must be a number, got {_show(value)}")
+        raise SpecError(f"{where}: must be a number, got {show_value(value)}")
     v = float(value)
     if not math.isfinite(v) or not lo <= v <= hi:
-        raise SpecError(f"{where}: {_show(value)} is outside {lo:g}..{hi:g}")
+        raise SpecError(f"{where}: {show_value(value)} is outside {lo:g}..{hi:g}")
     return v
 
 
@@ -310,7 +338,7 @@ def _int(value: Any, where: str, lo: int, hi: int) -> int:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecError(f"{where}: must be a whole number, got {_show(value)}")
+        raise SpecError(f"{where}: must be a whole number, got {show_value(value)}")
     if not lo <= value <= hi:
         raise SpecError(f"{where}: {value} is outside {lo}..{hi}")
     return value
@@ -318,16 +346,16 @@ def _int(value: Any, where: str, lo: int, hi: int) -> int:
 
 def _bool(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
-        raise SpecError(f"{where}: must be true or false, got {_show(value)}")
+        raise SpecError(f"{where}: must be true or false, got {show_value(value)}")
     return value
 
 
 def _choice(value: Any, choices: tuple, where: str) -> str:
     if value not in choices:
-        raise SpecError(f"{where}: {_show(value)} is not one of {', '.join(choices)}")
+        raise SpecError(f"{where}: {show_value(value)} is not one of {', '.join(choices)}")
     return value
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
     text = json.dumps(value) if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

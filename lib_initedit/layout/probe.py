@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from ..spec import wrap_seed
 from . import attention, placement
 
 UnetCall = Callable[[torch.Tensor], Any]
@@ -66,20 +67,15 @@ def probe_maps(model: nn.Module, call: UnetCall, noise: torch.Tensor, layers: Se
 def candidate_seed(seed: int, j: int) -> int:
     """The seed of candidate noise j (>= 1) of an image whose seed is ``seed`` (candidate 0 is the seed itself)."""
     if j == 0:
-        return int(seed) % 2**32
+        return wrap_seed(seed)
     x = (int(seed) ^ (j * 0x9E3779B9)) & 0xFFFFFFFF
     x = (x * 0x85EBCA6B + j) & 0xFFFFFFFF
     return x ^ (x >> 16)
 
 
 def layout_options(spec) -> dict:
-    """run_layout's keyword arguments from an ``InitEditSpec``'s layout fields (fields a spec lacks keep
-    run_layout's defaults)."""
-    options = dict(rounds=spec.rounds, method=spec.method, layers=spec.layers)
-    for name in ("candidates", "smooth"):
-        if hasattr(spec, name):
-            options[name] = getattr(spec, name)
-    return options
+    """run_layout's keyword arguments from an ``InitEditSpec``'s layout fields."""
+    return dict(rounds=spec.rounds, method=spec.method, layers=spec.layers, candidates=spec.candidates)
 
 
 def run_layout(model: nn.Module, call: UnetCall, noise: torch.Tensor,

@@ -22,7 +22,7 @@ import hmac
 import json
 from typing import Any, Callable
 
-from ..spec import SpecError
+from ..spec import SpecError, show_value
 from . import args as script_args
 
 ROUTES = ("/sdapi/v1/txt2img", "/sdapi/v1/img2img")
@@ -47,7 +47,7 @@ def refusal(body: bytes) -> str | None:
             continue
         where = f"alwayson_scripts.{name}"
         if not isinstance(entry, dict):
-            return f"{where}: must be an object {{\"args\": [...]}}, got {_show(entry)}"
+            return f"{where}: must be an object {{\"args\": [...]}}, got {show_value(entry)}"
         if "args" not in entry:
             continue  # no args: the script runs with its defaults (off), as the WebUI does
         try:
@@ -65,11 +65,6 @@ def layout_refusal(spec) -> str | None:
     cross-attention: Flux, SD3, Anima ...; the message names the family), else None."""
     reason = layout_check() if spec.layout and layout_check is not None else None
     return f"layout: {reason} (region reroll and keep run on this model)" if reason else None
-
-
-def _show(value: Any) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def parse_credentials(api_auth: str | None) -> dict[str, str]:

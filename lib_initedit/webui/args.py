@@ -33,7 +33,7 @@ def read_args(args: Sequence[Any]) -> tuple[bool, Any]:
     if args is None:
         return False, None
     if isinstance(args, (str, bytes, dict)) or not isinstance(args, Sequence):
-        raise SpecError(f"args: must be a list [enabled, spec] or [spec], got {S._show(args)}")
+        raise SpecError(f"args: must be a list [enabled, spec] or [spec], got {S.show_value(args)}")
     if not args:
         return False, None
     if len(args) > ARG_COUNT:
@@ -52,10 +52,10 @@ def read_args(args: Sequence[Any]) -> tuple[bool, Any]:
             raise SpecError("args: a spec text in first place must be alone: [spec], or [true, spec]")
         return bool(first.strip()), first
     if first is not None and not isinstance(first, bool):
-        raise SpecError(f"args[0]: must be true/false (enabled) or a spec object, got {S._show(first)}")
+        raise SpecError(f"args[0]: must be true/false (enabled) or a spec object, got {S.show_value(first)}")
     raw = args[1] if len(args) > 1 else None
     if raw is not None and not isinstance(raw, (str, dict)):
-        raise SpecError(f"args[1]: must be a spec object or its JSON text, got {S._show(raw)}")
+        raise SpecError(f"args[1]: must be a spec object or its JSON text, got {S.show_value(raw)}")
     return bool(first), raw
 
 
@@ -102,7 +102,7 @@ def apply_xyz_overrides(spec: InitEditSpec, p: Any) -> tuple[InitEditSpec, list[
     if seed is not None and regions:
         base = _number(seed, int, "reroll seed")
         for i, r in enumerate(regions):
-            r["seed"] = base if i == 0 or base < 0 else (base + i) % S.SEED_SPAN
+            r["seed"] = base if i == 0 or base < 0 else S.wrap_seed(base + i)
         axes.append("reroll seed")
     if strength is not None and regions:
         value = _number(strength, float, "reroll strength")
@@ -131,32 +131,23 @@ def spec_facts() -> dict:
     """What the browser needs to know about the spec, from lib_initedit/spec.py (its one home): keys, limits,
     choices, defaults, which fields are always written with their section. ui.py renders it as JSON into the
     editor's root; the JS keeps no copy."""
-    default = InitEditSpec()
-    region = S.RerollRegion()
     fields = []
-    limits = S.LIMITS
-    choices = {"vary": S.VARY_MODES, "method": S.METHODS, "layers": S.LAYER_CHOICES,
-               "guidance_units": S.GUIDANCE_UNITS}
-    for f in dataclasses.fields(InitEditSpec):
-        if f.name in ("reroll", "layout"):
-            continue
-        value = getattr(default, f.name)
-        entry: dict[str, Any] = {"name": f.name, "default": value}
-        if f.name in choices:
-            entry.update(type="choice", choices=list(choices[f.name]))
+    for name, facts in S.SPEC_FACTS.items():
+        value = S.DEFAULTS[name]
+        entry: dict[str, Any] = {"name": name, "default": value}
+        if facts.choices is not None:
+            entry.update(type="choice", choices=list(facts.choices))
         elif isinstance(value, bool):
             entry.update(type="bool")
-        elif isinstance(value, int):
-            entry.update(type="int", min=limits[f.name][0], max=limits[f.name][1])
         else:
-            entry.update(type="float", min=limits[f.name][0], max=limits[f.name][1])
+            entry.update(type="int" if isinstance(value, int) else "float", min=facts.limits[0], max=facts.limits[1])
         fields.append(entry)
     return {
         "keys": {"infotext": S.INFOTEXT_KEY, "error": S.ERROR_KEY, "note": S.NOTE_KEY},
         "fields": fields,
-        "pinned": dict(S._SECTION_OF),
-        "region": {name: {"default": getattr(region, name), "min": limits[name][0], "max": limits[name][1]}
-                   for name in ("seed", "strength", "feather")},
+        "pinned": dict(S.SECTION_OF),
+        "region": {name: {"default": S.REGION_DEFAULTS[name], "min": facts.limits[0], "max": facts.limits[1]}
+                   for name, facts in S.REGION_FACTS.items()},
         "max_seed": S.MAX_SEED,
         "palette": ["#%02x%02x%02x" % tuple(rgb) for rgb in heatmaps.PALETTE],  # box k's colour, canvas and heatmaps
         "random_seed_limit": S.RANDOM_SEED_LIMIT,

@@ -16,7 +16,7 @@ from ..layout import heatmaps, placement, probe, tokens
 from ..reroll import keep, noise, noise_stream
 from ..layout.guidance import LayoutGuidance
 from ..sampling_hooks import SamplingHooks
-from ..spec import NOTE_KEY, RANDOM_SEED_LIMIT, SEED_SPAN, InitEditSpec, LayoutBox
+from ..spec import NOTE_KEY, RANDOM_SEED_LIMIT, InitEditSpec, LayoutBox, wrap_seed
 from . import settings
 from .console import LOG_PREFIX
 from .hosts.protocol import Host
@@ -291,7 +291,7 @@ def spec_for_image(spec: InitEditSpec, index: int) -> InitEditSpec:
     """The spec image ``index`` was made with: with vary "reroll" its reroll seeds are seed + index."""
     if spec.vary != "reroll" or not spec.reroll:
         return spec
-    return spec.replace(reroll=tuple(dataclasses.replace(r, seed=(r.seed + index) % SEED_SPAN) for r in spec.reroll))
+    return spec.replace(reroll=tuple(dataclasses.replace(r, seed=wrap_seed(r.seed + index)) for r in spec.reroll))
 
 
 def infotext_image_index(count: int, p=None, index=0, all_prompts=None, all_seeds=None, **_) -> int:
