@@ -59,3 +59,43 @@ def test_ui_example_workflow_loads_and_runs_from_the_page(comfy, page, name):
     assert entry["status"]["status_str"] == "success", entry["status"]
     assert sum(1 for out in entry["outputs"].values() if out.get("images")) == 2
     assert page.errors == []
+
+
+def test_box_editor_draws_a_box_into_the_spec_widget(comfy, page):
+    """Drag on the InitEdit node's canvas: the box lands in the spec JSON (the widget stays the truth)."""
+    page.reload(wait_until="domcontentloaded")
+    page.wait_for_function("window.app && window.app.graph", timeout=120000)
+    page.evaluate("""() => { window.app.graph.clear();
+        for (const [type, pos] of [['InitEditRegionReroll', [100, 100]], ['InitEditLayout', [600, 100]]]) {
+          const n = LiteGraph.createNode(type); n.pos = pos; window.app.graph.add(n); }
+        window.app.canvas.ds.scale = 1; window.app.canvas.ds.offset = [0, 0];
+        window.app.graph.setDirtyCanvas(true, true); }""")
+    page.wait_for_selector(".initedit-canvas", state="visible", timeout=30000)
+    canvases = page.locator(".initedit-canvas")
+    assert canvases.count() == 2
+
+    def spec_of(node_type):
+        return json.loads(page.evaluate("""(t) => window.app.graph._nodes.find(n => n.type === t)
+            .widgets.find(w => w.name === 'spec').value""", node_type))
+
+    def drag(index, frm, to):
+        box = canvases.nth(index).bounding_box()
+        page.mouse.move(box["x"] + frm[0] * box["width"], box["y"] + frm[1] * box["height"])
+        page.mouse.down()
+        page.mouse.move(box["x"] + to[0] * box["width"], box["y"] + to[1] * box["height"], steps=5)
+        page.mouse.up()
+
+    before = spec_of("InitEditRegionReroll")
+    drag(0, (0.1, 0.2), (0.6, 0.7))
+    after = spec_of("InitEditRegionReroll")
+    assert len(after["reroll"]) == len(before["reroll"]) + 1
+    x0, y0, x1, y1 = after["reroll"][-1]["box"]
+    assert abs(x0 - 0.1) < 0.03 and abs(y0 - 0.2) < 0.03 and abs(x1 - 0.6) < 0.03 and abs(y1 - 0.7) < 0.03
+    assert after["keep"] == before["keep"]  # the rest of the spec is kept as it was
+    page.locator(".initedit-phrase").first.fill("dog")
+    drag(1, (0.5, 0.5), (0.9, 0.95))
+    layout = spec_of("InitEditLayout")["layout"]
+    assert layout[-1]["phrase"] == "dog" and abs(layout[-1]["box"][2] - 0.9) < 0.03
+    page.locator(".initedit-remove-last").nth(1).click()
+    assert len(spec_of("InitEditLayout")["layout"]) == len(layout) - 1
+    assert page.errors == []
