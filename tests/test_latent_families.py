@@ -292,9 +292,8 @@ def test_flow_whole_reroll_at_strength_1_is_the_reroll_seeds_trajectory(family, 
 @pytest.mark.parametrize("family,schedule,eta", FLOW_CASES)
 def test_flow_keep_1_keeps_the_outside_bit_for_bit_at_every_step(family, schedule, eta):
     shape, sigmas, denoise = setup_flow(family, schedule)
-    # video-VAE layouts with one image: a batch of two needs keep.py's masks shaped (the xfail test below)
-    seeds = [8, 9] if len(shape) == 3 else [8]
-    regions = [[RerollRegion(box=BOX, seed=s, strength=1.0, feather=0.1)] for s in (70, 71)][:len(seeds)]
+    seeds = [8, 9]
+    regions = [[RerollRegion(box=BOX, seed=s, strength=1.0, feather=0.1)] for s in (70, 71)]
     with torch.no_grad():
         recorder, base_trace = Recorder(), []
         base = run(shape, sigmas, denoise, seeds, eta=eta, hooks=[recorder], trace=base_trace)
@@ -339,10 +338,9 @@ def test_flow_start_latent_is_the_noise_at_any_shift():
     assert torch.allclose((1 - s) * x0 + s * n - s * (n - x0), x0, atol=1e-6)
 
 
-@pytest.mark.xfail(reason="keep.KeepBlend multiplies its (B, 1, H, W) masks with the denoised as they are: on a "
-                          "(B, C, T, H, W) latent with B > 1 the batch axis meets the channels (noise.spatial_weight "
-                          "shapes them; keep.py is not this change's to edit)", raises=RuntimeError, strict=False)
 def test_keep_on_video_vae_latents_with_a_batch_of_two():
+    """Image b's mask on every channel and frame of image b (a (B, 1, H, W) mask broadcast as it is would pair
+    the batch axis with the channels)."""
     shape, sigmas, denoise = setup_flow("anima", "simple", steps=3)
     seeds, regions = [1, 2], [[RerollRegion(box=BOX, seed=s)] for s in (5, 6)]
     with torch.no_grad():

@@ -27,7 +27,8 @@
 #      REFORGE_LAB (reforge / classic, $HOME/reforge-lab / $HOME/classic-lab); MIRRORS (default: the nearest
 #      .mirror folder above this file, else /work/.mirror); another commit: FORGE_MIRROR / FORGE_BRANCH /
 #      FORGE_COMMIT (forge), NEO_MIRROR / NEO_COMMIT (neo), WEBUI_MIRROR / WEBUI_COMMIT (reforge / classic);
-#      PYTHON, FORCE_MODELS=1, SKIP_SDXL=1, WEBUI_LAB_TOOLS (the A1111 lab's tools/ folder).
+#      PYTHON, FORCE_MODELS=1, SKIP_SDXL=1, NEO_FAMILIES="lumina2" (non-UNet checkpoints, Neo only),
+#      WEBUI_LAB_TOOLS (the A1111 lab's tools/ folder).
 # reForge and Classic use the Forge lab's checkpoints (linked from $FORGE_LAB/models, built there when absent);
 # Forge and Neo build their own with their own network classes (make_tiny_forge_checkpoint.py).
 set -euo pipefail
@@ -347,6 +348,18 @@ checkpoints() {
       fi
       sha256sum "$CKPT_XL" | sed 's/^/   /'
     fi
+    # non-UNet families (Neo), NEO_FAMILIES=lumina2: a 2-layer Lumina 2 DiT with a full-shape random Gemma 2 2B
+    # text encoder and the 16-channel Flux VAE in Neta-Lumina's all-in-one layout (6.4 GB, ~5 min here)
+    local fam
+    for fam in ${NEO_FAMILIES:-}; do
+      [[ "$LINE" == neo ]] || { echo "   NEO_FAMILIES: only for LINE=neo"; break; }
+      local out="$LAB/models/Stable-diffusion/tiny-neo-$fam.safetensors"
+      if [[ -n "${FORCE_MODELS:-}" || ! -f "$out" ]]; then
+        (cd "$WEBUI" && "$VPY" "$HERE/make_tiny_forge_checkpoint.py" --kind "$fam" --forge "$WEBUI" --out "$out")
+      else
+        echo "   $out (present)"
+      fi
+    done
   fi
   vae_approx
 }

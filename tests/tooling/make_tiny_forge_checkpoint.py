@@ -135,6 +135,60 @@ def build_sdxl(forge: str, seed: int) -> dict[str, torch.Tensor]:
     return sd
 
 
+LUMINA2 = os.path.join("backend", "huggingface", "neta-art", "Neta-Lumina")
+LUMINA2_DIT = dict(  # what Neo's huggingface_guess reads back for Lumina 2 (dim 2304 fixes heads, rope, ffn);
+    # the depth is counted from the keys, so two layers (and the two refiner stacks) keep it small
+    patch_size=2, in_channels=16, dim=2304, n_layers=2, n_heads=24, n_kv_heads=8, qk_norm=True, cap_feat_dim=2304,
+    axes_dims=[32, 32, 32], axes_lens=[300, 512, 512], rope_theta=10000.0, ffn_dim_multiplier=4.0,
+)
+
+
+def random_like_meta(module: torch.nn.Module, seed: int, dtype=torch.float16) -> dict[str, torch.Tensor]:
+    """Random weights for a module built on the meta device, tensor by tensor straight in ``dtype`` (a
+    full-shape 2.6 B-parameter text encoder never exists in fp32): N(0, 0.02) for matrices and embeddings,
+    zeros for 1-D norm weights (Gemma's RMSNorm scales by 1 + w) and biases."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for name, t in module.state_dict().items():
+        if t.dim() >= 2:
+            out[name] = (torch.randn(t.shape, generator=g, dtype=torch.float32) * 0.02).to(dtype)
+        else:
+            out[name] = torch.zeros(t.shape, dtype=dtype)
+    return out
+
+
+def build_lumina2(forge: str, seed: int) -> dict[str, torch.Tensor]:
+    """Lumina 2 (Neta-Lumina's all-in-one layout, the keys Neo's loader splits): ``model.diffusion_model.*`` a
+    2-layer NextDiT at Lumina 2's width (Neo's own class), ``text_encoders.gemma2_2b.transformer.*`` a
+    full-shape Gemma 2 2B (Neo's Gemma2_2B, built from the fixed config), ``vae.*`` the 16-channel Flux VAE."""
+    _import_forge(forge)
+    from backend.nn.llm.llama import Gemma2_2B
+    from backend.nn.lumina import NextDiT
+    from backend.nn.vae import IntegratedAutoencoderKL
+    from backend.operations import using_forge_operations
+    from backend.utils import read_arbitrary_config
+
+    half = lambda t: t.detach().to(torch.float16) if t.is_floating_point() else t.detach()  # noqa: E731
+    sd: dict[str, torch.Tensor] = {}
+    torch.manual_seed(seed)
+    dit = NextDiT(**LUMINA2_DIT)
+    log(f"NextDiT: {sum(p.numel() for p in dit.parameters()) / 1e6:.1f}M params, re-initialised {reinit_zeroed(dit)} zeroed layers")
+    sd.update({f"model.diffusion_model.{k}": half(v) for k, v in dit.state_dict().items()})
+    del dit
+    # Neo's LLMs are built inside its operations context (its RMSNorm takes ``add``), as its loader builds them
+    with using_forge_operations(device=torch.device("meta"), dtype=torch.float16, manual_cast_enabled=True):
+        gemma = Gemma2_2B(read_arbitrary_config(os.path.join(forge, LUMINA2, "text_encoder")))
+    te = random_like_meta(gemma, seed + 1)
+    log(f"Gemma 2 2B: {sum(t.numel() for t in te.values()) / 1e6:.1f}M params (full shape, random)")
+    sd.update({f"text_encoders.gemma2_2b.transformer.{k}": v for k, v in te.items()})
+    del te
+    torch.manual_seed(seed + 2)
+    vae = IntegratedAutoencoderKL.from_config(IntegratedAutoencoderKL.load_config(os.path.join(forge, LUMINA2, "vae")))
+    log(f"VAE (16 channels): {sum(p.numel() for p in vae.parameters()) / 1e6:.1f}M params")
+    sd.update({f"vae.{k}": half(v) for k, v in vae.state_dict().items()})
+    return sd
+
+
 def save(state_dict: dict[str, torch.Tensor], path: str, note: str = "tiny random-weight SD1.5 for the Forge lab") -> None:
     """Byte-reproducible safetensors (sorted keys), written tensor by tensor."""
     import struct
@@ -190,7 +244,7 @@ def check(forge: str, path: str, kind: str = "sd15") -> None:
     guess = huggingface_guess.guess(sd)
     log(f"huggingface_guess: {type(guess).__name__} ({guess.huggingface_repo}); unet_config "
         f"channel_mult={guess.unet_config.get('channel_mult')} transformer_depth={guess.unet_config.get('transformer_depth')}")
-    want = {"sd15": "SD15", "sdxl": "SDXL"}[kind]
+    want = {"sd15": "SD15", "sdxl": "SDXL", "lumina2": "Lumina2"}[kind]
     if type(guess).__name__ != want:
         raise SystemExit(f"loader would see {type(guess).__name__}, not {want}")
 
@@ -200,11 +254,13 @@ def main() -> None:
     ap.add_argument("--forge", default=os.getcwd(), help="the Forge folder (default: the current one)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--kind", choices=["sd15", "sdxl"], default="sd15")
+    ap.add_argument("--kind", choices=["sd15", "sdxl", "lumina2"], default="sd15")
     a = ap.parse_args()
     with torch.no_grad():
         if a.kind == "sd15":
             save(build(a.forge, a.seed), a.out)
+        elif a.kind == "lumina2":
+            save(build_lumina2(a.forge, a.seed), a.out, "tiny random-weight Lumina 2 (Neo) for the Forge lab")
         else:
             save(build_sdxl(a.forge, a.seed), a.out, "tiny random-weight SDXL for the Forge lab")
             models = os.path.dirname(os.path.dirname(os.path.abspath(a.out)))
