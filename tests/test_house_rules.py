@@ -119,7 +119,8 @@ def test_allowed_forward_wrappers_restore_it():
         assert "del module.forward" in text or "delattr" in text, f"{rel} must restore a forward it did not find"
 
 
-LAB_FILES = {"tests/webui/test_controlnet.py", "tests/webui/test_forge.py", "tests/webui/test_reforge.py"}
+LAB_FILES = {"tests/webui/test_controlnet.py", "tests/webui/test_forge.py", "tests/webui/test_reforge.py",
+             "tests/webui/test_neo_families.py"}
 
 
 def test_every_test_has_one_tier():
