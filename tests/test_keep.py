@@ -424,3 +424,18 @@ def test_where_the_map_says_follow_the_latent_is_the_bases_on_every_elementwise_
     if band > 0:  # the band moves: released elements are free
         band_cells = ((m == 0) & (blend.release < blend.calls)).expand_as(x_T)
         assert not torch.equal(kept[-1][band_cells], base[-1][band_cells])
+
+
+def test_a_caches_recorder_stores_complete_records_under_their_keys():
+    cache = BaseCache(2**20)
+    calls = [torch.randn(2, 4, 8, 8) for _ in range(3)]
+    with SamplingHooks([cache.recorder(["a", "b"])]).running() as hooks:
+        for i, x in enumerate(calls):
+            assert hooks.after_call(i, 3, x) is None
+    for key, row in (("a", 0), ("b", 1)):
+        assert [torch.equal(t, x[row]) for t, x in zip(cache.get(key).calls, calls)] == [True] * 3
+    with pytest.raises(RuntimeError):  # an interrupted generation is never stored
+        with SamplingHooks([cache.recorder(["c", "d"])]).running() as hooks:
+            hooks.after_call(0, 3, calls[0])
+            raise RuntimeError("interrupted")
+    assert cache.get("c") is None and len(cache) == 2

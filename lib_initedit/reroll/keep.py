@@ -142,6 +142,10 @@ class BaseCache:
                 self._entries.move_to_end(key)
             return record
 
+    def recorder(self, keys: Sequence[Hashable]) -> Recorder:
+        """A ``Recorder`` whose complete records are stored here, image i's under ``keys[i]``."""
+        return Recorder(on_complete=lambda records: [self.put(k, r) for k, r in zip(keys, records)])
+
     def put(self, key: Hashable, record: BaseRecord) -> bool:
         """Store a complete record (replacing the key's old one); False when it is incomplete or alone larger
         than the cap (then nothing is stored and nothing evicted)."""

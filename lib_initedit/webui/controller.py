@@ -134,7 +134,7 @@ def _record_plain(p, x, c, uc) -> None:
     try:
         extra = base_extra(InitEditSpec())
         keys = [host.base_key(p, x[i], c, uc, i, extra) for i in range(x.shape[0])]
-        recorder = keep.Recorder(on_complete=lambda records: [cache.put(k, r) for k, r in zip(keys, records)])
+        recorder = cache.recorder(keys)
         host.hook_sampling(p, SamplingHooks([recorder]))
     except Exception as e:  # remembering is a convenience: never in the way of a generation
         say_once(f"could not remember this generation for 'Keep the rest': {type(e).__name__}: {e}")

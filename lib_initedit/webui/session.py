@@ -147,8 +147,7 @@ class Session:
         """Remembers this batch as the base of later rerolls (a plain generation: no reroll in it)."""
         if self.cache is None or self.cache.max_bytes <= 0 or uc is None:
             return None
-        keys = self.base_keys(x, c, uc, specs)
-        return keep.Recorder(on_complete=lambda records: [self.cache.put(k, r) for k, r in zip(keys, records)])
+        return self.cache.recorder(self.base_keys(x, c, uc, specs))
 
     def _keep(self, x_pre: torch.Tensor, c, uc, specs: list[InitEditSpec], guide) -> keep.KeepBlend | None:
         """The outside of the regions follows the base (this batch from ``x_pre``, the noise without the
@@ -160,8 +159,7 @@ class Session:
         records = [self.cache.get(k) if self.cache is not None else None for k in keys]
         if any(r is None for r in records):
             self.host.set_textinfo("InitEdit: generating the image without the reroll for 'Keep the rest'")
-            recorder = keep.Recorder(on_complete=lambda recs: [self.cache.put(k, r) for k, r in zip(keys, recs)]
-                                     if self.cache is not None else None)
+            recorder = self.cache.recorder(keys) if self.cache is not None else keep.Recorder()
             print(f"{LOG_PREFIX} keep: the image without the reroll is not remembered; generating it first")
             self.host.sample_base(self.p, x_pre, c, uc, SamplingHooks([guide, recorder]))
             if not recorder.records or not all(r.complete for r in recorder.records):
