@@ -243,3 +243,37 @@ def test_phrases_are_found_in_comfyuis_tokens(host):
     assert host.phrase_positions(FakeClip(), "a cat and a red car", ["cat", "red car"]) == [[2], [5, 6]]
     with pytest.raises(host.SpecError, match=r"layout\[1\].phrase: phrase 'car a' is not in the prompt"):
         host.phrase_positions(FakeClip(), "a cat and a red car", ["cat", "car a"])
+
+
+def _load_pack(name):
+    """Load the repository root as ComfyUI's load_custom_node does (a package from its __init__.py)."""
+    import importlib.util
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    spec_ = importlib.util.spec_from_file_location(name, root / "__init__.py", submodule_search_locations=[str(root)])
+    module = importlib.util.module_from_spec(spec_)
+    sys.modules[name] = module
+    try:
+        spec_.loader.exec_module(module)
+    finally:
+        for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+            sys.modules.pop(key)
+    return module, root
+
+
+def test_the_root_entry_registers_the_nodes_inside_comfyui(host):
+    pack, root = _load_pack("initedit_pack_under_test")
+    assert set(pack.NODE_CLASS_MAPPINGS) == {"InitEditRegionReroll", "InitEditLayout", "InitEditHeatmaps"}
+    assert set(pack.NODE_DISPLAY_NAME_MAPPINGS) == set(pack.NODE_CLASS_MAPPINGS)
+    assert {cls.CATEGORY for cls in pack.NODE_CLASS_MAPPINGS.values()} == {"InitEdit"}
+    web = root / pack.WEB_DIRECTORY
+    assert sorted(p.name for p in web.glob("*.js")) == ["initedit_boxes.js"]
+
+
+def test_the_root_entry_is_inert_outside_comfyui(monkeypatch):
+    monkeypatch.setitem(sys.modules, "comfy", None)  # ``import comfy...`` raises ImportError, as in a WebUI
+    pack, root = _load_pack("initedit_pack_outside")
+    assert pack.NODE_CLASS_MAPPINGS == {} and pack.NODE_DISPLAY_NAME_MAPPINGS == {}
+    # the WebUI loads scripts/*.py and every .js under javascript/: ComfyUI's frontend code is elsewhere
+    assert not any("comfy" in p.name.lower() for p in (root / "javascript").rglob("*.js"))
