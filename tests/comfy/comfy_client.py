@@ -150,6 +150,32 @@ class Comfy:
             raise PromptFailed({"exception_message": json.dumps(history["status"])[:2000]})
         return history["outputs"]
 
+    def interrupt_when(self, prompt: dict, step: int, timeout: float = 900) -> str:
+        """Queue, POST /interrupt once the sampler reported ``step`` (a websocket ``progress`` message), wait for
+        ``execution_interrupted``; returns the last message type seen for this prompt."""
+        ws = WebSocket(self.host, self.port, f"/ws?clientId={self.client_id}", timeout=timeout)
+        try:
+            prompt_id = self.queue(prompt)
+            sent = False
+            deadline = time.time() + timeout
+            while time.time() < deadline:
+                message = ws.recv()
+                if not isinstance(message, str):
+                    continue
+                msg = json.loads(message)
+                data = msg.get("data") or {}
+                if data.get("prompt_id") != prompt_id:
+                    continue
+                if msg["type"] == "progress" and data.get("value", 0) >= step and not sent:
+                    urllib.request.urlopen(urllib.request.Request(self.url + "/interrupt", data=b"{}",
+                                                                  headers={"Content-Type": "application/json"}))
+                    sent = True
+                if msg["type"] in ("execution_interrupted", "execution_error", "execution_success"):
+                    return msg["type"]
+            raise TimeoutError(f"prompt {prompt_id} did not end in {timeout} s")
+        finally:
+            ws.close()
+
     def view(self, item: dict) -> bytes:
         query = urllib.parse.urlencode({"filename": item["filename"], "subfolder": item.get("subfolder", ""),
                                         "type": item.get("type", "output")})

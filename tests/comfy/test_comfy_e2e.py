@@ -186,3 +186,17 @@ def test_example_workflows_run(comfy, name):
     assert len(saved) == 2, outputs  # reroll: before / after; layout: image / heatmaps
     for node in saved:
         assert comfy.images(outputs, node)[0].std() > 1
+
+
+def test_an_interrupt_inside_a_guided_layout_leaves_nothing_on_the_shared_model(comfy):
+    spec = {"layout": [{"phrase": "cat", "box": [0.0, 0.25, 0.5, 0.75]},
+                       {"phrase": "red car", "box": [0.5, 0.25, 1.0, 0.75]}], "guidance": 8, "guidance_steps": 1.0}
+    g = wf.with_reroll(wf.with_layout(wf.base(seed=13, size=256, steps=40), spec),
+                       {"reroll": [{"box": [0, 0, 0.5, 0.5], "seed": 2}], "keep": 1.0})
+    g["20"]["inputs"]["model"] = ["30", 0]  # checkpoint -> Layout -> Region Reroll -> KSampler
+    g["5"]["inputs"]["model"] = ["20", 0]
+    assert comfy.interrupt_when(g, step=3) == "execution_interrupted"
+    assert_clean(inspect_shared(comfy, wf.base(seed=14)))
+    # and the same graph runs to the end afterwards
+    g["5"]["inputs"]["steps"] = 4
+    assert run_latent(comfy, g).shape[0] == 1
