@@ -6,7 +6,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from lib_initedit.layout import attention
 from lib_initedit.layout.attention import find_cross_attention
-from lib_initedit.layout.guidance import LayoutGuidance, attention_delta, select_guided_layers
+from lib_initedit.layout.attention_delta import attention_delta
+from lib_initedit.layout.guidance import LayoutGuidance, select_guided_layers
 from lib_initedit.layout.placement import box_cells
 from lib_initedit.sampling_hooks import SamplingHooks
 from tests.ldm_like import CrossAttention, UNetModel
@@ -133,7 +134,8 @@ def test_guide_output_adds_the_change_to_a_replacement_output():
     with torch.no_grad():
         replaced = module(x, context=context)  # what a replacement computing plain attention returns
         assert guide.guide_output(module, replaced, x, context) is replaced  # not active: untouched
-        guide.active, guide._conds = True, [context[0], context[1]]  # before_call needs an install
+        guide.active = True  # before_call needs an install
+        guide._rows.reset([context[0], context[1]])
         out = guide.guide_output(module, replaced, x, context)
         for b, cols in ((0, [3]), (1, [6, 7])):
             inside = box_cells(boxes[b][0], 8, 8).flatten()

@@ -154,7 +154,7 @@ class AttentionCapture:
                 for key in ("q", "k"):
                     projection = getattr(layer.module, f"to_{key}", None)
                     if isinstance(projection, nn.Module):
-                        self._hook(projection.register_forward_hook(self._keep_hook(stash, key)))
+                        self._hook(projection.register_forward_hook(first_projection_hook(stash, key)))
                 self._hook(layer.module.register_forward_hook(self._attention_hook(layer), with_kwargs=True))
         except BaseException:
             self.remove()
@@ -215,12 +215,6 @@ class AttentionCapture:
                 self._sizes[parent] = (int(x.shape[-2]), int(x.shape[-1]))
         return hook
 
-    @staticmethod
-    def _keep_hook(stash: dict, key: str):
-        def hook(module, args, output):
-            if isinstance(output, torch.Tensor):
-                stash[key] = output
-        return hook
 
     def _attention_hook(self, layer: CrossAttentionLayer):
         """q and k from the module's own forward (LoRA, hypernetworks and patched forwards honoured, nothing
@@ -282,6 +276,22 @@ def probabilities_from_qk(q: torch.Tensor, k: torch.Tensor, heads: int, scale: f
         sim = torch.matmul(q[:, :, start:start + chunk], k.transpose(-1, -2)) * scale
         out[:, start:start + chunk] = sim.softmax(dim=-1).index_select(-1, cols).mean(dim=1)
     return out
+
+
+def first_projection_hook(stash: dict, key: str, x: torch.Tensor | None = None, context: torch.Tensor | None = None):
+    """A forward hook for an attention's ``to_q`` / ``to_k`` / ``to_v`` that keeps its first output of the call
+    in ``stash[key]`` ("q", "k", "v"): q and k as the module's own forward projected them (LoRA, hypernetworks
+    and patched forwards honoured). Given the call's ``x`` / ``context``, only an output of their batch and
+    length counts (k / v may have a batch of 1)."""
+    def hook(module, args, output):
+        if key in stash or not isinstance(output, torch.Tensor) or output.dim() != 3:
+            return None
+        ref = x if key == "q" else context
+        if ref is None or output.shape[:2] == ref.shape[:2] or (
+                key != "q" and output.shape[0] == 1 and output.shape[1] == ref.shape[1]):
+            stash[key] = output
+        return None
+    return hook
 
 
 def infer_hw(n: int, latent_hw: tuple[int, int] | None) -> tuple[int, int]:

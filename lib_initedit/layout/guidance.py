@@ -36,11 +36,11 @@ A ``SamplingHooks`` part (``sampling_hooks.py``), run the same way by every host
     g = LayoutGuidance(unet, layers, strength, fraction, columns, boxes)   # or from_spec(...)
     hooks = SamplingHooks([g])
     hooks.enter()                             # install(): wraps the forwards
-    hooks.before_call(i, total, cond_rows)    # before the model call(s) of step i 
+    hooks.before_call(i, total, cond_rows)    # before the model call(s) of step i
     hooks.leave(completed)                    # remove(): restores exactly the forwards found, also on error
 
 ``rows[b]`` says which row of ``cond_rows`` is image b's conditioning (default b).
-Rows of an incoming ``context`` are matched to ``conds`` by value (``torch.equal`` after a dtype cast),
+Rows of an incoming ``context`` are matched to the images' conditioning by value (``cond_rows.CondRows``),
 in order: the j-th row equal to image b's conditioning with b not yet matched is image b's. Unmatched
 rows (unconditional, other sub-prompts) are left untouched.
 """
@@ -55,9 +55,10 @@ from torch import nn
 
 from . import attention
 from ..spec import GUIDANCE_UNITS
+from .attention_delta import DEFAULT_QUERY_CHUNK, attention_delta, share_bias
 from .box_bias import BoxBias
+from .cond_rows import CondRows
 
-DEFAULT_QUERY_CHUNK = 1024
 GUIDE_LAYER_CHOICES = ("level", "down", "all")  # which attn2 modules are guided, see select_guided_layers
 DEFAULT_GUIDED_LAYERS = "all"  # every attn2 (docs/layout.md: better than the probe level or the down path)
 DEFAULT_SIZE_POWER = 1.0  # boxes smaller than SIZE_REF get a proportionally stronger bias, up to 3x
@@ -126,9 +127,7 @@ class LayoutGuidance:
                                     [[int(p) for p in positions] for positions in cols[:len(item_boxes)]]))
         self.active = False
         self.calls_guided = 0  # guided attn2 calls so far (for tests and reports)
-        self._conds: list[torch.Tensor | None] = []
-        self._cast: dict = {}
-        self._match_cache: tuple | None = None
+        self._rows = CondRows()  # this step's conditioning of each image, matched against incoming contexts
         self._bias_cache: dict = {}
         self._latent_hw: tuple[int, int] | None = None
         self._installed: list[tuple[nn.Module, Any, bool, Any]] = []  # (module, saved forward, had own, wrapper)
@@ -166,6 +165,10 @@ class LayoutGuidance:
         return math.ceil(self.fraction * max(1, int(total)) - 1e-9)
 
     @property
+    def _guided_images(self) -> list[int]:
+        return [b for b, item in enumerate(self.items) if item.columns]
+
+    @property
     def enabled(self) -> bool:
         return self.strength > 0 and self.fraction > 0 and any(item.columns for item in self.items)
 
@@ -201,8 +204,7 @@ class LayoutGuidance:
         handles, self._handles = self._handles, []
         for handle in handles:
             handle.remove()
-        self._match_cache = None
-        self._cast.clear()
+        self._rows.reset([])
 
     # SamplingHooks part protocol
     def enter(self) -> None:
@@ -224,14 +226,12 @@ class LayoutGuidance:
 
     def _set_step(self, i: int, total: int, conds) -> None:
         """Before the model call(s) of step i of total: guidance is on while i < fraction * total."""
-        self._match_cache = None
-        self._cast.clear()
         self.active = bool(self._installed) and conds is not None and self.guided_at(i, total)
         self._watching = (bool(self._installed) and conds is not None and bool(self._watch) and self.enabled
                           and not self._watched and i == self.first_unguided(total) < total)
         if self._watching:
             self.watched_index = i
-        self._conds = list(conds) if self.active or self._watching else []
+        self._rows.reset(conds if self.active or self._watching else [])
 
     # ------------------------------------------------------------------ the wrapper
     def _on_unet(self, module, args, kwargs):
@@ -248,7 +248,7 @@ class LayoutGuidance:
                 return current(*args, **kwargs)
             x = args[0] if args else kwargs.get("x")
             context = kwargs["context"] if "context" in kwargs else (args[1] if len(args) > 1 else None)
-            matched = guidance._match(context) if isinstance(context, torch.Tensor) else []
+            matched = guidance._rows.match(context, guidance._guided_images) if isinstance(context, torch.Tensor) else []
             if not matched or not isinstance(x, torch.Tensor):
                 return current(*args, **kwargs)
             stash: dict[str, torch.Tensor] = {}
@@ -257,7 +257,7 @@ class LayoutGuidance:
                 for key in ("q", "k", "v"):
                     projection = getattr(module, f"to_{key}", None)
                     if isinstance(projection, nn.Module):
-                        handles.append(projection.register_forward_hook(_keep(stash, key, x, context)))
+                        handles.append(projection.register_forward_hook(attention.first_projection_hook(stash, key, x, context)))
                 out = current(*args, **kwargs)
             finally:
                 for handle in handles:
@@ -280,7 +280,7 @@ class LayoutGuidance:
                 or not isinstance(context, torch.Tensor)
                 or not any(module is m for m in self.modules)):  # only the layers this guidance guides
             return out
-        matched = self._match(context)
+        matched = self._rows.match(context, self._guided_images)
         return self._apply(module, out, x, context, {}, matched) if matched else out
 
     def _apply(self, module, out, x, context, stash, matched) -> torch.Tensor:
@@ -290,52 +290,13 @@ class LayoutGuidance:
         self._record(module, x, context, stash, matched)
         return out
 
-    def _match(self, context: torch.Tensor) -> list[tuple[int, int]]:
-        """(batch row, image) pairs of the incoming context rows that are a guided image's conditioning."""
-        if self._match_cache is not None and self._match_cache[0] is context:
-            return self._match_cache[1]
-        pairs = []
-        free = [b for b, c in enumerate(self._conds) if c is not None and b < len(self.items) and self.items[b].columns]
-        if free:
-            # a cheap fingerprint first (sums in float64), torch.equal only where it agrees
-            rows_fp = context.detach().flatten(1).double().sum(dim=1).cpu()
-            conds_fp = {b: self._fingerprint(b, context[0]) for b in free}
-            for j in range(context.shape[0]):
-                fp = float(rows_fp[j])
-                for b in free:
-                    close = conds_fp[b] is not None and abs(conds_fp[b] - fp) <= 1e-6 * max(1.0, abs(fp))
-                    if close and torch.equal(context[j], self._cond_as(b, context[j])):
-                        pairs.append((j, b))
-                        free.remove(b)
-                        break
-        self._match_cache = (context, pairs)
-        return pairs
-
-    def _fingerprint(self, b: int, row: torch.Tensor) -> float | None:
-        key = ("fp", b, row.dtype, row.device)
-        if key not in self._cast:
-            cond = self._cond_as(b, row)
-            self._cast[key] = None if cond is None else float(cond.double().sum())
-        return self._cast[key]
-
-    def _cond_as(self, b: int, row: torch.Tensor) -> torch.Tensor | None:
-        key = (b, row.dtype, row.device)
-        if key not in self._cast:
-            cond = self._conds[b]
-            self._cast[key] = cond.to(device=row.device, dtype=row.dtype) if isinstance(cond, torch.Tensor) else None
-        cond = self._cast[key]
-        if cond is not None and cond.dim() == row.dim() == 2 and cond.shape[0] == row.shape[0] + 1 \
-                and cond.shape[1:] == row.shape[1:]:
-            cond = cond[1:]  # sd-webui-controlnet prepends a cond/uncond marker token that its UNet forward strips
-        return cond if cond is not None and cond.shape == row.shape else None
-
     @torch.no_grad()
     def _record(self, module, x, context, stash, matched) -> None:
         """Add this layer's attention of each matched image's box phrases to the watched maps."""
         q, k = stash.get("q"), stash.get("k")
         if q is None or k is None:
             q, k = module.to_q(x), module.to_k(context)
-        h, w = _layer_hw(x.shape[1], self._latent_hw)
+        h, w = attention.infer_hw(x.shape[1], self._latent_hw)
         for j, b in matched:
             item = self.items[b]
             probs = attention.probabilities_from_qk(q[j:j + 1], k[j:j + 1] if k.shape[0] > 1 else k,
@@ -361,7 +322,7 @@ class LayoutGuidance:
         heads = int(module.heads)
         scale = attention.attention_scale(module)
         n = x.shape[1]
-        h, w = _layer_hw(n, self._latent_hw)
+        h, w = attention.infer_hw(n, self._latent_hw)
         rows = [j for j, _ in matched]
         qr = q[idx]
         kr = k[idx] if k.shape[0] > 1 else k.expand(len(rows), -1, -1)
@@ -406,7 +367,7 @@ class LayoutGuidance:
         (for measurements; the guided forward never materialises these probabilities)."""
         q, k = module.to_q(x).float(), module.to_k(context).float()
         heads, n = int(module.heads), x.shape[1]
-        h, w = hw or _layer_hw(n, self._latent_hw)
+        h, w = hw or attention.infer_hw(n, self._latent_hw)
         qh = q.reshape(1, n, heads, -1).transpose(1, 2)
         kh = k.reshape(1, k.shape[1], heads, -1).transpose(1, 2)
         s = torch.matmul(qh, kh.transpose(-1, -2)) * attention.attention_scale(module)  # (1, H, N, T)
@@ -414,7 +375,7 @@ class LayoutGuidance:
         item = self.items[b]
         if self.units == "share":
             members, floor, keep, cols = self._targets(b, h, w, x.device)
-            colbias = _share_bias(probs[..., cols], members[None], floor[None, None], keep[None, None])
+            colbias = share_bias(probs[..., cols], members[None], floor[None, None], keep[None, None])
         else:
             bias, cols = self._bias(b, h, w, x.device)
             members = torch.zeros(len(item.positions), len(item.columns), device=x.device)
@@ -461,92 +422,3 @@ class LayoutGuidance:
                     bias[:, c] += self.box_bias.column(item.boxes[k], self.strength * weight, h, w)
             self._bias_cache[key] = (bias.to(device), torch.tensor(item.columns, dtype=torch.long, device=device))
         return self._bias_cache[key]
-
-
-def attention_delta(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, scale: float,
-                    columns: torch.Tensor, bias: torch.Tensor | None, chunk: int = DEFAULT_QUERY_CHUNK,
-                    share: tuple | None = None) -> torch.Tensor:
-    """softmax(s + b) v - softmax(s) v, heads merged back: (R, N, H*dv) float32 (or (N, H*dv) unbatched).
-
-    q (R, N, H*d), k / v (R, T, H*d); b is ``bias`` (R, N, C) on ``columns`` (R, C) and 0 elsewhere (a padded
-    column with bias 0 changes nothing). Or, with ``share = (members, floor, keep)``, b follows from each
-    query's own attention (see the module doc): members (R, K, C) 0/1 says which columns are box k's phrase,
-    and box k's phrase share P becomes max(keep P, floor) with floor / keep (R, N, K); columns of several
-    boxes add their biases. Chunked over the N query positions: nothing of size (R, H, N, T) is ever
-    allocated, only (R, H, chunk, T)."""
-    single = q.dim() == 2
-    if single:
-        q, k, v, columns = q[None], k[None], v[None], columns[None]
-        bias = None if bias is None else bias[None]
-        share = None if share is None else tuple(t[None] for t in share)
-    r, n, inner = q.shape
-    d = inner // heads
-    qh = q.float().reshape(r, n, heads, d).transpose(1, 2)  # (R, H, N, d)
-    kh = k.float().reshape(r, k.shape[1], heads, d).transpose(1, 2)  # (R, H, T, d)
-    vh = v.float().reshape(r, v.shape[1], heads, -1).transpose(1, 2)  # (R, H, T, dv)
-    c = columns.shape[1]
-    gather = columns.to(q.device)[:, None, :, None].expand(r, heads, c, vh.shape[-1])
-    vc = torch.gather(vh, 2, gather)  # (R, H, C, dv)
-    gain = None if bias is None else torch.expm1(bias.float())[:, None]  # (R, 1, N, C)
-    if share is not None:
-        members, floor, keep = (t.to(q.device).float() for t in share)
-        floor, keep = floor[:, None], keep[:, None]  # (R, 1, N, K)
-    col_index = columns.to(q.device)[:, None, None, :]
-    out = torch.empty(r, heads, n, vh.shape[-1], dtype=torch.float32, device=q.device)
-    for start in range(0, n, max(1, chunk)):
-        stop = min(n, start + chunk)
-        probs = torch.matmul(qh[:, :, start:stop], kh.transpose(-1, -2)).mul_(scale).softmax(dim=-1)  # (R, H, n, T)
-        old = torch.matmul(probs, vh)  # (R, H, n, dv)
-        pc = torch.gather(probs, 3, col_index.expand(r, heads, stop - start, c))  # (R, H, n, C)
-        if share is None:
-            f = pc * gain[:, :, start:stop]
-        else:
-            f = pc * torch.expm1(_share_bias(pc, members, floor[:, :, start:stop], keep[:, :, start:stop]))
-        z1 = f.sum(dim=-1, keepdim=True)  # Z - 1
-        z = 1 + z1 if share is None else (1 + z1).clamp(min=_MIN_Z)
-        out[:, :, start:stop] = (torch.matmul(f, vc) - z1 * old) / z
-    out = out.transpose(1, 2).reshape(r, n, -1)
-    return out[0] if single else out
-
-
-def _share_bias(pc: torch.Tensor, members: torch.Tensor, floor: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """(R, H, n, C) column bias that moves each box phrase's share P to max(keep P, floor): logit(P') - logit(P)."""
-    raw = torch.einsum("rhnc,rkc->rhnk", pc, members)
-    share = raw.clamp(_TINY, 1 - _SHARE_EPS)
-    target = torch.maximum(share * keep, floor).clamp(_TINY, 1 - _SHARE_EPS)
-    b = (target.log() - torch.log1p(-target)) - (share.log() - torch.log1p(-share))
-    # a phrase that holds (nearly) all of a query's attention is pushed down only as far as the softmax's new
-    # normaliser Z = 1 - P (1 - e^b) stays >= _MIN_Z (the rest of the prompt has nothing left to take it)
-    lowest = torch.log((1 - (1 - _MIN_Z) / raw.clamp(min=_TINY)).clamp(min=_TINY))
-    return torch.einsum("rhnk,rkc->rhnc", torch.maximum(b, lowest), members)
-
-
-_TINY = 1e-30  # shares below this count as this (float32-safe logits)
-_SHARE_EPS = 1e-6  # and the largest share is 1 - this
-_MIN_Z = 1e-3  # the smallest softmax normaliser a bias may leave (the change is divided by it)
-
-
-def _keep(stash: dict, key: str, x: torch.Tensor, context: torch.Tensor):
-    """Keep the first output of to_q (from x) / to_k, to_v (from the text context) of this call."""
-    def hook(mod, args, output):
-        if key in stash or not isinstance(output, torch.Tensor) or output.dim() != 3:
-            return None
-        ref = x if key == "q" else context
-        if output.shape[:2] == ref.shape[:2] or (key != "q" and output.shape[0] == 1
-                                                  and output.shape[1] == ref.shape[1]):
-            stash[key] = output
-        return None
-    return hook
-
-
-def _layer_hw(n: int, latent_hw: tuple[int, int] | None) -> tuple[int, int]:
-    if latent_hw is not None:
-        h, w = latent_hw
-        for _ in range(8):
-            if h * w == n:
-                return h, w
-            h, w = (h + 1) // 2, (w + 1) // 2
-    side = math.isqrt(n)
-    if side * side != n:
-        raise ValueError(f"cannot tell the spatial size of a layer with {n} positions")
-    return side, side
