@@ -9,7 +9,8 @@ from lib_initedit.reroll.noise_stream import FirstDrawHook, RerollStream
 from lib_initedit.spec import parse_spec
 from lib_initedit.webui.args import XYZ_REROLL_SEED, XYZ_REROLL_STRENGTH, XYZ_ROUNDS, read_args, spec_from_args
 from lib_initedit.webui import settings
-from lib_initedit.webui.session import Session, spec_for_image
+from lib_initedit.webui.per_image import spec_for_image
+from lib_initedit.webui.session import Session
 from tests.webui_fakes import FakeBrownian, FakeHost, FakeSampler, SeedRNG, make_p, run_sampling
 
 
@@ -167,7 +168,7 @@ def test_first_draw_hook_edits_once_then_follows():
 
 
 def test_infotext_index_is_global():
-    from lib_initedit.webui.session import infotext_image_index as _image_index
+    from lib_initedit.webui.per_image import infotext_image_index as _image_index
 
     p = types.SimpleNamespace(prompts=["a", "b"], iteration=1, batch_size=2)
     assert _image_index(4, p=p, index=1, all_prompts=p.prompts) == 3
@@ -277,7 +278,7 @@ def test_per_image_infotext_is_callable_per_image_and_plain_json_text():
     """A1111 calls the value per image; Forge Classic's Processed.js json-dumps it without default=."""
     import json
 
-    from lib_initedit.webui.session import PerImageInfotext
+    from lib_initedit.webui.per_image import PerImageInfotext
     value = PerImageInfotext('{"rounds":2}', lambda index=0, **kw: f'{{"image":{index}}}')
     assert callable(value) and value(index=3) == '{"image":3}'
     assert json.loads(json.dumps({"InitEdit": value})) == {"InitEdit": '{"rounds":2}'}

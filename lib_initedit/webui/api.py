@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from ..spec import SpecError, show_value
 from . import args as script_args
+from .console import LOG_PREFIX
 
 ROUTES = ("/sdapi/v1/txt2img", "/sdapi/v1/img2img")
 VALIDATE_ROUTE = "/initedit/v1/validate"
@@ -112,7 +113,7 @@ def refusing(inner: Callable, credentials: dict[str, str] | None = None) -> Call
                 break
         error = refusal(body)
         if error is not None:
-            print(f"[InitEdit] request refused (422): {error}")
+            print(f"{LOG_PREFIX} request refused (422): {error}")
             payload = json.dumps({"detail": error}).encode()
             await send({"type": "http.response.start", "status": 422,
                         "headers": [(b"content-type", b"application/json"),

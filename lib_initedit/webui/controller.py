@@ -7,7 +7,8 @@ from ..spec import ERROR_KEY, INFOTEXT_KEY, NOTE_KEY, InitEditSpec, SpecError
 from . import args as script_args
 from . import hosts, settings
 from .console import LOG_PREFIX, say_once
-from .session import PerImageInfotext, Session, base_extra, infotext_image_index
+from .per_image import PerImageInfotext, infotext_image_index
+from .session import Session, base_extra
 
 host = hosts.select_host()  # the running WebUI's host: an instance of one of the classes in webui/hosts
 SESSION_ATTR = "_initedit_session"

@@ -5,8 +5,6 @@ satisfies ``hosts.protocol.Host``: one of the classes in ``webui/hosts``, a stan
 """
 from __future__ import annotations
 
-import dataclasses
-import random
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -16,10 +14,11 @@ from ..layout import heatmaps, placement, probe, tokens
 from ..reroll import keep, noise, noise_stream
 from ..layout.guidance import LayoutGuidance
 from ..sampling_hooks import SamplingHooks
-from ..spec import NOTE_KEY, RANDOM_SEED_LIMIT, InitEditSpec, LayoutBox, wrap_seed
+from ..spec import NOTE_KEY, InitEditSpec, LayoutBox
 from . import settings
 from .console import LOG_PREFIX
 from .hosts.protocol import Host
+from .per_image import batch_first_index, resolve_seeds, spec_for_image
 
 
 @dataclass
@@ -272,48 +271,3 @@ def base_extra(spec: InitEditSpec) -> str:
     d = InitEditSpec()
     return spec.replace(reroll=(), vary=d.vary, hires=d.hires, heatmaps=d.heatmaps, keep=d.keep,
                         keep_band=d.keep_band).to_json()
-
-
-def batch_first_index(p) -> int:
-    return int(getattr(p, "iteration", 0)) * int(getattr(p, "batch_size", 1))
-
-
-def resolve_seeds(spec: InitEditSpec) -> InitEditSpec:
-    """-1 -> a random seed, as the WebUI resolves its own seed."""
-    regions = tuple(r if r.seed >= 0 else dataclasses.replace(r, seed=int(random.randrange(RANDOM_SEED_LIMIT)))
-                    for r in spec.reroll)
-    return spec.replace(reroll=regions)
-
-
-def spec_for_image(spec: InitEditSpec, index: int) -> InitEditSpec:
-    """The spec image ``index`` was made with: with vary "reroll" its reroll seeds are seed + index."""
-    if spec.vary != "reroll" or not spec.reroll:
-        return spec
-    return spec.replace(reroll=tuple(dataclasses.replace(r, seed=wrap_seed(r.seed + index)) for r in spec.reroll))
-
-
-def infotext_image_index(count: int, p=None, index=0, all_prompts=None, all_seeds=None, **_) -> int:
-    """The global image index of a create_infotext call (A1111 1.9+ calls per-image values with locals()).
-
-    Inside the batch loop it is called with the batch's own prompt and seed lists and a batch-local index
-    (reForge passes a cleaned copy of the prompts there, but the batch's own ``p.seeds``).
-    """
-    in_batch = p is not None and (all_prompts is getattr(p, "prompts", None)
-                                  or (all_seeds is not None and all_seeds is getattr(p, "seeds", None)))
-    if in_batch:
-        index = int(getattr(p, "iteration", 0)) * int(getattr(p, "batch_size", 1)) + int(index or 0)
-    return max(0, min(int(index or 0), count - 1))
-
-
-class PerImageInfotext(str):
-    """InitEdit's infotext value: ``create_infotext`` calls it for each image (A1111 1.9+ per-image values); a
-    WebUI that JSON-dumps ``extra_generation_params`` without ``default=`` (Forge Classic's ``Processed.js``)
-    writes it as the generation's spec text instead of failing."""
-
-    def __new__(cls, text: str, per_image):
-        obj = super().__new__(cls, text)
-        obj.per_image = per_image
-        return obj
-
-    def __call__(self, **kw) -> str:
-        return self.per_image(**kw)
