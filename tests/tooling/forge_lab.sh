@@ -192,7 +192,7 @@ source_tree() {
   # a tree extraction, not a clone: snapshots lack some blobs (reForge: a llama tokenizer.json these models never
   # use; the Neo bundle: a binary of one of its extensions); repositories/ of an earlier setup is kept
   local want="$WEBUI_COMMIT${SUBDIR:+:$SUBDIR}${REVERT_FROM:+ revert@$REVERT_FROM}"
-  if [[ "$(cat "$WEBUI/$STAMP_NAME" 2>/dev/null || true)" != "$want" ]]; then
+  if [[ "$(cat "$WEBUI/$STAMP_NAME" 2>/dev/null || cat "$WEBUI/.reforge-lab-commit" 2>/dev/null || true)" != "$want" ]]; then
     git --git-dir="$M" cat-file -e "$WEBUI_COMMIT^{commit}" || { echo "ERROR: $WEBUI_COMMIT not in $M" >&2; exit 2; }
     local keep=""; [[ -d "$WEBUI/repositories" ]] && { keep="$LAB/.repositories.keep"; rm -rf "$keep"; mv "$WEBUI/repositories" "$keep"; }
     extract "$M" "$WEBUI_COMMIT${SUBDIR:+:$SUBDIR}" "$WEBUI" "${EXCLUDE[@]}"
@@ -210,7 +210,7 @@ source_tree() {
       && git -C "$WEBUI" -c user.name=lab -c user.email=lab@localhost commit -q -m "$LINE @ $want (tree of the snapshot)" || true
     echo "$want" > "$WEBUI/$STAMP_NAME"
   fi
-  echo "   $(cat "$WEBUI/$STAMP_NAME") ($(git --git-dir="$M" log -1 --format='%cd %s' "$WEBUI_COMMIT"))"
+  echo "   $want ($(git --git-dir="$M" log -1 --format='%cd %s' "$WEBUI_COMMIT"))"
   [[ -f "$WEBUI/modules_forge/forge_version.py" ]] && sed 's/^/   forge_version: /' "$WEBUI/modules_forge/forge_version.py"
   return 0
 }
