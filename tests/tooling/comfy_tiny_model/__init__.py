@@ -80,8 +80,12 @@ class InspectModel:
         import json
 
         options = model.model_options
-        wrappers = {kind: sorted(table) for kind, table in (options.get("wrappers") or {}).items() if table}
         transformer = options.get("transformer_options") or {}
+        wrappers = {}  # the patcher's own wrappers and those copied into its options while it samples
+        for table in (getattr(model, "wrappers", None) or {}, transformer.get("wrappers") or {}):
+            for kind, keyed in table.items():
+                wrappers.setdefault(kind, set()).update(key for key, items in keyed.items() if items)
+        wrappers = {kind: sorted(keys) for kind, keys in wrappers.items() if keys}
         unet = model.model.diffusion_model
         own_forwards = [name for name, m in unet.named_modules() if "forward" in vars(m)]
         hooks = [name for name, m in unet.named_modules()
