@@ -386,7 +386,8 @@ launch_flags() {  # the flags of this WebUI's launcher for: CPU, models folder, 
 
 run() {  # run [port] [extra launch args...]
   local PORT=${1:-$DEFAULT_PORT}; shift $(( $# > 0 ? 1 : 0 )) || true
-  mkdir -p "$LOGS" "$LAB/data"
+  # data/tmp: Forge Neo's default temp_dir, which it never creates (gallery images fail without it)
+  mkdir -p "$LOGS" "$LAB/data/tmp"
   # loopback only; no --listen/--server-name (they mark the UI non-local)
   export GRADIO_SERVER_NAME=127.0.0.1
   export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 DIFFUSERS_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False \

@@ -141,6 +141,9 @@ def launch(webui_dir: str, python: str, flags: list, extensions: dict | None = N
     data = data or tempfile.mkdtemp(prefix="initedit-e2e-")
     folder = os.path.join(data, "extensions")
     os.makedirs(folder)
+    # Forge Neo's default temp_dir is <data>/tmp, which it never creates: gallery images not saved elsewhere
+    # (a heatmap sheet, an image with saving off) then fail with FileNotFoundError (modules/ui_tempdir.py)
+    os.makedirs(os.path.join(data, "tmp"), exist_ok=True)
     for name, (file_name, source) in (scripts or {}).items():
         os.makedirs(os.path.join(folder, name, "scripts"))
         with open(os.path.join(folder, name, "scripts", file_name), "w") as f:
