@@ -3,8 +3,9 @@
     python -m lib_initedit.demo --out demo.png
 
 Rows 1-3: a seed's image, then three rerolls of one region (box drawn) at keep 0 (the reroll alone: the
-rest changes a little), the default keep and keep 1 (the outside follows the seed's image for that fraction
-of the steps; ``lib_initedit.reroll.keep``); the last column shows where the three rerolls changed the image.
+rest changes a little), keep 1 without a band (the outside follows the seed's image to the end: a hard edge)
+and the default keep (keep 1 with a band around the box released gradually; ``lib_initedit.reroll.keep``);
+the last column shows where the three rerolls changed the image.
 Last two rows: layout "a red circle and a blue square" with target boxes: the plain image and the probe's
 attention heatmaps on x_T, then the image with the default layout (noise edit + guided first steps,
 ``InitEditSpec()``), the heatmaps measured on the edited noise and the model's own attention at the first
@@ -85,12 +86,12 @@ def build(out: str, seed: int = 3, layout_seed: int = 12, steps: int = 20, scale
         box = (0.1, 0.1, 0.5, 0.5)
     regions = [[RerollRegion(box=box, seed=1000 + r)] for r in range(3)]
     rerolled, _ = reroll_batch(base.expand(3, *base.shape), regions, lambda seeds: SeedStream(base.shape, seeds))
-    default_keep = InitEditSpec().keep
-    keeps = sorted({0.0, default_keep, 1.0})
+    default_keep = (InitEditSpec().keep, InitEditSpec().keep_band)
+    keeps = sorted({(0.0, 0.0), default_keep, (1.0, 0.0)})  # (keep, band)
     reroll_rows = {}
-    for keep in keeps:  # one record serves the three variants (vary "reroll": same base seed)
-        blend = KeepBlend.from_regions(rec.records * 3, regions, (32, 32), keep)
-        reroll_rows[keep] = pipe.generate(rerolled, [cap1] * 3, hooks=SamplingHooks([blend]))
+    for keep, band in keeps:  # one record serves the three variants (vary "reroll": same base seed)
+        blend = KeepBlend.from_regions(rec.records * 3, regions, (32, 32), keep, band=band)
+        reroll_rows[keep, band] = pipe.generate(rerolled, [cap1] * 3, hooks=SamplingHooks([blend]))
 
     # Layout rows.
     cap2 = "a red circle and a blue square"
@@ -112,12 +113,14 @@ def build(out: str, seed: int = 3, layout_seed: int = 12, steps: int = 20, scale
         row = [first] + [_draw_box(_to_pil(i, scale), box, (255, 0, 255)) for i in reroll_rows[keep]]
         row.append(_draw_box(_change_pil(reroll_rows[keep], img0, S), box, (255, 0, 255), 1))
         panels.append(row)
-        tag = f"keep {keep:g}" + (" (default)" if keep == default_keep else "")
+        tag = f"keep {keep[0]:g}" + (f" band {keep[1]:g}" if keep[1] else "")
+        tag += " (default)" if keep == default_keep else ""
         labels.append(["seed image" if r == 0 else "", f"reroll 1, {tag}", f"reroll 2, {tag}", f"reroll 3, {tag}",
                        "|change| vs seed image"])
         notes.append(None)
-    notes[1 if len(keeps) > 1 else 0] = ("keep k: for the first k of\nthe steps, everything outside\nthe box "
-                                         "follows the seed\nimage (its recorded\ndenoised prediction)")
+    notes[1 if len(keeps) > 1 else 0] = ("keep k: for the first k of\nthe steps, the outside of\nthe box "
+                                         "follows the seed\nimage (its recorded\ndenoised prediction);\n"
+                                         "a band around the box\nis released gradually")
     steps_note = f"step {guide.watched_index + 1}" if guide.watched_index is not None else "after guidance"
     for img, map_sets, title in ((imgs[0], [(res.maps_before[0], "probe on x_T")], "layout: no edit"),
                                  (imgs[1], [(res.maps_after[0], "edited x_T")] +

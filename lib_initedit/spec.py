@@ -106,11 +106,11 @@ class InitEditSpec:
     method: str = fact("swap", choices=METHODS)
     layers: str = fact("level", choices=LAYER_CHOICES)
     heatmaps: bool = fact(False)
-    # fraction of the steps the outside of the regions follows the base image (docs/reroll-keep.md)
-    keep: float = fact(0.8, limits=(0.0, 1.0), legacy=0.0, section="reroll")
+    # fraction of the model calls the outside of the regions, beyond the band, follows the base image
+    keep: float = fact(1.0, limits=(0.0, 1.0), legacy=0.0, section="reroll")
     # width of the band around the regions (fraction of the shorter side) released gradually during the kept
-    # steps, nearest first; beyond it the outside follows for all of them (0: no band)
-    keep_band: float = fact(0.0, limits=(0.0, 0.25), legacy=0.0, section="reroll")
+    # calls, nearest first (0: no band, a hard edge at keep 1); toy-world tables: docs/reroll-keep.md
+    keep_band: float = fact(0.1, limits=(0.0, 0.25), legacy=0.0, section="reroll")
     # layout: in its box each phrase gets at least this % of the attention, outside it keeps at most (100 - this) %
     # of its own; 0 = off (guidance_units "logits": a score bias +- this instead)
     guidance: float = fact(90.0, limits=(0.0, MAX_GUIDANCE), legacy=0.0, section="layout")

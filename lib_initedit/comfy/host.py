@@ -305,7 +305,7 @@ class InitEditPatch:
             self._keep = None
             raise RuntimeError("InitEdit keep: the base generation was not recorded completely")
         blend = KeepBlend.from_regions(recorder.records, regions, (int(noise.shape[-2]), int(noise.shape[-1])),
-                                       self.spec.keep)
+                                       self.spec.keep, band=self.spec.keep_band)
         self._keep, self._calls = blend, 0
         try:
             return executor(new_noise, latent_image, rerolled_sampler, sigmas, denoise_mask, callback, disable_pbar,

@@ -56,7 +56,7 @@ SHAPES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "linear": _linear, "smoothstep": _smoothstep, "early": _early, "late": _late,
     "early-smooth": _early_smooth,
 }
-DEFAULT_SHAPE = "linear"
+DEFAULT_SHAPE = "early-smooth"  # measured against the other shapes and band widths: docs/reroll-keep.md
 
 
 def region_cells(regions: Sequence[RerollRegion], height: int, width: int) -> torch.Tensor:
@@ -73,23 +73,31 @@ def region_cells(regions: Sequence[RerollRegion], height: int, width: int) -> to
 
 def distance_to_cells(cells: torch.Tensor, reach: float) -> torch.Tensor:
     """(H, W) Euclidean distance from each cell's centre to the nearest selected cell (a unit square), in
-    cells: 0 on the selected cells, 0.5 next to them; ``inf`` where it is ``reach`` or more."""
+    cells: 0 on the selected cells, 0.5 next to them; ``inf`` where it is ``reach`` or more.
+
+    Separable, like an exact distance transform: the squared distance to the square of the cell (dy, dx) away
+    is ``g(dy) + g(dx)`` with ``g(d) = max(|d| - 0.5, 0)^2``, so a pass along the rows (the nearest selected
+    cell of each row) and one along the columns give the minimum over every cell within reach, in float64."""
     h, w = cells.shape
-    dist = torch.full((h, w), math.inf)
     if reach <= 0 or not bool(cells.any()):
-        return torch.where(cells, torch.zeros(h, w), dist)
+        return torch.where(cells, torch.zeros(h, w), torch.full((h, w), math.inf))
     r = int(math.ceil(reach + 0.5))
-    padded = torch.zeros(h + 2 * r, w + 2 * r, dtype=torch.bool)
-    padded[r:r + h, r:r + w] = cells
+    far = reach * reach
+    gap = [max(abs(d) - 0.5, 0.0) ** 2 for d in range(-r, r + 1)]
+    padded = torch.zeros(h, w + 2 * r, dtype=torch.bool)
+    padded[:, r:r + w] = cells
+    rows = torch.full((h, w), math.inf, dtype=torch.float64)  # squared gap to the nearest selected cell in the row
+    for dx in range(-r, r + 1):
+        if gap[dx + r] < far:
+            rows = torch.where(padded[:, r + dx:r + dx + w], rows.clamp(max=gap[dx + r]), rows)
+    rows_padded = torch.full((h + 2 * r, w), math.inf, dtype=torch.float64)
+    rows_padded[r:r + h] = rows
+    best = torch.full((h, w), math.inf, dtype=torch.float64)
     for dy in range(-r, r + 1):
-        gy = max(abs(dy) - 0.5, 0.0)
-        for dx in range(-r, r + 1):
-            d = math.hypot(gy, max(abs(dx) - 0.5, 0.0))
-            if d >= reach:
-                continue
-            hit = padded[r + dy:r + dy + h, r + dx:r + dx + w]  # cell p + (dy, dx) is selected
-            dist = torch.where(hit, torch.clamp(dist, max=d), dist)
-    return dist
+        if gap[dy + r] < far:
+            best = torch.minimum(best, rows_padded[r + dy:r + dy + h] + gap[dy + r])
+    dist = best.sqrt()
+    return torch.where(dist < reach, dist, torch.full_like(dist, math.inf)).float()
 
 
 def release_calls(distance: torch.Tensor, band_cells: float, kept: int, shape: str = DEFAULT_SHAPE) -> torch.Tensor:

@@ -1,21 +1,31 @@
 """Reroll locality on the toy model: how much a rerolled region changes inside and outside (``bench.py`` runs
-it), with and without "keep the rest" (``lib_initedit.reroll.keep``), through the shipped path: ``noise.reroll_batch``
-for the noise, ``keep.Recorder`` on the base generation, ``keep.KeepBlend`` on the reroll.
+it), with and without "keep the rest" (``lib_initedit.reroll.keep`` with its release map,
+``lib_initedit.reroll.release``), through the shipped path: ``noise.reroll_batch`` for the noise,
+``keep.Recorder`` on the base generation, ``keep.KeepBlend.from_regions`` on the reroll.
 
     python -m lib_initedit.toy.bench_reroll --n 200 --json reroll.json   # this part alone, with the keep table
+    python -m lib_initedit.toy.bench_reroll --picture keep.png           # seed image, rerolls, change maps
 
 Per entry: ``inside`` / ``outside`` mean |delta pixel| (0..1 scale) vs the base image (same noise, no reroll),
-``ratio`` = outside / inside. Keep entries (``keep <value>``, strength 1) add ``inside_vs_keep0`` (inside change
-relative to keep 0 at the same feather; ``core_vs_keep0`` the same for the box's core, pixels at least 3 px
-from its edge), ``outside_vs_new_seed`` (outside change relative to a new seed's,
-the "global variation, strength 1.0" entry) and ``seam``: the mean squared difference between neighbouring
-pixels across the box's border (one inside, one outside), divided by the same in the base image
-(1 = the border is as smooth as in a plain image; a hard cut shows as > 1).
+``ratio`` = outside / inside. Keep entries (strength 1) add ``beyond`` / ``in_band``: the outside change beyond
+the band and in it (the band of the row; rows without a band: a band of ``REFERENCE_BAND``),
+``beyond_exact`` (the outside beyond the band equals the base image bit for bit: the toy has no VAE, its
+image is its latent), ``inside_vs_keep0`` (inside change relative to keep 0; ``core_vs_keep0`` the same for the
+box's core, pixels at least 3 px from its edge), ``outside_vs_new_seed`` (outside change relative to a new
+seed's, the "global variation, strength 1.0" entry) and ``seam``: the mean squared difference between
+neighbouring pixels across the box's border (one inside, one outside), divided by the same in the base image
+(1 = the border is as smooth as in a plain image; a hard cut shows as > 1); ``seam_vs_keep0`` the same
+relative to keep 0's in this run; ``band_edge``: the same measure across the band's outer border (vs the base
+image's there). Logged and in the JSON, not in the table: ``local_seam``, the squared step across the box's
+border over the squared step along it in the same images (about 1 without an edge, whatever the content),
+and ``worst_local_seam``, the largest over the borders of the box grown by 0, 1, 2 ... px up to one past the
+band (rows without a band: ``REFERENCE_BAND``).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 
 import numpy as np
@@ -23,13 +33,22 @@ import torch
 
 from ..reroll.keep import KeepBlend, Recorder
 from ..reroll.noise import reroll_batch
+from ..reroll.release import DEFAULT_SHAPE, band_cells_mask, distance_to_cells, region_cells
 from ..sampling_hooks import SamplingHooks
 from ..spec import InitEditSpec, RerollRegion
 from .data import SIZE, random_prompt
 from .pipe import SeedStream, ToyPipe, seed_noise
 
-KEEPS = (0.0, 0.1, 0.25, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 1.0)
-FEATHERED = ((0.05, (0.0, 0.75, 1.0)),)  # (feather, keeps) measured besides feather 0
+# (keep, band, shape) rows; band 0 is the keep without a band (every element outside the regions follows the
+# base for the first keep fraction of the calls)
+ROWS = ((0.0, 0.0, DEFAULT_SHAPE), (0.8, 0.0, DEFAULT_SHAPE), (1.0, 0.0, DEFAULT_SHAPE),
+        *((1.0, band, "linear") for band in (0.05, 0.1, 0.15)),
+        *((1.0, band, "smoothstep") for band in (0.05, 0.1, 0.15, 0.2)),
+        *((1.0, band, "early") for band in (0.1, 0.15)),
+        *((1.0, band, "early-smooth") for band in (0.1, 0.15, 0.2)),
+        (1.0, 0.1, "late"), (0.8, 0.15, "smoothstep"))
+REFERENCE_BAND = 0.1  # rows without a band report "beyond" / "in the band" for a band of this width
+RINGS = 9  # borders measured: the box's, and those of the box grown by 1 .. RINGS px (the band's rings)
 CHUNK = 50  # images per generation call (hooks see a chunk at once)
 
 
@@ -39,8 +58,15 @@ def random_box(rng: np.random.Generator, lo: float = 0.3, hi: float = 0.5) -> tu
     return random_boxes(rng, 1, lo, hi)[0]
 
 
-def keep_name(keep: float, feather: float = 0.0) -> str:
-    return f"keep {keep:g}" + (f", feather {feather:g}" if feather else "")
+def keep_name(keep: float, band: float = 0.0, shape: str = DEFAULT_SHAPE) -> str:
+    if keep <= 0:
+        return "keep 0"
+    return f"keep {keep:g}" + (f", band {band:g} {shape}" if band > 0 else "")
+
+
+def is_default(keep: float, band: float, shape: str) -> bool:
+    d = InitEditSpec()
+    return keep == d.keep and band == d.keep_band and (band == 0 or shape == DEFAULT_SHAPE)
 
 
 def _generate(pipe: ToyPipe, x: torch.Tensor, caps: list[str], hook_for=None) -> torch.Tensor:
@@ -52,24 +78,63 @@ def _generate(pipe: ToyPipe, x: torch.Tensor, caps: list[str], hook_for=None) ->
     return torch.cat(out)
 
 
+def box_cells(boxes, size: int = SIZE) -> torch.Tensor:
+    """(n, size, size) bool: the rounded boxes (a pixel is inside when the box covers at least half of it)."""
+    masks = torch.zeros(len(boxes), size, size, dtype=torch.bool)
+    for i, (x0, y0, x1, y1) in enumerate(boxes):
+        masks[i, round(y0 * size):round(y1 * size), round(x0 * size):round(x1 * size)] = True
+    return masks
+
+
 def border_pairs(boxes, size: int = SIZE):
     """Per image, index pairs (inside pixel, outside neighbour) across the rounded box's four sides."""
+    return mask_border_pairs(box_cells(boxes, size))
+
+
+def mask_border_pairs(masks: torch.Tensor):
+    """Per image, index pairs (pixel in the mask, its 4-neighbour outside it) across the mask's border."""
     pairs = []
-    for x0, y0, x1, y1 in boxes:
-        a, b, c, d = round(x0 * size), round(y0 * size), round(x1 * size), round(y1 * size)
+    for m in masks:
+        h, w = m.shape
         ins, outs = [], []
-        for y in range(b, d):
-            if a > 0:
-                ins.append((y, a)), outs.append((y, a - 1))
-            if c < size:
-                ins.append((y, c - 1)), outs.append((y, c))
-        for x in range(a, c):
-            if b > 0:
-                ins.append((b, x)), outs.append((b - 1, x))
-            if d < size:
-                ins.append((d - 1, x)), outs.append((d, x))
-        pairs.append((torch.tensor(ins, dtype=torch.long).view(-1, 2), torch.tensor(outs, dtype=torch.long).view(-1, 2)))
+        for dy, dx in ((0, -1), (0, 1), (-1, 0), (1, 0)):
+            p = m.nonzero()
+            q = p + torch.tensor([dy, dx])
+            ok = (q[:, 0] >= 0) & (q[:, 0] < h) & (q[:, 1] >= 0) & (q[:, 1] < w)
+            p, q = p[ok], q[ok]
+            cross = ~m[q[:, 0], q[:, 1]]
+            ins.append(p[cross]), outs.append(q[cross])
+        pairs.append((torch.cat(ins), torch.cat(outs)))
     return pairs
+
+
+def along_pairs(masks: torch.Tensor):
+    """Per image, index pairs of neighbours running along the mask's border (both in the mask, or both out,
+    each next to a pair across it): the image's own roughness right at the border, to compare the step across
+    it with (``local_seam``)."""
+    pairs = []
+    for m in masks:
+        h, w = m.shape
+        a_list, b_list = [], []
+        for (dy, dx), (py, px) in (((0, 1), (1, 0)), ((1, 0), (0, 1))):  # across direction, along direction
+            for sy, sx in ((dy, dx), (-dy, -dx)):
+                p = m.nonzero()
+                q = p + torch.tensor([sy, sx])
+                p2, q2 = p + torch.tensor([py, px]), q + torch.tensor([py, px])
+                ok = ((q >= 0) & (q < torch.tensor([h, w]))).all(1) & ((p2 >= 0) & (p2 < torch.tensor([h, w]))).all(1) \
+                    & ((q2 >= 0) & (q2 < torch.tensor([h, w]))).all(1)
+                p, q, p2, q2 = p[ok], q[ok], p2[ok], q2[ok]
+                sel = ~m[q[:, 0], q[:, 1]] & m[p2[:, 0], p2[:, 1]] & ~m[q2[:, 0], q2[:, 1]]
+                a_list += [p[sel], q[sel]]
+                b_list += [p2[sel], q2[sel]]
+        pairs.append((torch.cat(a_list), torch.cat(b_list)))
+    return pairs
+
+
+def local_seam(images: torch.Tensor, masks: torch.Tensor) -> float:
+    """The squared step across the mask's border over the squared step along it, right there, in the same
+    images: about 1 for an image with no edge at the border whatever its content, > 1 for a seam."""
+    return border_energy(images, mask_border_pairs(masks)) / max(border_energy(images, along_pairs(masks)), 1e-12)
 
 
 def border_energy(images: torch.Tensor, pairs) -> float:
@@ -84,7 +149,7 @@ def border_energy(images: torch.Tensor, pairs) -> float:
     return total / max(1, count)
 
 
-def bench_reroll(pipe: ToyPipe, n: int, keeps=KEEPS, feathered=FEATHERED, log=print) -> dict:
+def bench_reroll(pipe: ToyPipe, n: int, rows=ROWS, strengths=(1.0, 0.5), log=print) -> dict:
     """Mean |delta pixel| (0..1 scale) outside / inside a rerolled box, vs global variation, and keep."""
     rng = np.random.default_rng(7)
     caps, boxes, base = [], [], []
@@ -96,7 +161,7 @@ def bench_reroll(pipe: ToyPipe, n: int, keeps=KEEPS, feathered=FEATHERED, log=pr
     base = torch.stack(base)
     streams = lambda seeds: SeedStream(base.shape[1:], seeds)  # noqa: E731
     variants = {}
-    for strength in (1.0, 0.5):
+    for strength in sorted(set(strengths) | {1.0}, reverse=True):
         variants[f"region, strength {strength}"] = reroll_batch(
             base, [[RerollRegion(box=boxes[i], seed=90_000 + i, strength=strength)] for i in range(n)], streams)[0]
         variants[f"global variation, strength {strength}"] = reroll_batch(
@@ -106,14 +171,24 @@ def bench_reroll(pipe: ToyPipe, n: int, keeps=KEEPS, feathered=FEATHERED, log=pr
 
     img0 = _generate(pipe, base, caps, lambda lo, hi: Recorder(on_complete=records.extend))
     assert len(records) == n
-    masks = torch.zeros(n, SIZE, SIZE, dtype=torch.bool)
-    for i, (x0, y0, x1, y1) in enumerate(boxes):
-        masks[i, round(y0 * SIZE):round(y1 * SIZE), round(x0 * SIZE):round(x1 * SIZE)] = True
+    masks = box_cells(boxes)
     core = torch.zeros_like(masks)  # inside, at least 3 px from the box's edge
     for i, (x0, y0, x1, y1) in enumerate(boxes):
         core[i, round(y0 * SIZE) + 3:round(y1 * SIZE) - 3, round(x0 * SIZE) + 3:round(x1 * SIZE) - 3] = True
     pairs = border_pairs(boxes)
     base_border = border_energy(img0, pairs)
+    regions = [[RerollRegion(box=boxes[i], seed=90_000 + i, strength=1.0)] for i in range(n)]
+    bands = {}
+    dist = torch.stack([distance_to_cells(region_cells(r, SIZE, SIZE), RINGS + 1.0) for r in regions])
+    ring_masks = [masks] + [masks | (dist < tau) for tau in range(1, RINGS + 1)]
+
+    def band_of(band: float):
+        """(in the band, beyond it, pairs across the band's outer border, the base image's energy there)"""
+        if band not in bands:
+            inb = torch.stack([band_cells_mask(r, SIZE, SIZE, band) for r in regions]) & ~masks
+            edge = mask_border_pairs(inb | masks)
+            bands[band] = (inb, ~masks & ~inb, edge, border_energy(img0, edge))
+        return bands[band]
 
     def measure(images):
         d = ((images - img0).abs().mean(dim=1) / 2)  # (n, H, W), 0..1 scale
@@ -122,40 +197,137 @@ def bench_reroll(pipe: ToyPipe, n: int, keeps=KEEPS, feathered=FEATHERED, log=pr
 
     out = {}
     for name, noise in variants.items():
+        if name == "region, strength 1.0" and any(k == 0 for k, _, _ in rows):
+            continue  # the same images as the keep 0 row
         out[name] = measure(_generate(pipe, noise, caps))
     new_seed = out["global variation, strength 1.0"]["outside"]
-    configs = [(0.0, k) for k in keeps] + [(f, k) for f, ks in feathered for k in ks]
-    keep0 = {}
-    for feather, keep in configs:
+    x, _ = reroll_batch(base, regions, streams)
+    keep0 = None
+    for keep, band, shape in sorted(rows, key=lambda r: r[0] > 0):  # keep 0 first: the others compare with it
         t0 = time.time()
-        regions = [[RerollRegion(box=boxes[i], seed=90_000 + i, strength=1.0, feather=feather)] for i in range(n)]
-        x, _ = reroll_batch(base, regions, streams)
         images = _generate(pipe, x, caps, lambda lo, hi: KeepBlend.from_regions(
-            records[lo:hi], regions[lo:hi], (SIZE, SIZE), keep))
+            records[lo:hi], regions[lo:hi], (SIZE, SIZE), keep, band=band, shape=shape))
         cell = measure(images)
-        keep0.setdefault(feather, cell)  # keep 0 comes first for every feather
-        cell.update(keep=keep, feather=feather, default=keep == InitEditSpec().keep and feather == 0,
-                    inside_vs_keep0=cell["inside"] / keep0[feather]["inside"],
-                    core_vs_keep0=cell["inside_core"] / keep0[feather]["inside_core"],
-                    outside_vs_new_seed=cell["outside"] / new_seed,
-                    seam=border_energy(images, pairs) / base_border, seconds=round(time.time() - t0, 1))
-        out[keep_name(keep, feather)] = cell
-        log(f"  {keep_name(keep, feather):22s} inside {cell['inside']:.4f} outside {cell['outside']:.4f} "
-            f"ratio {cell['ratio']:.3f} inside/keep0 {cell['inside_vs_keep0']:.3f} core/keep0 {cell['core_vs_keep0']:.3f} seam {cell['seam']:.3f} "
-            f"({cell['seconds']}s)")
+        inb, beyond, edge, edge0 = band_of(band if band > 0 else REFERENCE_BAND)
+        d = ((images - img0).abs().mean(dim=1) / 2)
+        far = beyond[:, None].expand_as(images)
+        cell.update(keep=keep, band=band, shape=shape,
+                    beyond=float(d[beyond].mean()), in_band=float(d[inb].mean()),
+                    beyond_exact=bool(torch.equal(images[far], img0[far])),
+                    seam=border_energy(images, pairs) / base_border, band_edge=border_energy(images, edge) / edge0)
+        reach = math.ceil((band if band > 0 else REFERENCE_BAND) * SIZE) + 1  # the band's rings and its outer edge
+        cell["local_seams"] = [local_seam(images, ring) for ring in ring_masks[:reach + 1]]
+        cell["local_seam"], cell["worst_local_seam"] = cell["local_seams"][0], max(cell["local_seams"])
+        keep0 = keep0 or cell
+        cell.update(inside_vs_keep0=cell["inside"] / keep0["inside"],
+                    core_vs_keep0=cell["inside_core"] / keep0["inside_core"],
+                    outside_vs_new_seed=cell["outside"] / new_seed, seam_vs_keep0=cell["seam"] / keep0["seam"],
+                    seconds=round(time.time() - t0, 1))
+        if keep == 0:
+            out["region, strength 1.0"] = {k: cell[k] for k in ("n", "inside", "outside", "ratio", "inside_core")}
+        out[keep_name(keep, band, shape)] = cell
+        log(f"  {keep_name(keep, band, shape):28s} inside {cell['inside']:.4f} beyond {cell['beyond']:.4f} "
+            f"band {cell['in_band']:.4f} ratio {cell['ratio']:.3f} inside/keep0 {cell['inside_vs_keep0']:.3f} "
+            f"seam {cell['seam']:.3f} (/keep0 {cell['seam_vs_keep0']:.3f}) band edge {cell['band_edge']:.3f} "
+            f"local seam {cell['local_seam']:.3f} "
+            f"worst local {cell['worst_local_seam']:.3f} "
+            f"exact {cell['beyond_exact']} ({cell['seconds']}s)")
     return out
 
 
 def keep_table(res: dict) -> str:
-    lines = ["| reroll | inside | outside | outside/inside | inside vs keep 0 | box core vs keep 0 | outside vs new seed | seam |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| reroll | inside | outside beyond the band | outside in the band | outside/inside | inside vs keep 0 "
+             "| box core vs keep 0 | seam | seam vs keep 0 | band's outer edge | beyond = base |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, c in res.items():
         if "keep" in c:
-            lines.append(f"| {name}{' (default)' if c.get('default') else ''} | {c['inside']:.4f} | {c['outside']:.4f} | "
-                         f"{c['ratio']:.3f} | {c['inside_vs_keep0']:.3f} | {c['core_vs_keep0']:.3f} | {c['outside_vs_new_seed']:.4f} | {c['seam']:.3f} |")
-        else:
-            lines.append(f"| {name} | {c['inside']:.4f} | {c['outside']:.4f} | {c['ratio']:.3f} | | | | |")
+            default = is_default(c["keep"], c["band"], c["shape"])
+            lines.append(f"| {name}{' (default)' if default else ''} | {c['inside']:.4f} | {c['beyond']:.4f} | "
+                         f"{c['in_band']:.4f} | {c['ratio']:.3f} | {c['inside_vs_keep0']:.3f} | "
+                         f"{c['core_vs_keep0']:.3f} | "
+                         f"{c['seam']:.3f} | {c['seam_vs_keep0']:.3f} | {c['band_edge']:.3f} | "
+                         f"{'bit for bit' if c['beyond_exact'] else 'no'} |")
+        elif name.startswith("global variation, strength 1"):
+            lines.append(f"| {name} (a new seed) | {c['inside']:.4f} | | | {c['ratio']:.3f} | | | | | | |")
     return "\n".join(lines)
+
+
+def picture(pipe: ToyPipe, out: str, seed: int = 3, box=(0.45, 0.42, 0.95, 0.95), reroll_seeds=(1000, 1001, 1002),
+            scale: int = 5) -> None:
+    """Seed image and three rerolls of one box at keep 0, keep 1 without a band and the default keep, with the
+    change maps (mean |delta| of the three vs the seed image; white = 0.5 of the range or more). The band's
+    outer border is drawn in cyan on the default row's change map."""
+    from PIL import Image, ImageDraw
+
+    from ..demo import _change_pil, _draw_box, _to_pil
+
+    cap = "a red circle and a blue square"
+    base = seed_noise(seed)[None]
+    regions = [[RerollRegion(box=box, seed=s)] for s in reroll_seeds]
+    n = len(reroll_seeds)
+    x, _ = reroll_batch(base.expand(n, *base.shape[1:]), regions, lambda seeds: SeedStream(base.shape[1:], seeds))
+    rec = Recorder()
+    img0 = pipe.generate(base, [cap], hooks=SamplingHooks([rec]))[0]
+    d = InitEditSpec()
+    rows = [(0.0, 0.0, "keep 0 (the reroll alone)"), (1.0, 0.0, "keep 1, no band"),
+            (d.keep, d.keep_band, f"keep {d.keep:g}, band {d.keep_band:g} (default)")]
+    S = SIZE * scale
+    pad, label_h = 6, 14
+    row_h = label_h + S + label_h + pad
+    sheet = Image.new("RGB", (pad + (n + 2) * (S + pad), len(rows) * row_h), (24, 24, 24))
+    draw = ImageDraw.Draw(sheet)
+    for r, (keep, band, tag) in enumerate(rows):
+        imgs = pipe.generate(x, [cap] * n, hooks=SamplingHooks([KeepBlend.from_regions(rec.records * n, regions,
+                                                                                       (SIZE, SIZE), keep, band=band)]))
+        tiles = [_to_pil(img0, scale)] + [_draw_box(_to_pil(i, scale), box, (255, 0, 255)) for i in imgs]
+        change = _draw_box(_change_pil(imgs, img0, S), box, (255, 0, 255), 1)
+        if band > 0:
+            m = band_cells_mask(regions[0], SIZE, SIZE, band) | box_cells([box])[0]
+            for (py, px), (qy, qx) in zip(*[t.tolist() for t in mask_border_pairs(m[None])[0]]):
+                y0, x0 = (max(py, qy)) * scale, (max(px, qx)) * scale  # the edge between the two pixels
+                if py == qy:
+                    ImageDraw.Draw(change).line([x0, py * scale, x0, (py + 1) * scale - 1], fill=(0, 220, 255))
+                else:
+                    ImageDraw.Draw(change).line([px * scale, y0, (px + 1) * scale - 1, y0], fill=(0, 220, 255))
+        y = r * row_h + label_h
+        for c, (tile, text) in enumerate(zip(tiles + [change], ["seed image"] + [f"reroll {k + 1}" for k in range(n)]
+                                             + ["change"])):
+            sheet.paste(tile, (pad + c * (S + pad), y))
+            draw.text((pad + c * (S + pad), y + S + 1), text if c else ("seed image" if r == 0 else ""),
+                      fill=(220, 220, 220))
+        draw.text((pad + (S + pad), y - label_h + 1), tag, fill=(255, 255, 255))
+    sheet.save(out)
+
+
+def keep_cost(repeats: int = 20) -> dict:
+    """Milliseconds the keep step adds, without and with a band, at SD 512 (4x64x64) and SDXL 1024 (4x128x128)
+    latents, batch 2: building the blend (masks and release maps, once a batch) and one call's blend."""
+    out = {}
+    for name, (c, h, w) in (("SD 512", (4, 64, 64)), ("SDXL 1024", (4, 128, 128))):
+        base = [BaseRecordLike(torch.randn(c, h, w)) for _ in range(2)]
+        regions = [[RerollRegion(box=(0.3, 0.25, 0.62, 0.7), seed=1)], [RerollRegion(box=(0.1, 0.5, 0.4, 0.9), seed=2)]]
+        x = torch.randn(2, c, h, w)
+        for band in (0.0, InitEditSpec().keep_band or 0.1, 0.25):
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                blend = KeepBlend.from_regions(base, regions, (h, w), 1.0, band=band)
+            build = (time.perf_counter() - t0) / repeats * 1000
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                blend.after_call(0, 1, x)
+            call = (time.perf_counter() - t0) / repeats * 1000
+            out[f"{name}, band {band:g}"] = dict(build_ms=round(build, 2), call_ms=round(call, 3))
+    return out
+
+
+class BaseRecordLike:
+    """A one-call base record (keep_cost only needs its length and its first call)."""
+
+    def __init__(self, call: torch.Tensor):
+        self.calls = [call]
+
+    def __len__(self) -> int:
+        return 1
 
 
 def main(argv=None) -> dict:
@@ -163,20 +335,31 @@ def main(argv=None) -> dict:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--guidance", type=float, default=5.0)
-    ap.add_argument("--keeps", default=",".join(f"{k:g}" for k in KEEPS))
-    ap.add_argument("--feather", type=float, default=FEATHERED[0][0], help="also measure this feather (0: none)")
-    ap.add_argument("--feather-keeps", default="0,0.75,1")
+    ap.add_argument("--rows", default=None, help="keep:band:shape,... (default: the ROWS table)")
+    ap.add_argument("--strengths", default="1,0.5", help="strengths of the region / global variation entries")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--picture", default=None, help="write the keep picture (PNG) instead of the table")
+    ap.add_argument("--cost", action="store_true", help="time the keep step with and without a band instead")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
+    if a.cost:
+        res = keep_cost()
+        for k, v in res.items():
+            print(f"{k:22s} build {v['build_ms']:8.2f} ms   one call {v['call_ms']:7.3f} ms")
+        return res
     from .model import load
 
     pipe = ToyPipe(load(), steps=a.steps, guidance=a.guidance)
-    keeps = tuple(float(k) for k in a.keeps.split(","))
-    feathered = ((a.feather, tuple(float(k) for k in a.feather_keeps.split(","))),) if a.feather > 0 else ()
+    if a.picture:
+        picture(pipe, a.picture)
+        return {}
+    rows = ROWS if a.rows is None else tuple(
+        (float(k), float(b), s) for k, b, s in (r.split(":") for r in a.rows.split(",")))
+    strengths = tuple(float(s) for s in a.strengths.split(","))
     t0 = time.time()
-    res = dict(config=dict(n=a.n, steps=a.steps, guidance=a.guidance), reroll=bench_reroll(pipe, a.n, keeps, feathered))
+    res = dict(config=dict(n=a.n, steps=a.steps, guidance=a.guidance),
+               reroll=bench_reroll(pipe, a.n, rows, strengths))
     res["seconds"] = round(time.time() - t0, 1)
     print(keep_table(res["reroll"]))
     print(f"total {res['seconds']}s")
