@@ -72,13 +72,19 @@ def test_mask_input_whole_image_is_seed_r(comfy):
 @pytest.mark.parametrize("sampler", ["euler", "euler_ancestral"])
 def test_keep_1_keeps_the_latent_outside_bit_for_bit(comfy, sampler):
     base = run_latent(comfy, wf.base(seed=21, sampler=sampler))
-    spec = {"reroll": [{"box": [0.25, 0.25, 0.75, 0.75], "seed": 77, "strength": 1.0}], "keep": 1.0}
+    spec = {"reroll": [{"box": [0.25, 0.25, 0.75, 0.75], "seed": 77, "strength": 1.0}], "keep": 1.0, "keep_band": 0.0}
     got = run_latent(comfy, wf.with_reroll(wf.base(seed=21, sampler=sampler), spec))
     h, w = got.shape[-2:]
     inside = np.zeros((h, w), bool)
     inside[h // 4: 3 * h // 4, w // 4: 3 * w // 4] = True
     outside = ~inside
     assert got[:, :, outside].equal(base[:, :, outside])
+    # with a band (0.1 of 16 cells), the outside beyond the band is still the base's, bit for bit
+    banded = run_latent(comfy, wf.with_reroll(wf.base(seed=21, sampler=sampler), {**spec, "keep_band": 0.1}))
+    near = np.zeros((h, w), bool)
+    near[h // 4 - 2: 3 * h // 4 + 2, w // 4 - 2: 3 * w // 4 + 2] = True
+    assert banded[:, :, ~near].equal(base[:, :, ~near])
+    assert not banded[:, :, near & outside].equal(base[:, :, near & outside])  # the band is released gradually
     assert (got[:, :, inside] - base[:, :, inside]).abs().mean() > 0.05
     free = run_latent(comfy, wf.with_reroll(wf.base(seed=21, sampler=sampler), {**spec, "keep": 0.0}))
     assert not free[:, :, outside].equal(base[:, :, outside])  # keep 0: the outside may move (the check can fail)
@@ -165,15 +171,15 @@ def test_guidance_acts_through_attn2_replace_patches(comfy):
     spec = {"layout": [{"phrase": "cat", "box": [0.0, 0.0, 0.5, 1.0]}, {"phrase": "red car", "box": [0.5, 0, 1, 1]}]}
 
     def graph(patched, guidance):
-        g = wf.with_layout(wf.base(seed=9, size=128), {**spec, "guidance": guidance})
+        g = wf.with_layout(wf.base(seed=9, size=128), spec if guidance else {**spec, "guidance": 0})
         if patched:
             g["70"] = {"class_type": "InitEditTestPlainReplacePatch", "inputs": {"model": ["1", 0]}}
             g["30"]["inputs"]["model"] = ["70", 0]
         return g
 
-    guided = run_latent(comfy, graph(False, 8))
-    guided_patched = run_latent(comfy, graph(True, 8))
-    unguided_patched = run_latent(comfy, graph(True, 0))
+    guided = run_latent(comfy, graph(False, True))  # the spec's default guidance
+    guided_patched = run_latent(comfy, graph(True, True))
+    unguided_patched = run_latent(comfy, graph(True, False))
     assert not guided_patched.equal(unguided_patched)
     assert (guided_patched - guided).abs().max() < 1e-4, (guided_patched - guided).abs().max()
 
@@ -200,7 +206,7 @@ def test_example_workflows_run(comfy, name):
 
 def test_an_interrupt_inside_a_guided_layout_leaves_nothing_on_the_shared_model(comfy):
     spec = {"layout": [{"phrase": "cat", "box": [0.0, 0.25, 0.5, 0.75]},
-                       {"phrase": "red car", "box": [0.5, 0.25, 1.0, 0.75]}], "guidance": 8, "guidance_steps": 1.0}
+                       {"phrase": "red car", "box": [0.5, 0.25, 1.0, 0.75]}], "guidance_steps": 1.0}
     g = wf.with_reroll(wf.with_layout(wf.base(seed=13, size=256, steps=40), spec),
                        {"reroll": [{"box": [0, 0, 0.5, 0.5], "seed": 2}], "keep": 1.0})
     g["20"]["inputs"]["model"] = ["30", 0]  # checkpoint -> Layout -> Region Reroll -> KSampler

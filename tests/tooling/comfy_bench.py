@@ -24,9 +24,9 @@ def kinds(size, steps):
     return {
         "plain": base,
         "reroll, keep 0": lambda s: wf.with_reroll(base(s), {"reroll": BOX, "keep": 0.0}),
-        "reroll, keep 0.8 (default)": lambda s: wf.with_reroll(base(s), {"reroll": BOX}),
+        "reroll, keep 0.8": lambda s: wf.with_reroll(base(s), {"reroll": BOX, "keep": 0.8}),
         "layout, guidance 0": lambda s: wf.with_layout(base(s), {**LAYOUT, "guidance": 0}),
-        "layout, default (guidance 8)": lambda s: wf.with_layout(base(s), LAYOUT),
+        "layout, default guidance": lambda s: wf.with_layout(base(s), LAYOUT),
     }
 
 
