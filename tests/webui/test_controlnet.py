@@ -386,7 +386,7 @@ def test_keep_1_outside_is_the_base_latent_with_controlnet(cnui):
     ui, model = cnui
     run(ui, units=[canny(model)], fresh=True)
     base = _latest_latent()
-    spec = {"reroll": [{"box": KEEP_BOX, "seed": SEED_R}], "keep": 1.0}
+    spec = {"reroll": [{"box": KEEP_BOX, "seed": SEED_R}], "keep": 1.0, "keep_band": 0.0}  # outside = the whole rest
     js = run(ui, units=[canny(model)], spec=spec, fresh=True)
     kept = _latest_latent()
     assert not initedit_error(js)

@@ -61,9 +61,10 @@ def latent_outside(latent):
 
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_keep_1_outside_is_the_base_latent_bit_for_bit(webui, sampler):
+    """keep 1 without a band: every latent element outside the box is the base's."""
     gen(webui, seed=5, sampler_name=sampler)
     base = latest_latent()
-    gen(webui, {**region(), "keep": 1.0}, seed=5, sampler_name=sampler)
+    gen(webui, {**region(), "keep": 1.0, "keep_band": 0.0}, seed=5, sampler_name=sampler)
     kept = latest_latent()
     gen(webui, {**region(), "keep": 0.0}, seed=5, sampler_name=sampler)
     free = latest_latent()
@@ -73,13 +74,35 @@ def test_keep_1_outside_is_the_base_latent_bit_for_bit(webui, sampler):
     assert float((kept - base)[..., ~out].abs().mean()) > 0.5 * float((free - base)[..., ~out].abs().mean())
 
 
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_the_default_keep_is_the_base_latent_beyond_the_band_and_the_band_adapts(webui, sampler):
+    """keep 1 with the default band: beyond the band the latent is the base's, bit for bit; in the band it moves."""
+    import torch
+
+    from lib_initedit.reroll.release import band_cells_mask, region_cells
+    from lib_initedit.spec import InitEditSpec, RerollRegion
+
+    gen(webui, seed=5, sampler_name=sampler)
+    base = latest_latent()
+    js = gen(webui, region(), seed=5, sampler_name=sampler)
+    kept = latest_latent()
+    band = InitEditSpec().keep_band
+    assert initedit_of(js)["keep_band"] == band > 0
+    h, w = base.shape[-2:]
+    box = [RerollRegion(box=tuple(BOX))]
+    inside = region_cells(box, h, w)
+    near = inside | band_cells_mask(box, h, w, band)
+    assert bool((~near).any()) and torch.equal(kept[..., ~near], base[..., ~near])
+    assert not torch.equal(kept[..., near & ~inside], base[..., near & ~inside])
+
+
 @pytest.mark.parametrize("sampler", ["Euler", "Euler a", "DPM++ 2M SDE"])
 def test_keep_1_pixels_outside_change_far_less_than_keep_0(webui, sampler):
     """In pixels the VAE decoder's reach (its mid-block attention sees the whole latent) still carries a
     little of the region's change outside; far from the box it is a fraction of keep 0's."""
     base = pixels(gen(webui, seed=5, sampler_name=sampler))
     free = pixels(gen(webui, {**region(), "keep": 0.0}, seed=5, sampler_name=sampler))
-    kept = pixels(gen(webui, {**region(), "keep": 1.0}, seed=5, sampler_name=sampler))
+    kept = pixels(gen(webui, {**region(), "keep": 1.0, "keep_band": 0.0}, seed=5, sampler_name=sampler))
     new_seed = pixels(gen(webui, seed=6, sampler_name=sampler))
     far, inside = outside_mask(margin=16), ~outside_mask()
     assert change(kept, base, inside) > 0.5 * change(free, base, inside)  # the region really changed
@@ -107,7 +130,8 @@ def test_batch_of_variants_shares_the_outside(webui):
     in all of them, bit for bit, and the same as the image without the reroll."""
     gen(webui, seed=8)
     base = latest_latent()
-    js = gen(webui, {**region(seed=300), "keep": 1.0, "vary": "reroll"}, seed=8, batch_size=2, n_iter=2)
+    js = gen(webui, {**region(seed=300), "keep": 1.0, "keep_band": 0.0, "vary": "reroll"}, seed=8, batch_size=2,
+             n_iter=2)
     latents = latest_latent(count=2)
     out = latent_outside(base)
     assert latents.shape[0] == 4
