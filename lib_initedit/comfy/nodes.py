@@ -21,7 +21,7 @@ CATEGORY = "InitEdit"
 MAX_SEED = 2**32 - 1
 
 DEFAULT_REROLL = json.dumps({"reroll": [{"box": [0.25, 0.25, 0.75, 0.75], "seed": 1, "strength": 1.0,
-                                         "feather": 0.05}], "keep": 0.8})
+                                         "feather": 0.05}]})  # keep, vary ...: the spec's defaults
 DEFAULT_LAYOUT = json.dumps({"layout": [{"phrase": "cat", "box": [0.0, 0.25, 0.5, 0.75]},
                                         {"phrase": "red car", "box": [0.5, 0.25, 1.0, 0.75]}]})
 

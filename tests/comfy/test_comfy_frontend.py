@@ -85,13 +85,18 @@ def test_box_editor_draws_a_box_into_the_spec_widget(comfy, page):
         page.mouse.move(box["x"] + to[0] * box["width"], box["y"] + to[1] * box["height"], steps=5)
         page.mouse.up()
 
+    page.evaluate("""() => { const n = window.app.graph._nodes.find(n => n.type === 'InitEditRegionReroll');
+        const w = n.widgets.find(w => w.name === 'spec');
+        w.value = JSON.stringify({reroll: [{box: [0, 0, 0.2, 0.2], seed: 5}], keep: 0.5, vary: 'reroll'});
+        w.callback?.(w.value); }""")
     before = spec_of("InitEditRegionReroll")
     drag(0, (0.1, 0.2), (0.6, 0.7))
     after = spec_of("InitEditRegionReroll")
     assert len(after["reroll"]) == len(before["reroll"]) + 1
     x0, y0, x1, y1 = after["reroll"][-1]["box"]
     assert abs(x0 - 0.1) < 0.03 and abs(y0 - 0.2) < 0.03 and abs(x1 - 0.6) < 0.03 and abs(y1 - 0.7) < 0.03
-    assert after["keep"] == before["keep"]  # the rest of the spec is kept as it was
+    assert {k: v for k, v in after.items() if k != "reroll"} == {"keep": 0.5, "vary": "reroll"}  # the rest as it was
+    assert after["reroll"][:-1] == before["reroll"] and after["reroll"][-1]["seed"] == 5  # the last region's seed
     page.locator(".initedit-phrase").first.fill("dog")
     drag(1, (0.5, 0.5), (0.9, 0.95))
     layout = spec_of("InitEditLayout")["layout"]
