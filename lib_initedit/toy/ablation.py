@@ -19,12 +19,12 @@ from ..layout.placement import box_cells, box_coverage
 from .pipe import ToyPipe
 
 NO_SIZE = dict(size_power=0.0)  # the same bias for every box size
-LOGITS = dict(guidance_units="logits")  # guidance in the score-bias unit of infotexts written before units
-OLD = dict(LOGITS, guidance=8.0)  # the shipped guidance before the "share" unit: +-8 logits
+LOGITS = dict(guidance_units="logits")  # guidance as a fixed score bias
+OLD = dict(LOGITS, guidance=8.0)  # +-8 logits: what an infotext without guidance_units means
 METHODS = {  # key -> spec-like setting: InitEditSpec fields (None: no edit)
     "none": None,
     "default": {},
-    "legacy": OLD,  # the shipped default before the "share" unit: +-8 logits, everything else as the default
+    "legacy": OLD,  # +-8 logits, everything else as the default
     "share50": dict(guidance=50.0),
     "share70": dict(guidance=70.0),
     "share80": dict(guidance=80.0),
@@ -85,7 +85,7 @@ LABELS = {"none": "no edit", "default": "the default (InitEditSpec())", "paper":
           "rebuild": "full rebuild, 1 round", "rounds2": "swap, 2 rounds", "rounds3": "swap, 3 rounds",
           "level": "swap, all 8x8 down layers (2)", "layer5": "swap, first 8x8 layer only (input_blocks.5.1)",
           "level2r": "swap, all 8x8 layers, 2 rounds", "levelrb": "rebuild, all 8x8 layers",
-          "legacy": "+-8 logits (the default before share units)"}
+          "legacy": "the default with guidance +-8 logits (guidance_units \"logits\")"}
 
 
 

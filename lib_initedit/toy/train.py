@@ -1,6 +1,7 @@
 """Train the toy model. Deterministic (fixed seeds, scenes drawn by step), CPU-friendly.
 
     python -m lib_initedit.toy.train --out lib_initedit/toy/weights/toy.safetensors --steps N
+    python -m lib_initedit.toy.train --init old.safetensors --out new.safetensors --steps N   # continue training
 
 The learning rate is constant after a short warm-up (no dependence on the total), so a run stopped
 early by SIGTERM/Ctrl-C at step N saves exactly what ``--steps N`` would have produced.
@@ -66,11 +67,18 @@ def main(argv=None) -> None:
     ap.add_argument("--snapshot-every", type=int, default=250)
     ap.add_argument("--sink-share", type=float, default=0.6, help="start token's target attention share")
     ap.add_argument("--sink-weight", type=float, default=0.05, help="0: no start-token loss")
+    ap.add_argument("--init", default=None, help="start from these weights (model and EMA) instead of random ones")
+    ap.add_argument("--first-step", type=int, default=0, help="scenes from this step on (continued training: "
+                                                             "the steps the --init weights were trained for)")
     a = ap.parse_args(argv)
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     model = ToyModel()
+    if a.init:
+        from safetensors.torch import load_file
+
+        model.load_state_dict({k: v.float() for k, v in load_file(a.init).items()})
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.0)
     warm = 100
@@ -84,7 +92,8 @@ def main(argv=None) -> None:
     for step in range(a.steps):
         if stop:
             break
-        seeds = range(1_000_000 + step * a.batch, 1_000_000 + (step + 1) * a.batch)
+        first = 1_000_000 + (a.first_step + step) * a.batch
+        seeds = range(first, first + a.batch)
         x0, caps = data.batch(seeds)
         drop = torch.rand(a.batch, generator=gen) < a.p_uncond
         caps = ["" if d else c for c, d in zip(caps, drop.tolist())]
@@ -102,7 +111,7 @@ def main(argv=None) -> None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        d = min(a.ema, (1 + step) / (10 + step))
+        d = a.ema if a.init else min(a.ema, (1 + step) / (10 + step))
         with torch.no_grad():
             for pe, pm in zip(ema.parameters(), model.parameters()):
                 pe.lerp_(pm, 1 - d)
@@ -113,10 +122,11 @@ def main(argv=None) -> None:
             print(f"step {step} loss {run:.4f} start-token shortfall {run_aux:.3f} lr {sched.get_last_lr()[0]:.2e} {time.time() - t0:.0f}s", flush=True)
         if a.snapshot_every and step and step % a.snapshot_every == 0:
             save(ema, a.out + ".partial", {"step": step})
-    meta = {"steps": done, "batch": a.batch, "lr": a.lr, "ema": a.ema, "seed": a.seed, "sink_share": a.sink_share,
+    meta = {"steps": done, "init": a.init or "", "first_step": a.first_step, "batch": a.batch, "lr": a.lr, "ema": a.ema, "seed": a.seed, "sink_share": a.sink_share,
             "sink_weight": a.sink_weight, "wall_s": round(time.time() - t0),
             "command": f"python -m lib_initedit.toy.train --out {a.out} --steps {done} --batch {a.batch} "
-                       f"--sink-share {a.sink_share} --sink-weight {a.sink_weight}"}
+                       f"--sink-share {a.sink_share} --sink-weight {a.sink_weight}"
+                       + (f" --init {a.init} --first-step {a.first_step}" if a.init else "")}
     save(ema, a.out, meta)
     print(f"done in {time.time() - t0:.0f}s -> {a.out}", flush=True)
 

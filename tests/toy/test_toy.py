@@ -62,6 +62,28 @@ def test_sampling_is_deterministic(pipe):
     assert not torch.allclose(a[0], a[1])
 
 
+def test_the_start_token_takes_most_of_the_attention(pipe):
+    """The shipped toy attends like SD: the start token takes most of each query's cross-attention."""
+    from lib_initedit.toy.attention_stats import attention_stats
+
+    stats = attention_stats(pipe, n=2)
+    assert stats["start"]["median"] > 0.5 and stats["top"]["median"] >= stats["start"]["median"]
+    assert stats["range"]["median"] > 4
+
+
+def test_scenes_may_touch_overlap_and_sit_at_the_border():
+    from lib_initedit.toy.data import random_objects
+
+    import numpy as np
+    rng = np.random.default_rng(0)
+    scenes = [random_objects(rng, 3) for _ in range(300)]
+    gaps = [np.hypot(a.cx - b.cx, a.cy - b.cy) - a.r - b.r for objs in scenes
+            for i, a in enumerate(objs) for b in objs[i + 1:]]
+    assert min(gaps) < 0 and sum(g > 1 for g in gaps) > len(gaps) / 3  # overlaps, and scenes kept apart
+    near = [o for objs in scenes for o in objs if min(o.cx, o.cy, 32 - o.cx, 32 - o.cy) < o.r]
+    assert near and all(min(o.cx, o.cy, 32 - o.cx, 32 - o.cy) >= 0.7 * o.r - 1e-9 for objs in scenes for o in objs)
+
+
 @pytest.mark.parametrize("shape", ["circle", "square", "triangle"])
 def test_detector_finds_planted_shapes(shape):
     objs = [Obj("red", shape, 8.0, 9.0, 5.0), Obj("yellow", "circle", 23.0, 22.0, 6.0)]
