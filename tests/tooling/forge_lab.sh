@@ -27,7 +27,7 @@
 #      REFORGE_LAB (reforge / classic, $HOME/reforge-lab / $HOME/classic-lab); MIRRORS (default: the nearest
 #      .mirror folder above this file, else /work/.mirror); another commit: FORGE_MIRROR / FORGE_BRANCH /
 #      FORGE_COMMIT (forge), NEO_MIRROR / NEO_COMMIT (neo), WEBUI_MIRROR / WEBUI_COMMIT (reforge / classic);
-#      PYTHON, FORCE_MODELS=1, SKIP_SDXL=1, NEO_FAMILIES="lumina2" (non-UNet checkpoints, Neo only),
+#      PYTHON, FORCE_MODELS=1, SKIP_SDXL=1, NEO_FAMILIES="lumina2 anima" (non-UNet checkpoints, Neo only),
 #      WEBUI_LAB_TOOLS (the A1111 lab's tools/ folder).
 # reForge and Classic use the Forge lab's checkpoints (linked from $FORGE_LAB/models, built there when absent);
 # Forge and Neo build their own with their own network classes (make_tiny_forge_checkpoint.py).
@@ -348,8 +348,9 @@ checkpoints() {
       fi
       sha256sum "$CKPT_XL" | sed 's/^/   /'
     fi
-    # non-UNet families (Neo), NEO_FAMILIES=lumina2: a 2-layer Lumina 2 DiT with a full-shape random Gemma 2 2B
-    # text encoder and the 16-channel Flux VAE in Neta-Lumina's all-in-one layout (6.4 GB, ~5 min here)
+    # non-UNet families (Neo), NEO_FAMILIES="lumina2 anima": lumina2: a 2-layer Lumina 2 DiT with a full-shape
+    # random Gemma 2 2B text encoder and the 16-channel Flux VAE in Neta-Lumina's all-in-one layout (6.4 GB, ~5 min
+    # here); anima: the full-size Anima DiT (2 B), Qwen3 0.6B with its LLM adapter, the 3-D Wan VAE (5.5 GB)
     local fam
     for fam in ${NEO_FAMILIES:-}; do
       [[ "$LINE" == neo ]] || { echo "   NEO_FAMILIES: only for LINE=neo"; break; }

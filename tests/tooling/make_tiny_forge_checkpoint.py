@@ -143,17 +143,18 @@ LUMINA2_DIT = dict(  # what Neo's huggingface_guess reads back for Lumina 2 (dim
 )
 
 
-def random_like_meta(module: torch.nn.Module, seed: int, dtype=torch.float16) -> dict[str, torch.Tensor]:
+def random_like_meta(module: torch.nn.Module, seed: int, dtype=torch.float16, norm: float = 0.0) -> dict[str, torch.Tensor]:
     """Random weights for a module built on the meta device, tensor by tensor straight in ``dtype`` (a
     full-shape 2.6 B-parameter text encoder never exists in fp32): N(0, 0.02) for matrices and embeddings,
-    zeros for 1-D norm weights (Gemma's RMSNorm scales by 1 + w) and biases."""
+    ``norm`` for 1-D norm weights (0 suits Gemma's RMSNorm, which scales by 1 + w; a plain RMSNorm needs 1, or
+    the encoder's output is all zeros) and zeros for biases."""
     g = torch.Generator().manual_seed(seed)
     out = {}
     for name, t in module.state_dict().items():
         if t.dim() >= 2:
             out[name] = (torch.randn(t.shape, generator=g, dtype=torch.float32) * 0.02).to(dtype)
         else:
-            out[name] = torch.zeros(t.shape, dtype=dtype)
+            out[name] = torch.full(t.shape, norm if "norm" in name else 0.0, dtype=dtype)
     return out
 
 
@@ -186,6 +187,49 @@ def build_lumina2(forge: str, seed: int) -> dict[str, torch.Tensor]:
     vae = IntegratedAutoencoderKL.from_config(IntegratedAutoencoderKL.load_config(os.path.join(forge, LUMINA2, "vae")))
     log(f"VAE (16 channels): {sum(p.numel() for p in vae.parameters()) / 1e6:.1f}M params")
     sd.update({f"vae.{k}": half(v) for k, v in vae.state_dict().items()})
+    return sd
+
+
+ANIMA = os.path.join("backend", "huggingface", "circlestone-labs", "Anima")
+ANIMA_DIT = dict(  # Neo's huggingface_guess fixes Anima's DiT whatever the file holds: 2048 wide, 28 blocks
+    in_channels=16, out_channels=16, patch_spatial=2, patch_temporal=1, model_channels=2048, concat_padding_mask=True,
+    crossattn_emb_channels=1024, adaln_lora_dim=256, num_blocks=28, num_heads=16, rope_h_extrapolation_ratio=4.0,
+    rope_w_extrapolation_ratio=4.0, rope_t_extrapolation_ratio=1.0,
+)
+
+
+def build_anima(forge: str, seed: int) -> dict[str, torch.Tensor]:
+    """Anima (Cosmos-Predict2 DiT, Qwen3 0.6B text encoder with its LLM adapter, Qwen-Image's Wan VAE: latents
+    (B, 16, T, H, W)) in its all-in-one layout: ``net.*`` the DiT at full size (random, built tensor by tensor in
+    fp16: 2 B parameters) with the adapter's ``net.llm_adapter.*`` (Neo moves it to the encoder),
+    ``text_encoders.qwen3_06b.transformer.*`` a full-shape Qwen3 0.6B, ``vae.*`` the 3-D Wan VAE."""
+    _import_forge(forge)
+    from backend.nn.anima import Anima
+    from backend.nn.llm.llama import Qwen3_06B
+    from backend.nn.wan_vae import WanVAE
+    from backend.operations import using_forge_operations
+    from backend.utils import read_arbitrary_config
+
+    sd: dict[str, torch.Tensor] = {}
+    # every part on the meta device and filled here: Neo's operations skip weight initialisation, so a module
+    # built with them holds uninitialised memory (the Wan VAE decoded NaN)
+    with using_forge_operations(device=torch.device("meta"), dtype=torch.float16, manual_cast_enabled=True):
+        vae = WanVAE.from_config(WanVAE.load_config(os.path.join(forge, ANIMA, "vae")))
+        dit = Anima(**ANIMA_DIT)
+        te = Qwen3_06B(read_arbitrary_config(os.path.join(forge, ANIMA, "text_encoder")))
+    # plain RMSNorms here: weight 1 (an all-zero prompt embedding turns into NaN latents in Neo's Anima)
+    weights = random_like_meta(dit, seed, norm=1.0)
+    log(f"Anima DiT: {sum(t.numel() for t in weights.values()) / 1e6:.1f}M params (full size, random)")
+    sd.update({f"net.{k}": v for k, v in weights.items()})
+    del weights
+    weights = random_like_meta(vae, seed + 2, norm=1.0)
+    log(f"Wan VAE (16 channels, 3-D): {sum(t.numel() for t in weights.values()) / 1e6:.1f}M params (random)")
+    sd.update({f"vae.{k}": v for k, v in weights.items()})
+    weights = random_like_meta(te, seed + 1, norm=1.0)
+    log(f"Qwen3 0.6B + LLM adapter: {sum(t.numel() for t in weights.values()) / 1e6:.1f}M params (full shape, random)")
+    for k, v in weights.items():
+        sd[f"net.{k}" if k.startswith("llm_adapter.") else f"text_encoders.qwen3_06b.transformer.{k}"] = v
+    del weights
     return sd
 
 
@@ -244,7 +288,7 @@ def check(forge: str, path: str, kind: str = "sd15") -> None:
     guess = huggingface_guess.guess(sd)
     log(f"huggingface_guess: {type(guess).__name__} ({guess.huggingface_repo}); unet_config "
         f"channel_mult={guess.unet_config.get('channel_mult')} transformer_depth={guess.unet_config.get('transformer_depth')}")
-    want = {"sd15": "SD15", "sdxl": "SDXL", "lumina2": "Lumina2"}[kind]
+    want = {"sd15": "SD15", "sdxl": "SDXL", "lumina2": "Lumina2", "anima": "Anima"}[kind]
     if type(guess).__name__ != want:
         raise SystemExit(f"loader would see {type(guess).__name__}, not {want}")
 
@@ -254,11 +298,13 @@ def main() -> None:
     ap.add_argument("--forge", default=os.getcwd(), help="the Forge folder (default: the current one)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--kind", choices=["sd15", "sdxl", "lumina2"], default="sd15")
+    ap.add_argument("--kind", choices=["sd15", "sdxl", "lumina2", "anima"], default="sd15")
     a = ap.parse_args()
     with torch.no_grad():
         if a.kind == "sd15":
             save(build(a.forge, a.seed), a.out)
+        elif a.kind == "anima":
+            save(build_anima(a.forge, a.seed), a.out, "tiny random-weight Anima (Neo) for the Forge lab")
         elif a.kind == "lumina2":
             save(build_lumina2(a.forge, a.seed), a.out, "tiny random-weight Lumina 2 (Neo) for the Forge lab")
         else:

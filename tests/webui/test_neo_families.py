@@ -32,7 +32,9 @@ pytestmark = pytest.mark.lab  # needs the Neo lab (tests/tooling/forge_lab.sh, L
 SKIP_REASON = ("no Forge Neo given: set INITEDIT_NEO_URL to a running Neo with InitEdit installed, or "
                "INITEDIT_NEO_DIR to an installed one (LINE=neo tests/tooling/forge_lab.sh builds it; docs/forge.md)")
 # checkpoint (models/Stable-diffusion/<name>.safetensors) -> the family's diffusion engine class in Neo
-FAMILIES = {"tiny-neo-lumina2": "Lumina2"}
+FAMILIES = {"tiny-neo-lumina2": "Lumina2", "tiny-neo-anima": "Anima"}
+# the latent the sampler sees, per image (Anima: the Wan VAE's (C, T, H, W), T = 1 for an image)
+LATENT = {"Lumina2": (16, 16, 16), "Anima": (16, 1, 16, 16)}
 WHOLE = {"reroll": [{"box": [0, 0, 1, 1], "seed": 4242, "strength": 1.0}]}
 BOX = [0, 0, 0.5, 0.5]
 
@@ -131,7 +133,7 @@ def test_keep_1_keeps_the_latent_outside_bit_for_bit(family):
     kept = last_latent(neo)
     gen(neo, {**spec, "keep": 0.0}, **size)
     free = last_latent(neo)
-    assert base.shape == (1, 16, 16, 16), base.shape  # Lumina 2: 16 channels at 1/8
+    assert tuple(base.shape) == (1, *LATENT[family[1]]), base.shape  # 16 channels at 1/8 (128 px)
     outside = torch.ones(16, 16, dtype=torch.bool)
     outside[:8, :8] = False
     mask = outside.expand(base.shape)
