@@ -38,7 +38,7 @@
         var band = S.limits("keep_band");
         this.keepBand = dom.slider(G.clamp, "Band", S.DEFAULTS.keep_band, band.min, band.max, 0.01, option("keep_band"), "keep_band",
             "Width of the band around the regions (fraction of the image's shorter side) that is released gradually, " +
-            "nearest first, so the region blends into the rest without a seam; beyond it the rest follows for all the kept steps " +
+            "nearest first, so the region blends into the rest; beyond it the rest follows for all the kept steps " +
             "(0: no band, a hard edge at keep 1)");
         this.rerollBody = dom.h("div", {class: "initedit-tab-body", "data-tab": "reroll"}, [
             this.seedWarn,
