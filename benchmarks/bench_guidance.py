@@ -12,7 +12,7 @@ and an SDXL-layout one (320 / 640 / 1280 channels, attention at the two lower le
 latent (the shares do not depend on the size; it keeps the CPU time down),
 random weights, one CFG call at t = 981 with two boxes: each box phrase's attention share (mean over heads,
 queries and guided layers) on the cells its box pulls it in and outside its box, without and with guidance, for
-the shipped default ("share" units) and the old absolute bias (+-8 logits). Three kinds of attention: random
+the shipped default ("share" units) and the "logits" unit (+-8). Three kinds of attention: random
 text states (near-uniform, like the toy world before it learned a start token), the same x4 (every score x4),
 and an SD-like start token: every attn2 is given a direction that all its queries share (its LayerNorm's bias)
 and a start-token key along it, so that the start token takes most of each query's attention, as in Stable
