@@ -9,11 +9,11 @@
 #   tests/tooling/comfy_lab.sh link           symlink this checkout and the test-only pack into custom_nodes
 #   tests/tooling/comfy_lab.sh unlink         remove those symlinks
 #
-# Inputs (no internet beyond the package registry): a bare git repository of ComfyUI (the `fetch` tool's
+# Inputs (no internet beyond the package registry): a bare git repository of ComfyUI (a
 # snapshot) under $MIRRORS/<owner>+<name>/repo (default Haoming02+ComfyUI @ 3086026 = ComfyUI v0.19.3);
 # torch==2.13.0 (CPU) and ComfyUI's requirements from the index.
-# Env: COMFY_LAB (default $HOME/comfy-lab), MIRRORS (default: the nearest .mirror folder above this file, else
-#      /work/.mirror), COMFY_MIRROR / COMFY_COMMIT (another ComfyUI tree), PYTHON, FORCE_MODELS=1.
+# Env: COMFY_LAB (default $HOME/comfy-lab), MIRRORS (default: the nearest .mirror folder above this file),
+#      COMFY_MIRROR / COMFY_COMMIT (another ComfyUI tree), PYTHON, FORCE_MODELS=1.
 # Then: INITEDIT_COMFY_DIR=$COMFY_LAB/ComfyUI python3 -m pytest -q tests/comfy
 #
 # The checkpoint: ComfyUI's model detection recognises SD1.5 only at full width (model_channels 320,
@@ -28,7 +28,7 @@ REPO_ROOT="$(cd "$HERE/../.." && pwd)"
 COMFY_LAB="${COMFY_LAB:-$HOME/comfy-lab}"
 if [[ -z "${MIRRORS:-}" ]]; then
   d="$HERE"; while [[ "$d" != "/" && ! -d "$d/.mirror" ]]; do d=$(dirname "$d"); done
-  MIRRORS="$d/.mirror"; [[ -d "$MIRRORS" ]] || MIRRORS=/work/.mirror
+  MIRRORS="$d/.mirror"
 fi
 PYTHON="${PYTHON:-python3}"
 TORCH_VER="2.13.0"
@@ -67,7 +67,7 @@ setup() {
   say "ComfyUI $COMFY_MIRROR @ ${COMFY_COMMIT:0:10}"
   if [[ "$(cat "$COMFY/.lab-commit" 2>/dev/null || true)" != "$COMFY_COMMIT" ]]; then
     local M="$MIRRORS/$COMFY_MIRROR/repo"
-    [[ -d "$M" ]] || { echo "ERROR: missing bare repository $M (fetch github:${COMFY_MIRROR/+//})" >&2; exit 2; }
+    [[ -d "$M" ]] || { echo "ERROR: missing bare repository $M (a bare snapshot of github:${COMFY_MIRROR/+//})" >&2; exit 2; }
     git --git-dir="$M" cat-file -e "$COMFY_COMMIT^{commit}" || { echo "ERROR: $COMFY_COMMIT not in $M" >&2; exit 2; }
     local keep=""
     [[ -d "$COMFY/models/checkpoints" ]] && { keep="$COMFY_LAB/.checkpoints"; rm -rf "$keep"; mv "$COMFY/models/checkpoints" "$keep"; }

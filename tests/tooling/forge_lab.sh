@@ -19,13 +19,13 @@
 #   tests/tooling/forge_lab.sh link           symlink this checkout into the lab's extensions folder
 #   tests/tooling/forge_lab.sh unlink         remove that symlink
 #
-# Inputs (no internet beyond the package registry): bare git repositories (the `fetch` tool's snapshots)
+# Inputs (no internet beyond the package registry): bare git repositories (snapshots of the repositories)
 # under $MIRRORS/<owner>+<name>/repo: the WebUI's, plus what its launcher would clone into repositories/
 # (Forge: lllyasviel/huggingface_guess, AUTOMATIC1111/stable-diffusion-webui-assets, salesforce/BLIP; reForge
 # and Classic: Stability-AI/stablediffusion and generative-models too; Neo: none); torch==2.13.0 (CPU).
 # Env: LINE; the lab folder: FORGE_LAB (forge, default $HOME/forge-lab), NEO_LAB (neo, $HOME/neo-lab),
 #      REFORGE_LAB (reforge / classic, $HOME/reforge-lab / $HOME/classic-lab); MIRRORS (default: the nearest
-#      .mirror folder above this file, else /work/.mirror); another commit: FORGE_MIRROR / FORGE_BRANCH /
+#      .mirror folder above this file); another commit: FORGE_MIRROR / FORGE_BRANCH /
 #      FORGE_COMMIT (forge), NEO_MIRROR / NEO_COMMIT (neo), WEBUI_MIRROR / WEBUI_COMMIT (reforge / classic);
 #      PYTHON, FORCE_MODELS=1, SKIP_SDXL=1, NEO_FAMILIES="lumina2 anima" (non-UNet checkpoints, Neo only),
 #      WEBUI_LAB_TOOLS (the A1111 lab's tools/ folder).
@@ -103,7 +103,7 @@ case "$LINE" in
 esac
 if [[ -z "${MIRRORS:-}" ]]; then
   d="$HERE"; while [[ "$d" != "/" && ! -d "$d/.mirror" ]]; do d=$(dirname "$d"); done
-  MIRRORS="$d/.mirror"; [[ -d "$MIRRORS" ]] || MIRRORS=/work/.mirror
+  MIRRORS="$d/.mirror"
 fi
 PYTHON="${PYTHON:-python3}"
 TORCH_VER="2.13.0+cpu"
@@ -115,7 +115,7 @@ CKPT="$LAB/models/Stable-diffusion/tiny-forge-sd15.safetensors"
 CKPT_XL="$LAB/models/Stable-diffusion/tiny-forge-sdxl.safetensors"
 STAMP_NAME=".forge-lab-commit"
 if [[ -z "${WEBUI_LAB_TOOLS:-}" ]]; then
-  for t in "$REPO_ROOT/../shared/webui-lab/tools" /work/shared/webui-lab/tools; do
+  for t in "$REPO_ROOT/../shared/webui-lab/tools"; do
     [[ -d "$t" ]] && { WEBUI_LAB_TOOLS="$t"; break; }
   done
 fi
@@ -123,7 +123,7 @@ fi
 say() { printf '\n== %s\n' "$*"; }
 mirror() {
   local d="$MIRRORS/$1/repo"
-  [[ -d "$d" ]] || { echo "ERROR: missing bare repository $d (fetch github:${1/+//})" >&2; exit 2; }
+  [[ -d "$d" ]] || { echo "ERROR: missing bare repository $d (a bare snapshot of github:${1/+//})" >&2; exit 2; }
   echo "$d"
 }
 pipq() { "$VPY" -m pip "$@" 2>&1 | grep -v "^WARNING: Location 'file://" || true; }
