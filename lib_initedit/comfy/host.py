@@ -39,7 +39,7 @@ from ..reroll.keep import KeepBlend, Recorder
 from ..reroll.noise import reroll_batch
 from ..reroll.noise_stream import RerollNoiseSampler
 from ..sampling_hooks import SamplingHooks
-from ..spec import MAX_SEED, RANDOM_SEED_LIMIT, InitEditSpec, RerollRegion, SpecError
+from ..spec import RANDOM_SEED_LIMIT, InitEditSpec, RerollRegion, SpecError, wrap_seed
 
 WRAPPER_KEY = "initedit"
 OPTIONS_KEY = "initedit"  # model_options entry that holds the patch (the heatmaps node reads it)
@@ -193,7 +193,7 @@ def batch_regions(spec: InitEditSpec, batch: int) -> list[list[RerollRegion]]:
     out = []
     for b in range(batch):
         step = b if spec.vary == "reroll" else 0
-        out.append([r.__class__(**{**r.__dict__, "seed": (r.seed + step) % (MAX_SEED + 1)}) for r in base])
+        out.append([r.__class__(**{**r.__dict__, "seed": wrap_seed(r.seed + step)}) for r in base])
     return out
 
 

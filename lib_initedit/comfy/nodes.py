@@ -14,11 +14,10 @@ import json
 
 import torch
 
-from ..spec import InitEditSpec, SpecError, parse_spec
+from ..spec import MAX_SEED, InitEditSpec, SpecError, parse_spec
 from . import host
 
 CATEGORY = "InitEdit"
-MAX_SEED = 2**32 - 1
 
 DEFAULT_REROLL = json.dumps({"reroll": [{"box": [0.25, 0.25, 0.75, 0.75], "seed": 1, "strength": 1.0,
                                          "feather": 0.05}]})  # keep, vary ...: the spec's defaults
