@@ -50,7 +50,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from lib_initedit.layout.guidance import LayoutGuidance, select_guided_layers  # noqa: E402
-from lib_initedit.sampling_hooks import SamplingHooks  # noqa: E402
+from lib_initedit.sampling_hooks import Call, SamplingHooks  # noqa: E402
 from tests.ldm_like import UNetModel  # noqa: E402
 
 
@@ -113,12 +113,12 @@ def main(argv=None) -> dict:
 
     def inactive():
         with SamplingHooks([guide]).running() as hooks:
-            hooks.before_call(99, 100, [cond[0]])
+            hooks.before_call(Call.plain(99, 100), [cond[0]])
             return call()
 
     def guided():
         with SamplingHooks([guide]).running() as hooks:
-            hooks.before_call(0, 100, [cond[0]])
+            hooks.before_call(Call.plain(0, 100), [cond[0]])
             return call()
 
     variants = {"plain": plain, "inactive": inactive, "guided": guided}
@@ -203,7 +203,7 @@ def effect(a) -> dict:
                     with_kwargs=True) for layer in layers]
                 try:
                     with SamplingHooks([guide]).running() as hooks:
-                        hooks.before_call(0, 10, [cond[0]])
+                        hooks.before_call(Call.plain(0, 10), [cond[0]])
                         with torch.no_grad():
                             guided = unet(x, t, context=ctx)
                 finally:
@@ -280,7 +280,7 @@ def fp16_finite(unet, x, t, ctx, guide, cond) -> bool:
     handle = unet.time_embed.register_forward_hook(lambda m, args, out: out.half())
     try:
         with SamplingHooks([guide]).running() as hooks:
-            hooks.before_call(0, 10, [cond[0].half()])
+            hooks.before_call(Call.plain(0, 10), [cond[0].half()])
             with torch.no_grad():
                 out = unet(x.half(), t, context=ctx.half())
         return bool(torch.isfinite(out).all())

@@ -126,7 +126,7 @@
         }
 
         // spec -> compact JSON, as InitEditSpec.to_dict(): lists when not empty, then every field that differs
-        // from its default or is pinned to a list that is written (facts.pinned)
+        // from its default or is pinned to a list that is written (facts.pinned: field -> its lists)
         function toDict(spec) {
             var out = {};
             var regions = spec.reroll.filter(function(r) {
@@ -149,7 +149,9 @@
                 });
             }
             FIELDS.forEach(function(f) {
-                var v = field(f.name, spec[f.name]), pinned = PINNED[f.name] && out[PINNED[f.name]];
+                var v = field(f.name, spec[f.name]), pinned = (PINNED[f.name] || []).some(function(section) {
+                    return out[section];
+                });
                 if (f.type === "float") v = round4(v);
                 if (v !== f.default || pinned) out[f.name] = v;
             });

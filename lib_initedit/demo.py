@@ -90,7 +90,7 @@ def build(out: str, seed: int = 3, layout_seed: int = 12, steps: int = 20, scale
     keeps = sorted({(0.0, 0.0), default_keep, (1.0, 0.0)})  # (keep, band)
     reroll_rows = {}
     for keep, band in keeps:  # one record serves the three variants (vary "reroll": same base seed)
-        blend = KeepBlend.from_regions(rec.records * 3, regions, (32, 32), keep, band=band)
+        blend = KeepBlend.from_spec(rec.records * 3, regions, (32, 32), InitEditSpec(keep=keep, keep_band=band))
         reroll_rows[keep, band] = pipe.generate(rerolled, [cap1] * 3, hooks=SamplingHooks([blend]))
 
     # Layout rows.

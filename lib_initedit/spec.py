@@ -19,6 +19,10 @@ LAYER_CHOICES = ("paper", "level")
 # guidance's unit: "share" = the phrase's attention share in its box, in % (the same on every model);
 # "logits" = a fixed score bias (what infotexts written before guidance_units meant)
 GUIDANCE_UNITS = ("share", "logits")
+# what keep and guidance_steps are fractions of: "steps" = of the sampler's steps, on the schedule (the same on
+# every sampler); "calls" = of the denoiser calls (what infotexts written before fraction_of meant: on
+# second-order samplers, which call the model twice a step, a share of the calls)
+FRACTION_OF = ("steps", "calls")
 MAX_SEED = 2**32 - 1
 SEED_SPAN = MAX_SEED + 1  # seeds wrap around modulo this (vary "reroll", X/Y/Z seed axis)
 RANDOM_SEED_LIMIT = 4294967294  # -1 resolves to randrange(this), as the WebUI resolves its own seed
@@ -49,14 +53,14 @@ class Fact:
     """What everyone who reads or writes a field knows about it, said once, on the field itself: its range
     (numbers) or choices (text), what a spec written before the field existed meant by leaving it out
     (``legacy``: infotexts are read with it, so an old image reproduces although the default has changed), and
-    the list (``section``) whenever which is not empty the field is written, so that an infotext never depends
-    on a default that may change. ``parse_spec``, ``to_dict``, ``parse_infotext``, the UI's facts
+    the lists (``section``: one or a tuple of them) whenever one of which is not empty the field is written, so
+    that an infotext never depends on a default that may change. ``parse_spec``, ``to_dict``, ``parse_infotext``, the UI's facts
     (``webui/args.spec_facts``) and the JS editor all derive from these."""
 
     limits: tuple | None = None
     choices: tuple | None = None
     legacy: Any = _NO_LEGACY
-    section: str | None = None
+    section: str | tuple | None = None
 
 
 def fact(default, **facts) -> Any:
@@ -123,6 +127,9 @@ class InitEditSpec:
     guidance_core: float = fact(0.7, limits=(0.1, 1.0), legacy=1.0, section="layout")
     # layout: the unit of guidance ("logits": what infotexts written before this field meant)
     guidance_units: str = fact("share", choices=GUIDANCE_UNITS, legacy="logits", section="layout")
+    # keep and guidance_steps are fractions of the sampler's steps ("calls": what infotexts written before this
+    # field meant)
+    fraction_of: str = fact("steps", choices=FRACTION_OF, legacy="calls", section=("reroll", "layout"))
 
     @property
     def is_empty(self) -> bool:
@@ -140,7 +147,7 @@ class InitEditSpec:
             d["layout"] = [b.to_dict() for b in self.layout]
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            pinned = f.name in SECTION_OF and bool(getattr(self, SECTION_OF[f.name]))
+            pinned = any(getattr(self, section) for section in SECTION_OF.get(f.name, ()))
             if f.name not in ("reroll", "layout") and (value != f.default or pinned):
                 d[f.name] = value
         return d
@@ -161,7 +168,9 @@ REGION_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RerollRegion) i
 # (lo, hi) of every number field, per region and per spec
 LIMITS = {name: f.limits for name, f in {**REGION_FACTS, **SPEC_FACTS}.items() if f.limits is not None}
 LEGACY_VALUES = {name: f.legacy for name, f in SPEC_FACTS.items() if f.legacy is not _NO_LEGACY}
-SECTION_OF = {name: f.section for name, f in SPEC_FACTS.items() if f.section is not None}
+# field -> the lists whose presence pins it (it is written whenever one of them is)
+SECTION_OF = {name: (f.section,) if isinstance(f.section, str) else tuple(f.section)
+              for name, f in SPEC_FACTS.items() if f.section is not None}
 # guidance's default and range in the "logits" unit (the fields' own facts are the "share" unit's)
 GUIDANCE_IN_LOGITS = (DEFAULT_GUIDANCE_LOGITS, (0.0, MAX_GUIDANCE_LOGITS))
 
@@ -213,7 +222,8 @@ def parse_infotext(value: Any) -> InitEditSpec:
         except json.JSONDecodeError as e:
             raise SpecError(f"spec: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
     if isinstance(value, dict):  # legacy values only where their section is there: the round trip stays exact
-        value = {**{k: v for k, v in LEGACY_VALUES.items() if value.get(SECTION_OF.get(k, ""))}, **value}
+        value = {**{k: v for k, v in LEGACY_VALUES.items() if any(value.get(s) for s in SECTION_OF.get(k, ()))},
+                 **value}
     return parse_spec(value)
 
 

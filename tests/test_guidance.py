@@ -9,7 +9,7 @@ from lib_initedit.layout.attention import find_cross_attention
 from lib_initedit.layout.attention_delta import attention_delta
 from lib_initedit.layout.guidance import LayoutGuidance, select_guided_layers
 from lib_initedit.layout.placement import box_cells
-from lib_initedit.sampling_hooks import SamplingHooks
+from lib_initedit.sampling_hooks import Call, SamplingHooks
 from tests.ldm_like import CrossAttention, UNetModel
 
 
@@ -62,18 +62,36 @@ def test_strength_zero_and_after_the_fraction_are_bit_identical(unet):
     layers = select_guided_layers(unet, "all")
     off = LayoutGuidance(unet, layers, 0.0, 0.3, COLUMNS, BOXES)
     with guiding(off):
-        off.before_call(0, 10, cond)
+        off.before_call(Call.plain(0, 10), cond)
         assert torch.equal(cfg_call(unet, x, cond, uncond), plain)
     on = LayoutGuidance(unet, layers, 4.0, 0.3, COLUMNS, BOXES)
     with guiding(on):
-        on.before_call(0, 10, cond)
+        on.before_call(Call.plain(0, 10), cond)
         guided = cfg_call(unet, x, cond, uncond)
         assert not torch.equal(guided, plain)
-        on.before_call(3, 10, cond)  # 3 >= 0.3 * 10: no longer guided
+        on.before_call(Call.plain(3, 10), cond)  # 3 >= 0.3 * 10: no longer guided
         assert torch.equal(cfg_call(unet, x, cond, uncond), plain)
-        on.before_call(2, 10, cond)
+        on.before_call(Call.plain(2, 10), cond)
         assert torch.equal(cfg_call(unet, x, cond, uncond), guided)
     assert torch.equal(cfg_call(unet, x, cond, uncond), plain)
+
+
+@pytest.mark.parametrize("fraction_of", ["steps", "calls"])
+def test_a_second_order_sampler_is_guided_for_the_same_steps(unet, fraction_of):
+    """guidance_steps 0.3 of 10 steps: "steps" guides every call placed before step 3 (Heun: both calls of
+    steps 0 and 1 and the first of step 2; its second call evaluates at step 3's level); "calls" (old
+    infotexts) the calls before 0.3 x the host's budget (A1111: 20 for Heun), whatever their place."""
+    x, cond, uncond = inputs()
+    plain = cfg_call(unet, x, cond, uncond)
+    g = LayoutGuidance(unet, select_guided_layers(unet, "all"), 4.0, 0.3, COLUMNS, BOXES, fraction_of=fraction_of)
+    heun = [Call(i, 20, 10, float((i + 1) // 2)) for i in range(19)]  # places 0, 1, 1, 2, 2, ...
+    guided = []
+    with guiding(g):
+        for call in heun:
+            g.before_call(call, cond)
+            guided.append(not torch.equal(cfg_call(unet, x, cond, uncond), plain))
+    want = [c.at < 3 for c in heun] if fraction_of == "steps" else [c.index < 6 for c in heun]
+    assert guided == want and sum(want) == (5 if fraction_of == "steps" else 6)
 
 
 def test_only_the_conditional_rows_change(unet):
@@ -81,14 +99,14 @@ def test_only_the_conditional_rows_change(unet):
     plain = cfg_call(unet, x, cond, uncond)
     g = LayoutGuidance(unet, select_guided_layers(unet, "all"), 4.0, 1.0, COLUMNS, BOXES)
     with guiding(g):
-        g.before_call(0, 10, cond)
+        g.before_call(Call.plain(0, 10), cond)
         guided = cfg_call(unet, x, cond, uncond)
     assert torch.equal(guided[:2], plain[:2])  # unconditional rows: untouched
     assert not torch.equal(guided[2], plain[2]) and not torch.equal(guided[3], plain[3])
     # an image whose conditioning is not in the batch is not guided
     other = LayoutGuidance(unet, select_guided_layers(unet, "all"), 4.0, 1.0, COLUMNS, BOXES)
     with guiding(other):
-        other.before_call(0, 10, [cond[0], torch.randn(77, 32)])
+        other.before_call(Call.plain(0, 10), [cond[0], torch.randn(77, 32)])
         partly = cfg_call(unet, x, cond, uncond)
     assert torch.equal(partly[3], plain[3]) and torch.equal(partly[:2], plain[:2])
     assert torch.allclose(partly[2], guided[2], atol=1e-6)
@@ -106,7 +124,7 @@ def test_guided_output_equals_the_slow_reference():
     with torch.no_grad():
         plain = module(x, context=context)
         with guiding(guide):
-            guide.before_call(0, 4, [context[0], context[1], context[2]])
+            guide.before_call(Call.plain(0, 4), [context[0], context[1], context[2]])
             out = module(x, context=context)
         for b in (0, 2):
             cols = sorted({c for cs in columns[b] for c in cs})
@@ -164,12 +182,12 @@ def test_watched_maps_are_the_models_own_attention_after_the_guided_steps(unet):
     g = LayoutGuidance(unet, select_guided_layers(unet, "all"), 4.0, 0.5, COLUMNS, BOXES).watch(level)
     x1 = x + 0.5 * torch.randn_like(x)  # the sampler's state at the watched call
     with guiding(g):
-        g.before_call(0, 4, cond)
+        g.before_call(Call.plain(0, 4), cond)
         cfg_call(unet, x, cond, uncond)
         assert g.watched_maps(0) is None  # guided calls are not recorded
-        g.before_call(2, 4, cond)  # first unguided call: ceil(0.5 * 4) = 2
+        g.before_call(Call.plain(2, 4), cond)  # first unguided call: ceil(0.5 * 4) = 2
         watched_out = cfg_call(unet, x1, cond, uncond)
-        g.before_call(3, 4, cond)
+        g.before_call(Call.plain(3, 4), cond)
         cfg_call(unet, x, cond, uncond)  # not recorded again
     assert g.watched_index == 2
     assert torch.equal(watched_out, cfg_call(unet, x1, cond, uncond))
@@ -194,12 +212,12 @@ def test_identical_prompts_are_matched_in_order():
     with torch.no_grad():
         guide = LayoutGuidance(module, [module], 4.0, 1.0, [[[2]], [[2]]], boxes)
         with guiding(guide):
-            guide.before_call(0, 1, [ctx[0], ctx[1]])
+            guide.before_call(Call.plain(0, 1), [ctx[0], ctx[1]])
             both = module(x, context=ctx)
         for b in range(2):
             single = LayoutGuidance(module, [module], 4.0, 1.0, [[[2]]], [boxes[b]])
             with guiding(single):
-                single.before_call(0, 1, [ctx[b]])
+                single.before_call(Call.plain(0, 1), [ctx[b]])
                 alone = module(x[b:b + 1], context=ctx[b:b + 1])
             assert torch.allclose(both[b:b + 1], alone, atol=1e-6)
 
@@ -234,14 +252,14 @@ def test_a_per_instance_patch_keeps_working_and_is_restored(unet):
         g = LayoutGuidance(unet, layers, 4.0, 1.0, COLUMNS, BOXES)
         with guiding(g):
             assert vars(module)["forward"] is not patch
-            g.before_call(0, 10, cond)
+            g.before_call(Call.plain(0, 10), cond)
             both = cfg_call(unet, x, cond, uncond)
         assert vars(module)["forward"] is patch  # exactly the same object back
         # the patch still contributes under guidance: guided-with-patch differs from guided-without
         del module.forward
         g2 = LayoutGuidance(unet, layers, 4.0, 1.0, COLUMNS, BOXES)
         with guiding(g2):
-            g2.before_call(0, 10, cond)
+            g2.before_call(Call.plain(0, 10), cond)
             guided_only = cfg_call(unet, x, cond, uncond)
         assert not torch.allclose(both, guided_only, atol=1e-4)
         assert torch.allclose(both[:2], patched[:2])  # unconditional rows: the patch's output, untouched
@@ -264,14 +282,14 @@ def test_guidance_on_top_of_a_patch_equals_patch_plus_delta():
         plain = module(x, context=context)
         guide = LayoutGuidance(module, [module], 3.0, 1.0, columns, boxes)
         with guiding(guide):
-            guide.before_call(0, 1, [context[0]])
+            guide.before_call(Call.plain(0, 1), [context[0]])
             guided = module(x, context=context)
         patch = IPAdapterLike(module)
         module.forward = patch
         patched = module(x, context=context)
         guide = LayoutGuidance(module, [module], 3.0, 1.0, columns, boxes)
         with guiding(guide):
-            guide.before_call(0, 1, [context[0]])
+            guide.before_call(Call.plain(0, 1), [context[0]])
             both = module(x, context=context)
         assert vars(module)["forward"] is patch
         del module.forward
@@ -288,7 +306,7 @@ def test_forwards_restored_after_an_error(unet, error):
     try:
         with pytest.raises(error):
             with guiding(LayoutGuidance(unet, layers, 4.0, 1.0, COLUMNS, BOXES)) as g:
-                g.before_call(0, 10, cond)
+                g.before_call(Call.plain(0, 10), cond)
                 cfg_call(unet, x, cond, uncond)
                 raise error("stop")
         assert vars(layers[1].module)["forward"] is patch
@@ -302,7 +320,7 @@ def test_forwards_restored_after_an_error(unet, error):
             g = LayoutGuidance(unet, layers, 4.0, 1.0, COLUMNS, BOXES)
             with pytest.raises(error):
                 with guiding(g):
-                    g.before_call(0, 10, cond)
+                    g.before_call(Call.plain(0, 10), cond)
                     cfg_call(unet, x, cond, uncond)
         finally:
             handle.remove()
@@ -320,15 +338,15 @@ def test_sampling_hooks_protocol_uses_rows(unet):
     g = LayoutGuidance(unet, layers, 4.0, 0.5, COLUMNS, BOXES, rows=[2, 0])
     g.enter()
     try:
-        g.before_call(0, 4, rows_all)
+        g.before_call(Call.plain(0, 4), rows_all)
         guided = cfg_call(unet, x, cond, uncond)
-        g.before_call(2, 4, rows_all)
+        g.before_call(Call.plain(2, 4), rows_all)
         late = cfg_call(unet, x, cond, uncond)
     finally:
         g.leave(False)
     ref = LayoutGuidance(unet, layers, 4.0, 0.5, COLUMNS, BOXES)
     with guiding(ref):
-        ref.before_call(0, 4, cond)
+        ref.before_call(Call.plain(0, 4), cond)
         expected = cfg_call(unet, x, cond, uncond)
     assert torch.equal(guided, expected)
     assert torch.equal(late, cfg_call(unet, x, cond, uncond))
@@ -412,7 +430,7 @@ def test_a_marker_token_prepended_to_the_cond_rows_still_matches():
         plain = unet(x, t, context=ctx)
     guide = LayoutGuidance(unet, select_guided_layers(unet, "all"), 6.0, 1.0, [[[2, 3]]], [[(0, 0, 0.5, 1)]])
     with guiding(guide):
-        guide.before_call(0, 1, marked)
+        guide.before_call(Call.plain(0, 1), marked)
         with torch.no_grad():
             guided = unet(x, t, context=ctx)
     assert guide.calls_guided > 0 and not torch.equal(guided, plain)
@@ -462,7 +480,7 @@ def test_share_units_reach_the_target_share_whatever_the_score_scale(sink):
     with torch.no_grad():
         ref, before, after = share_reference(module, x, context, columns, boxes, 0.8)
         with guiding(guide):
-            guide.before_call(0, 4, [context[0]])
+            guide.before_call(Call.plain(0, 4), [context[0]])
             out = module(x, context=context)
     assert torch.allclose(out, ref, atol=1e-5), (out - ref).abs().max()
     if sink:
@@ -485,7 +503,7 @@ def test_share_units_count_a_small_box_more():
     with torch.no_grad():
         ref, _, _ = share_reference(module, x, context, columns, boxes, 0.7, weights=[2.56])
         with guiding(guide):
-            guide.before_call(0, 4, [context[0]])
+            guide.before_call(Call.plain(0, 4), [context[0]])
             out = module(x, context=context)
     assert torch.allclose(out, ref, atol=1e-5), (out - ref).abs().max()
 
@@ -519,7 +537,7 @@ def test_an_infotext_without_units_means_the_old_absolute_bias(unet):
     outs = []
     for guide in (from_spec, by_hand):
         with guiding(guide):
-            guide.before_call(0, 10, [cond[0], cond[1]])
+            guide.before_call(Call.plain(0, 10), [cond[0], cond[1]])
             outs.append(cfg_call(unet, x, cond, uncond))
     assert torch.equal(outs[0], outs[1])
     new = LayoutGuidance.from_spec(unet, parse_infotext({**old, "guidance": 80.0, "guidance_units": "share"}),

@@ -14,7 +14,7 @@ import torch
 
 from lib_initedit.layout import probe
 from lib_initedit.layout.guidance import LayoutGuidance, select_guided_layers
-from lib_initedit.sampling_hooks import SamplingHooks
+from lib_initedit.sampling_hooks import Call, SamplingHooks
 from lib_initedit.patcher import attn2_modules, probe_model_options
 from lib_initedit.webui.hosts.protocol import Host
 from tests.ldm_like import UNetModel
@@ -515,7 +515,7 @@ def test_guidance_acts_through_attn2_replace_patches_on_a_clone_and_leaves_every
         options = clone.model_options
         assert options["model_function_wrapper"] == "wrapper"
         assert options["transformer_options"]["patches_replace"]["attn1"] == {("middle", 0, 0): "sag"}
-        hooks.before_call(0, 10, cond)
+        hooks.before_call(Call.plain(0, 10), cond)
         for key in (r.first_in, r.last_out):
             module = r.keys[key]
             x = torch.randn(2, 16, module.to_q.in_features)
@@ -569,12 +569,12 @@ def test_replaced_blocks_follow_the_guidances_layer_choice(replaced):
     context = torch.cat([cond, torch.randn(1, 8, 32)])
     hooks.enter()
     try:
-        hooks.before_call(0, 10, cond)
+        hooks.before_call(Call.plain(0, 10), cond)
         module = r.keys[r.last_out]
         x = torch.randn(2, 16, module.to_q.in_features)
         out = forge_attn2(s.model.forge_objects.unet.model_options, module, r.last_out[:2], r.last_out[2], x, context)
         assert torch.allclose(out, type(module).forward(module, x, context=context), atol=1e-5)
-        hooks.before_call(9, 10, None)  # past the guided steps (no conds): the first block passes too
+        hooks.before_call(Call.plain(9, 10), None)  # past the guided steps (no conds): the first block passes too
         module = r.keys[r.first_in]
         x = torch.randn(2, 16, module.to_q.in_features)
         out = forge_attn2(s.model.forge_objects.unet.model_options, module, r.first_in[:2], r.first_in[2], x, context)

@@ -9,7 +9,7 @@ from lib_initedit.reroll.keep import (BaseCache, BaseRecord, KeepBlend, Recorder
                                kept_calls)
 from lib_initedit.reroll.noise import region_weight
 from lib_initedit.reroll.release import release_map
-from lib_initedit.sampling_hooks import SamplingHooks
+from lib_initedit.sampling_hooks import Call, CallClock, SamplingHooks
 from lib_initedit.spec import RerollRegion
 
 
@@ -46,7 +46,7 @@ def test_keep_0_never_changes_anything():
     blend = KeepBlend([base, base], torch.zeros(2, 8, 8), 0.0)
     x = torch.randn(2, 4, 8, 8)
     for i in range(10):
-        assert blend.after_call(i, 10, x) is None
+        assert blend.after_call(Call.plain(i, 10), x) is None
 
 
 def test_outside_is_the_base_inside_is_untouched_and_later_calls_are_free():
@@ -54,10 +54,10 @@ def test_outside_is_the_base_inside_is_untouched_and_later_calls_are_free():
     masks = torch.zeros(2, 8, 8)
     masks[:, 2:5, 3:7] = 1.0
     blend = KeepBlend([b0, b1], masks, 0.5)
-    assert blend.calls == 5
+    assert blend.kept(Call.plain(0, 10)) == 5
     for i in range(10):
         x = torch.randn(2, 4, 8, 8)
-        out = blend.after_call(i, 10, x)
+        out = blend.after_call(Call.plain(i, 10), x)
         if i >= 5:
             assert out is None
             continue
@@ -71,7 +71,7 @@ def test_soft_edge_blends_linearly_and_dtype_and_device_follow_the_prediction():
     base = record(4)
     masks = torch.full((1, 8, 8), 0.25)
     x = torch.randn(1, 4, 8, 8).half()
-    out = KeepBlend([base], masks, 1.0).after_call(2, 4, x)
+    out = KeepBlend([base], masks, 1.0).after_call(Call.plain(2, 4), x)
     assert out.dtype == torch.float16
     want = (0.25 * x.float() + 0.75 * base.calls[2][None]).half()
     assert torch.equal(out, want)
@@ -81,14 +81,15 @@ def test_one_record_serves_a_whole_batch():
     base = record(3)
     masks = torch.zeros(4, 8, 8)
     masks[:, :4] = 1
-    out = KeepBlend([base] * 4, masks, 1.0).after_call(1, 3, torch.randn(4, 4, 8, 8))
+    out = KeepBlend([base] * 4, masks, 1.0).after_call(Call.plain(1, 3), torch.randn(4, 4, 8, 8))
     for b in range(4):
         assert torch.equal(out[b, :, 4:], base.calls[1][:, 4:])
 
 
 def test_calls_past_a_short_record_are_left_alone():
     blend = KeepBlend([record(4)], torch.zeros(1, 8, 8), 1.0)
-    assert blend.calls == 4 and blend.after_call(4, 4, torch.zeros(1, 4, 8, 8)) is None
+    assert blend.kept(Call.plain(0, 4)) == 4 and blend.after_call(Call.plain(4, 4), torch.zeros(1, 4, 8, 8)) is None
+    assert blend.after_call(Call.plain(4, 8), torch.zeros(1, 4, 8, 8)) is None  # past the record
     with pytest.raises(ValueError):
         KeepBlend([record(4)], torch.zeros(2, 8, 8), 1.0)
 
@@ -107,7 +108,7 @@ def test_recorder_copies_each_call_per_image_and_reports_only_complete_generatio
     rec.enter()
     xs = [torch.randn(2, 4, 8, 8) for _ in range(3)]
     for i, x in enumerate(xs):
-        assert rec.after_call(i, 3, x) is None
+        assert rec.after_call(Call.plain(i, 3), x) is None
     xs[0].zero_()  # the host reusing its tensor does not touch the record
     rec.leave(True)
     assert len(got) == 1 and len(got[0]) == 2
@@ -118,13 +119,13 @@ def test_recorder_copies_each_call_per_image_and_reports_only_complete_generatio
     assert got[0][0].nbytes == 3 * bytes_per_call((4, 8, 8))
 
     rec.enter()
-    rec.after_call(0, 3, xs[0])
+    rec.after_call(Call.plain(0, 3), xs[0])
     rec.leave(False)  # interrupted
     assert len(got) == 1 and not rec.records[0].complete
 
     rec.enter()
-    rec.after_call(0, 3, xs[0])
-    rec.after_call(2, 3, xs[2])  # a call went missing: the record is not trusted
+    rec.after_call(Call.plain(0, 3), xs[0])
+    rec.after_call(Call.plain(2, 3), xs[2])  # a call went missing: the record is not trusted
     rec.leave(True)
     assert len(got) == 1
 
@@ -137,10 +138,10 @@ def test_keep_then_record_through_sampling_hooks():
     hooks = SamplingHooks([keep, rec])
     hooks.enter()
     x = torch.randn(1, 4, 8, 8)
-    out = hooks.after_call(0, 2, x)
+    out = hooks.after_call(Call.plain(0, 2), x)
     assert torch.equal(out[0], base.calls[0])  # mask 0: all outside
     assert torch.equal(rec.records[0].calls[0], base.calls[0])  # the recorder saw what the sampler steps with
-    assert SamplingHooks([KeepBlend([base], masks, 0.0), Recorder()]).after_call(0, 2, x) is None
+    assert SamplingHooks([KeepBlend([base], masks, 0.0), Recorder()]).after_call(Call.plain(0, 2), x) is None
 
 
 def test_bytes_per_call_formula():
@@ -210,7 +211,7 @@ def _euler(model, x, sigmas, part=None, noise=None):
 
 def _euler_step(model, x, sigmas, i, hooks, noise):
     d_ = model(x, sigmas[i])
-    changed = hooks.after_call(i, len(sigmas) - 1, d_)
+    changed = hooks.after_call(Call.plain(i, len(sigmas) - 1), d_)
     d_ = d_ if changed is None else changed
     s, s_next = sigmas[i], sigmas[i + 1]
     if noise is None:
@@ -258,15 +259,15 @@ def _box_distance(box_cells, y, x):
                                             ("early-smooth", lambda t: t ** 3 * (4 - 3 * t))])
 def test_release_map_of_a_box_against_a_hand_computed_reference(shape, formula):
     region = RerollRegion(box=(0.25, 0.25, 0.5, 0.5), seed=1)  # cells 3..5 of 12 in both axes
-    band, kept = 0.25, 10  # band: 3 cells
-    got = release_map([region], 12, 12, band, kept, shape)
+    band = 0.25  # band: 3 cells
+    got = release_map([region], 12, 12, band, shape)
     for y in range(12):
         for x in range(12):
             d = _box_distance(((3, 6), (3, 6)), y, x)
-            want = 0.0 if d == 0 else kept * formula(d / 3.0) if d < 3.0 else float(kept)
-            assert got[y, x].item() == pytest.approx(want, abs=1e-5), (y, x)
-    assert got[3, 2].item() == pytest.approx(kept * formula(0.5 / 3))  # the first ring: half a cell away
-    assert got[0, 0].item() == kept  # sqrt(2) * 2.5 cells: beyond the band
+            want = 0.0 if d == 0 else formula(d / 3.0) if d < 3.0 else 1.0
+            assert got[y, x].item() == pytest.approx(want, abs=1e-6), (y, x)
+    assert got[3, 2].item() == pytest.approx(formula(0.5 / 3))  # the first ring: half a cell away
+    assert got[0, 0].item() == 1.0  # sqrt(2) * 2.5 cells: beyond the band
 
 
 def test_release_map_of_a_mask_is_the_distance_to_its_cells():
@@ -282,20 +283,21 @@ def test_release_map_of_a_mask_is_the_distance_to_its_cells():
     img.save(buf, "PNG")
     region = RerollRegion(mask=base64.b64encode(buf.getvalue()).decode(), seed=1, feather=0.2)
     cells = {(3, 3), (3, 4), (3, 5), (4, 5), (5, 5), (12, 11)}  # (y, x)
-    got = release_map([region], 16, 16, 0.25, 8, "linear")  # band: 4 cells; feather does not move the band
+    got = release_map([region], 16, 16, 0.25, "linear")  # band: 4 cells; feather does not move the band
     for y in range(16):
         for x in range(16):
             d = min(_box_distance(((cy, cy + 1), (cx, cx + 1)), y, x) for cy, cx in cells)
-            want = 0.0 if d == 0 else 8 * d / 4 if d < 4 else 8.0
+            want = 0.0 if d == 0 else d / 4 if d < 4 else 1.0
             assert got[y, x].item() == pytest.approx(want, abs=1e-5), (y, x)
 
 
 def test_band_0_and_keep_0_release_nothing_early():
     region = RerollRegion(box=(0.2, 0.2, 0.6, 0.5), seed=1)
-    assert torch.equal(release_map([region], 10, 10, 0.0, 7), torch.full((10, 10), 7.0))
-    assert torch.equal(release_map([region], 10, 10, 0.2, 0), torch.zeros(10, 10))
+    assert torch.equal(release_map([region], 10, 10, 0.0), torch.ones(10, 10))
+    x = torch.randn(1, 4, 10, 10)
+    assert KeepBlend.from_regions([record(7)], [[region]], (10, 10), 0.0, band=0.2).after_call(Call.plain(0, 7), x) is None
     with pytest.raises(ValueError):
-        release_map([region], 10, 10, 0.2, 7, "wavy")
+        release_map([region], 10, 10, 0.2, "wavy")
 
 
 def test_band_0_is_the_keep_without_a_band_bit_for_bit():
@@ -306,7 +308,7 @@ def test_band_0_is_the_keep_without_a_band_bit_for_bit():
     m = keep_mask(regions[0], 8, 8)[None, None]
     for i in range(10):
         x = torch.randn(1, 4, 8, 8)
-        out = blend.after_call(i, 10, x)
+        out = blend.after_call(Call.plain(i, 10), x)
         if i >= 5:
             assert out is None
         else:
@@ -317,12 +319,14 @@ def test_release_blend_follows_until_the_release_call_then_runs_free():
     region = RerollRegion(box=(0.3, 0.3, 0.55, 0.6), seed=1)  # cell edges cut: fractional coverage at the rim
     base = record(12, shape=(4, 16, 16))
     blend = KeepBlend.from_regions([base], [[region]], (16, 16), 1.0, band=0.2)
-    rel, m = release_map([region], 16, 16, 0.2, 12)[None, None], keep_mask([region], 16, 16)[None, None]
-    assert torch.equal(blend.release, rel) and blend.last == math.ceil(float(rel[m < 1].max()))
+    rel, m = release_map([region], 16, 16, 0.2)[None, None], keep_mask([region], 16, 16)[None, None]
+    assert torch.equal(blend.release, rel)
+    rel = 12.0 * rel  # the release calls: 12 kept (keep 1 of 12 steps)
+    last = math.ceil(float(rel[m < 1].max()))
     for i in range(12):
         x = torch.randn(1, 4, 16, 16)
-        out = blend.after_call(i, 12, x)
-        if i >= blend.last:
+        out = blend.after_call(Call.plain(i, 12), x)
+        if i >= last:
             assert out is None
             continue
         follow = ((m == 0) & (rel > i)).expand_as(x)
@@ -342,23 +346,27 @@ def test_a_batch_with_different_regions_equals_each_image_alone():
     alone = [KeepBlend.from_regions([b], [r], (8, 8), 1.0, band=0.25) for b, r in zip(bases, regions)]
     for i in range(6):
         x = torch.randn(3, 4, 8, 8)
-        out = together.after_call(i, 6, x)
+        out = together.after_call(Call.plain(i, 6), x)
         for b in range(3):
-            one = alone[b].after_call(i, 6, x[b:b + 1])
+            one = alone[b].after_call(Call.plain(i, 6), x[b:b + 1])
             assert torch.equal(out[b:b + 1], x[b:b + 1] if one is None else one)
 
 
-def _sample(kind, model, x, sigmas, hooks, noise=None):
+def _sample(kind, model, x, sigmas, hooks, noise=None, calls=None):
     """k-diffusion-style samplers, elementwise in (x, denoised): euler, euler_a (with ``noise``), heun (two calls
-    a step), dpmpp_2m (uses the previous call's denoised). Returns the x the model saw at every call."""
-    seen, call = [], [0]
-    total = (2 if kind == "heun" else 1) * (len(sigmas) - 1)
+    a step), dpmpp_2m (uses the previous call's denoised). Returns the x the model saw at every call; ``calls``
+    (a list) receives each call's ``Call``."""
+    calls = [] if calls is None else calls
+    seen = []
+    steps = len(sigmas) - 1
+    clock = CallClock((2 if kind == "heun" else 1) * steps, steps, sigmas)  # as a host places its calls
 
     def denoise(x_, s):
         seen.append(x_.clone())
         d = model(x_, s)
-        changed = hooks.after_call(call[0], total, d)
-        call[0] += 1
+        call = clock.next(s)
+        calls.append(call)
+        changed = hooks.after_call(call, d)
         return d if changed is None else changed
 
     old = None
@@ -389,9 +397,10 @@ def _sample(kind, model, x, sigmas, hooks, noise=None):
     return seen
 
 
+@pytest.mark.parametrize("fraction_of", ["steps", "calls"])
 @pytest.mark.parametrize("kind", ["euler", "euler_a", "heun", "dpmpp_2m"])
 @pytest.mark.parametrize("keep, band", [(1.0, 0.25), (0.6, 0.25), (1.0, 0.0)])
-def test_where_the_map_says_follow_the_latent_is_the_bases_on_every_elementwise_sampler(kind, keep, band):
+def test_where_the_map_says_follow_the_latent_is_the_bases_on_every_elementwise_sampler(kind, keep, band, fraction_of):
     model = _MixingModel()
     sigmas = torch.linspace(10, 0.1, 9).tolist()
     g = torch.Generator().manual_seed(2)
@@ -404,25 +413,33 @@ def test_where_the_map_says_follow_the_latent_is_the_bases_on_every_elementwise_
     fresh = torch.randn(2, 4, 16, 16, generator=g) * sigmas[0]
     x_new = torch.sqrt(1 - w * w) * x_T + w * fresh  # the reroll: w > 0 only on the regions
     new_noise = torch.where(w > 0, torch.randn(8, 2, 4, 16, 16, generator=g), step_noise)
-    blend = KeepBlend.from_regions(rec.records, regions, (16, 16), keep, band=band)
-    kept = _sample(kind, model, x_new, sigmas, SamplingHooks([blend]), new_noise)
+    blend = KeepBlend.from_regions(rec.records, regions, (16, 16), keep, band=band, fraction_of=fraction_of)
+    placed = []
+    kept = _sample(kind, model, x_new, sigmas, SamplingHooks([blend]), new_noise, placed)
     free = _sample(kind, model, x_new, sigmas, SamplingHooks([]), new_noise)
     calls = len(rec.records[0])
     assert len(kept) == calls + 1
     m = blend.masks
-    for i in range(calls):  # the x the model sees at call i: the base's wherever the map says follow there
-        follow = ((m == 0) & (blend.release > i)).expand_as(x_T)
-        assert follow.any() == (i < blend.calls)
+    # the kept time by hand: floor(keep x 8 steps), or x the calls (heun: 15); a call's time: its place on the
+    # schedule (heun's second call: at the next sigma), or its index
+    K = math.floor(keep * (8 if fraction_of == "steps" else calls) + 1e-6)
+    if kind == "heun" and fraction_of == "steps":
+        assert [c.at for c in placed[:4]] == [0.0, 1.0, 1.0, 2.0]
+    step = [i // 2 if kind == "heun" else i for i in range(calls)]  # heun here: two calls in every step
+    for i, call in enumerate(placed):  # the x the model sees at call i: the base's wherever the map says follow
+        t = step[i] if fraction_of == "steps" else i
+        follow = ((m == 0) & (K * blend.release > t)).expand_as(x_T)
+        assert follow.any() == (t < K)
         assert torch.equal(kept[i][follow], base[i][follow]), i
         assert torch.equal(kept[i + 1][follow], base[i + 1][follow]), i  # and the x its update gives
-    beyond = ((m == 0) & (blend.release >= blend.calls)).expand_as(x_T)  # beyond the band: K calls, all at keep 1
+    beyond = ((m == 0) & (blend.release >= 1)).expand_as(x_T)  # beyond the band: all the kept time, at keep 1 all
     assert not torch.equal(free[-1][beyond], base[-1][beyond])  # without keep the outside drifts
     if keep == 1.0:
         assert torch.equal(kept[-1][beyond], base[-1][beyond])
     else:
         assert not torch.equal(kept[-1][beyond], base[-1][beyond])  # released at floor(0.6 calls): drifts after
     if band > 0:  # the band moves: released elements are free
-        band_cells = ((m == 0) & (blend.release < blend.calls)).expand_as(x_T)
+        band_cells = ((m == 0) & (blend.release < 1)).expand_as(x_T)
         assert not torch.equal(kept[-1][band_cells], base[-1][band_cells])
 
 
@@ -431,11 +448,11 @@ def test_a_caches_recorder_stores_complete_records_under_their_keys():
     calls = [torch.randn(2, 4, 8, 8) for _ in range(3)]
     with SamplingHooks([cache.recorder(["a", "b"])]).running() as hooks:
         for i, x in enumerate(calls):
-            assert hooks.after_call(i, 3, x) is None
+            assert hooks.after_call(Call.plain(i, 3), x) is None
     for key, row in (("a", 0), ("b", 1)):
         assert [torch.equal(t, x[row]) for t, x in zip(cache.get(key).calls, calls)] == [True] * 3
     with pytest.raises(RuntimeError):  # an interrupted generation is never stored
         with SamplingHooks([cache.recorder(["c", "d"])]).running() as hooks:
-            hooks.after_call(0, 3, calls[0])
+            hooks.after_call(Call.plain(0, 3), calls[0])
             raise RuntimeError("interrupted")
     assert cache.get("c") is None and len(cache) == 2

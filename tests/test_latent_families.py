@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from lib_initedit.reroll.keep import KeepBlend, Recorder, keep_mask
 from lib_initedit.reroll.noise import blend, region_weight, reroll_batch, spatial_weight
 from lib_initedit.reroll.noise_stream import RerollStream
-from lib_initedit.sampling_hooks import SamplingHooks
+from lib_initedit.sampling_hooks import Call, SamplingHooks
 from lib_initedit.spec import RerollRegion
 
 # family: (latent channels, extra axes between channels and the image (video-VAE frames), prediction, shift).
@@ -231,9 +231,9 @@ def sample_flow(x, sigmas, denoise, hooks: SamplingHooks, stream=None, eta: floa
     with hooks.running():
         for i in range(total):
             sigma, nxt = sigmas[i], sigmas[i + 1]
-            hooks.before_call(i, total, None)
+            hooks.before_call(Call.plain(i, total), None)
             denoised = denoise(x, sigma)
-            changed = hooks.after_call(i, total, denoised)
+            changed = hooks.after_call(Call.plain(i, total), denoised)
             denoised = denoised if changed is None else changed
             if eta == 0 or nxt == 0:
                 x = x + (x - denoised) / sigma * (nxt - sigma)
@@ -320,7 +320,7 @@ def test_flow_keep_half_follows_the_base_for_the_kept_calls_then_runs_free(famil
         run(shape, sigmas, denoise, seeds, hooks=[recorder], trace=base_trace)
         keep, trace = KeepBlend(recorder.records, keep_mask(regions[0], H, W)[None], 0.5), []
         run(shape, sigmas, denoise, seeds, regions, hooks=[keep], trace=trace)
-    assert keep.calls == 4
+    assert keep.kept(Call.plain(0, 8)) == 4
     for step in range(4):  # the state after each kept call: the base's outside
         assert torch.equal(outside(trace[step], BOX_MASK), outside(base_trace[step], BOX_MASK))
     assert not torch.equal(outside(trace[-1], BOX_MASK), outside(base_trace[-1], BOX_MASK))

@@ -11,6 +11,7 @@ from lib_initedit.webui.args import XYZ_REROLL_SEED, XYZ_REROLL_STRENGTH, XYZ_RO
 from lib_initedit.webui import settings
 from lib_initedit.webui.per_image import spec_for_image
 from lib_initedit.webui.session import Session
+from lib_initedit.sampling_hooks import Call
 from tests.webui_fakes import FakeBrownian, FakeHost, FakeSampler, SeedRNG, make_p, run_sampling
 
 
@@ -103,7 +104,7 @@ def test_layout_session_edits_and_reports():
     hooks.enter()
     try:
         for i in range(4):
-            hooks.before_call(i, 4, cond_rows)
+            hooks.before_call(Call.plain(i, 4), cond_rows)
             with torch.no_grad():
                 host.unet(torch.cat([new, new]), torch.full((4,), 900), context=torch.cat([torch.zeros_like(c), c]))
     finally:

@@ -3,6 +3,7 @@ import io
 import json
 
 import pytest
+import torch
 
 from lib_initedit.spec import LEGACY_VALUES, InitEditSpec, LayoutBox, RerollRegion, SpecError, parse_infotext, parse_spec
 from tests.spec_cases import BAD, png_b64
@@ -14,7 +15,7 @@ FULL = {
     "layout": [{"phrase": "red car", "box": [0.0, 0.0, 0.5, 1.0]}, {"phrase": "cat", "box": [0.5, 0.25, 1.0, 0.75]}],
     "rounds": 2, "hires": True, "method": "rebuild", "layers": "paper", "heatmaps": True,
     "keep": 0.5, "keep_band": 0.05, "guidance": 3.0, "guidance_steps": 0.25, "candidates": 3, "guidance_core": 0.5,
-    "guidance_units": "logits",
+    "guidance_units": "logits", "fraction_of": "calls",
 }
 
 
@@ -85,6 +86,28 @@ def test_legacy_fields_are_always_written_with_their_section():
     assert "guidance" not in parse_spec({"reroll": [{"box": [0, 0, 1, 1]}]}).to_dict()
     assert "guidance" in parse_spec({"layout": [{"phrase": "a", "box": [0, 0, 1, 1]}]}).to_dict()
     assert InitEditSpec().to_dict() == {}
+    # fraction_of belongs to both lists: written with either alone
+    for only in ({"reroll": [{"box": [0, 0, 1, 1]}]}, {"layout": [{"phrase": "a", "box": [0, 0, 1, 1]}]}):
+        assert parse_spec(only).to_dict()["fraction_of"] == "steps"
+        assert parse_infotext(only).fraction_of == "calls"  # written before it existed: of the calls
+
+
+def test_old_infotexts_count_calls_on_every_sampler_and_new_specs_count_steps():
+    """keep 0.5 on Heun (10 steps, 19 calls): an old infotext kept floor(0.5 x 19) = 9 calls; a new spec keeps
+    5 steps, both calls of each."""
+    from lib_initedit.reroll.keep import BaseRecord, KeepBlend
+    from lib_initedit.sampling_hooks import Call
+
+    record = BaseRecord([torch.zeros(4, 8, 8)] * 19, True, [float((i + 1) // 2) for i in range(19)])
+    region = [[RerollRegion(box=(0, 0, 0.5, 0.5), seed=1)]]
+    kept = {}
+    for text in ('{"reroll": [{"box": [0, 0, 0.5, 0.5], "seed": 1}], "keep": 0.5, "keep_band": 0}',
+                 '{"reroll": [{"box": [0, 0, 0.5, 0.5], "seed": 1}], "keep": 0.5, "keep_band": 0, "fraction_of": "steps"}'):
+        spec = parse_infotext(text)
+        blend = KeepBlend.from_spec([record], region, (8, 8), spec)
+        calls = [Call(i, 20, 10, record.places[i]) for i in range(19)]
+        kept[spec.fraction_of] = sum(blend.after_call(c, torch.ones(1, 4, 8, 8)) is not None for c in calls)
+    assert kept == {"calls": 9, "steps": 10}
 
 
 def test_mask_with_only_transparent_white_selects_nothing():

@@ -6,6 +6,7 @@ import types
 import torch
 
 from lib_initedit.toy.pipe import SeedStream as SeedRNG  # like the WebUI's ImageRNG
+from lib_initedit.sampling_hooks import Call
 from tests.ldm_like import tiny_unet
 
 
@@ -38,9 +39,9 @@ def run_sampling(hooks, x, calls=3):
     hooks.enter()
     try:
         for i in range(calls):
-            hooks.before_call(i, calls, None)
+            hooks.before_call(Call.plain(i, calls), None)
             denoised = x * (i + 1)
-            changed = hooks.after_call(i, calls, denoised)
+            changed = hooks.after_call(Call.plain(i, calls), denoised)
             out.append(denoised if changed is None else changed)
     finally:
         hooks.leave(True)

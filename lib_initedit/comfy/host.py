@@ -38,7 +38,7 @@ from ..patcher import PatcherHost, probe_model_options
 from ..reroll.keep import KeepBlend, Recorder
 from ..reroll.noise import reroll_batch
 from ..reroll.noise_stream import RerollNoiseSampler
-from ..sampling_hooks import SamplingHooks
+from ..sampling_hooks import CallClock, SamplingHooks
 from ..spec import RANDOM_SEED_LIMIT, InitEditSpec, RerollRegion, SpecError, wrap_seed
 
 WRAPPER_KEY = "initedit"
@@ -248,10 +248,9 @@ class InitEditPatch:
         self.last_layout = None
         self.runs = 0
         self._keep: KeepBlend | Recorder | None = None
-        self._calls = 0
+        self._clock: CallClock | None = None  # the running sampling's calls, placed on its sigmas
         self._guidance: LayoutGuidance | None = None
         self._cond_rows = None
-        self._sigmas = None
         self.guided_blocks = None  # the last run's GuidedBlocks (attn2 replace patches guided), for reports
 
     # --------------------------------------------------------------------------- install
@@ -292,7 +291,8 @@ class InitEditPatch:
                             seed, **kwargs)
         # keep: the base (the same sampling without the reroll) first, its denoised recorded at every call
         recorder = Recorder()
-        self._keep, self._calls = recorder, 0
+        self._keep = recorder
+        self._start_clock(sigmas)
         recorder.enter()
         try:
             executor(noise.clone(), latent_image, sampler, sigmas, denoise_mask, None, True, seed, **kwargs)
@@ -304,14 +304,20 @@ class InitEditPatch:
         if len(recorder.records) != batch or not all(r.complete for r in recorder.records):
             self._keep = None
             raise RuntimeError("InitEdit keep: the base generation was not recorded completely")
-        blend = KeepBlend.from_regions(recorder.records, regions, (int(noise.shape[-2]), int(noise.shape[-1])),
-                                       self.spec.keep, band=self.spec.keep_band)
-        self._keep, self._calls = blend, 0
+        blend = KeepBlend.from_spec(recorder.records, regions, (int(noise.shape[-2]), int(noise.shape[-1])), self.spec)
+        self._keep = blend
+        self._start_clock(sigmas)
         try:
             return executor(new_noise, latent_image, rerolled_sampler, sigmas, denoise_mask, callback, disable_pbar,
                             seed, **kwargs)
         finally:
             self._keep = None
+
+    def _start_clock(self, sigmas) -> None:
+        """A sampling starts: its calls are counted from 0 and placed on its sigmas (both samplings of a keep,
+        with or without the SAMPLER_SAMPLE wrapper running)."""
+        steps = max(1, int(sigmas.shape[-1]) - 1)
+        self._clock = CallClock(steps, steps, sigmas.reshape(-1).tolist())
 
     def _following_sampler(self, sampler, plan, regions, seed):
         """The sampler, or a stand-in whose per-step noise follows the regions' seeds (ancestral / SDE)."""
@@ -337,6 +343,7 @@ class InitEditPatch:
     def sampler_sample(self, executor, guider, sigmas, extra_args, callback, noise, latent_image=None,
                        denoise_mask=None, disable_pbar=False):
         spec = self.spec
+        self._start_clock(sigmas)
         if not spec.layout or not self.positions:
             return executor(guider, sigmas, extra_args, callback, noise, latent_image, denoise_mask, disable_pbar)
         model = guider.inner_model
@@ -367,7 +374,6 @@ class InitEditPatch:
             if spec.heatmaps:
                 guidance.watch(layout_probe.probe_layers(unet, spec.layers))
         self._guidance = guidance if guidance is not None and guidance.enabled else None
-        self._sigmas = sigmas
         self._cond_rows = self._positive_rows(guider, batch)
         hooks = SamplingHooks([self._guidance])
         if self._guidance is not None:  # attn2 replace patches (IPAdapter ...) are guided too, on this run's copy
@@ -432,18 +438,17 @@ class InitEditPatch:
 
     # --------------------------------------------------------------------------- PREDICT_NOISE
     def predict_noise(self, executor, x, timestep, model_options={}, seed=None):
+        clock = self._clock
+        if clock is None:  # a sampling this host did not see start
+            return executor(x, timestep, model_options, seed)
+        call = clock.next(float(timestep.reshape(-1)[0]))
         guidance = self._guidance
-        if guidance is not None and self._sigmas is not None:
-            sigmas = self._sigmas
-            total = max(1, int(sigmas.shape[-1]) - 1)
-            sigma = float(timestep.reshape(-1)[0])
-            index = max(0, int((sigmas[:-1].float() >= sigma * (1 - 1e-5)).sum()) - 1)
-            guidance.before_call(min(index, total - 1), total, self._cond_rows)
+        if guidance is not None:
+            guidance.before_call(call, self._cond_rows)
         out = executor(x, timestep, model_options, seed)
         keep = self._keep
         if keep is not None:
-            index, self._calls = self._calls, self._calls + 1
-            new = keep.after_call(index, 0, out)
+            new = keep.after_call(call, out)
             if new is not None:
                 out = new
         return out

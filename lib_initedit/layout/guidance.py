@@ -54,7 +54,8 @@ import torch
 from torch import nn
 
 from . import attention
-from ..spec import GUIDANCE_UNITS
+from ..sampling_hooks import Call
+from ..spec import FRACTION_OF, GUIDANCE_UNITS
 from .attention_delta import DEFAULT_QUERY_CHUNK, attention_delta, share_bias
 from .box_bias import BoxBias
 from .cond_rows import CondRows
@@ -102,7 +103,8 @@ class LayoutGuidance:
     def __init__(self, unet: nn.Module, layers: Sequence[Any], strength: float, fraction: float,
                  columns: Sequence[Sequence[Sequence[int]]], boxes: Sequence[Sequence[Sequence[float]]],
                  rows: Sequence[int] | None = None, bias: BoxBias | None = None,
-                 query_chunk: int = DEFAULT_QUERY_CHUNK, units: str = "logits", **bias_fields):
+                 query_chunk: int = DEFAULT_QUERY_CHUNK, units: str = "logits", fraction_of: str = "calls",
+                 **bias_fields):
         self.unet = unet
         self.modules = [getattr(layer, "module", layer) for layer in layers]
         self.strength = float(strength)
@@ -111,7 +113,10 @@ class LayoutGuidance:
         if units == "share" and not 0 <= self.strength < 100:
             raise ValueError(f"guidance: {self.strength} is outside 0..100 (a share of the attention, %)")
         self.units = units
+        if fraction_of not in FRACTION_OF:
+            raise ValueError(f"fraction_of: {fraction_of!r} is not one of {', '.join(FRACTION_OF)}")
         self.fraction = float(fraction)
+        self.fraction_of = fraction_of
         self.box_bias = bias if bias is not None else BoxBias(**bias_fields)
         self.query_chunk = max(1, int(query_chunk))
         self.rows = list(rows) if rows is not None else None
@@ -135,7 +140,7 @@ class LayoutGuidance:
         self._watch: set[int] = set()  # ids of the modules whose own attention is recorded (``watch``)
         self._watching = False
         self._watched: dict[int, list] = {}  # image -> [sum of (K, h, w) maps, layers seen]
-        self.watched_index: int | None = None  # the call whose attention was recorded
+        self.watched_index: int | None = None  # the step whose attention was recorded
 
     @classmethod
     def from_spec(cls, unet: nn.Module, spec, columns, boxes, rows=None, layers: str | None = None,
@@ -147,7 +152,8 @@ class LayoutGuidance:
             kw.setdefault("large_core", spec.guidance_core)
             kw.setdefault("size_power", DEFAULT_SIZE_POWER if size_power is None else size_power)
         return cls(unet, select_guided_layers(unet, layers or DEFAULT_GUIDED_LAYERS), spec.guidance,
-                   spec.guidance_steps, columns, boxes, rows=rows, units=spec.guidance_units, **kw)
+                   spec.guidance_steps, columns, boxes, rows=rows, units=spec.guidance_units,
+                   fraction_of=spec.fraction_of, **kw)
 
     def watch(self, layers: Sequence[Any]) -> "LayoutGuidance":
         """Record the model's own attention on these layers (mean over them) at the first call after the
@@ -213,24 +219,26 @@ class LayoutGuidance:
     def leave(self, completed: bool) -> None:
         self.remove()
 
-    def before_call(self, index: int, total: int, cond_rows) -> None:
+    def before_call(self, call: Call, cond_rows) -> None:
+        # "steps": where the call lies on the step schedule, of the steps; "calls": its index, of the host's budget
+        i, total = (call.at, call.steps) if self.fraction_of == "steps" else (call.index, call.total)
         if cond_rows is None:
-            self._set_step(index, total, None)
+            self._set_step(i, total, None)
             return
         rows = self.rows if self.rows is not None else range(len(self.items))
-        self._set_step(index, total, [cond_rows[r] if r is not None and r < len(cond_rows) else None for r in rows])
+        self._set_step(i, total, [cond_rows[r] if r is not None and r < len(cond_rows) else None for r in rows])
 
     # ------------------------------------------------------------------ steps
-    def guided_at(self, i: int, total: int) -> bool:
+    def guided_at(self, i: float, total: int) -> bool:
         return self.enabled and i < self.fraction * max(1, int(total))
 
-    def _set_step(self, i: int, total: int, conds) -> None:
-        """Before the model call(s) of step i of total: guidance is on while i < fraction * total."""
+    def _set_step(self, i: float, total: int, conds) -> None:
+        """Before a model call at step i of total: guidance is on while i < fraction * total."""
         self.active = bool(self._installed) and conds is not None and self.guided_at(i, total)
         self._watching = (bool(self._installed) and conds is not None and bool(self._watch) and self.enabled
-                          and not self._watched and i == self.first_unguided(total) < total)
+                          and not self._watched and self.first_unguided(total) <= i < total)
         if self._watching:
-            self.watched_index = i
+            self.watched_index = int(i)
         self._rows.reset(conds if self.active or self._watching else [])
 
     # ------------------------------------------------------------------ the wrapper

@@ -34,7 +34,8 @@ import torch
 
 from . import release as release_
 from .noise import region_weight, spatial_weight
-from ..spec import RerollRegion
+from ..sampling_hooks import Call, steps_of_calls
+from ..spec import FRACTION_OF, RerollRegion
 
 
 def kept_calls(keep: float, calls: int) -> int:
@@ -71,6 +72,7 @@ class BaseRecord:
 
     calls: list[torch.Tensor] = field(default_factory=list)
     complete: bool = False
+    places: list[float] = field(default_factory=list)  # each call's place on the step schedule (``Call.at``)
 
     def __len__(self) -> int:
         return len(self.calls)
@@ -97,9 +99,9 @@ class Recorder:
         self.records = []
         self._broken = False
 
-    def after_call(self, index: int, total: int, denoised: torch.Tensor) -> None:
+    def after_call(self, call: Call, denoised: torch.Tensor) -> None:
         expected = len(self.records[0]) if self.records else 0
-        if index != expected or (self.records and len(self.records) != denoised.shape[0]):
+        if call.index != expected or (self.records and len(self.records) != denoised.shape[0]):
             self._broken = True  # out of order or a different batch: never cached (never raises into the sampler)
             return None
         if not self.records:
@@ -107,6 +109,7 @@ class Recorder:
         cpu = denoised.detach().to("cpu")
         for record, row in zip(self.records, cpu):
             record.calls.append(row.clone())  # own storage: the host may reuse its tensor
+            record.places.append(float(call.at))
         return None
 
     def leave(self, completed: bool) -> None:
@@ -179,53 +182,81 @@ class BaseCache:
 
 
 class KeepBlend:
-    """The keep step as a release map: at call i, ``x0' = w * x0 + (1 - w) * base[i]`` with ``w = max(m, released)``.
+    """The keep step as a release map: at a call, ``x0' = w * x0 + (1 - w) * base[call]`` with ``w = max(m, released)``.
 
     ``bases[b]``: image b's base record (the same object may serve several images: with ``vary: reroll``
     every image of the batch has the same base); ``masks``: (B, H, W) or (B, 1, H, W) soft geometry, 1 =
-    free (``keep_mask``); ``release``: same shape, the call from which each element runs free
-    (``release.release_map``; None: every element at ``kept_calls(keep, len(base))``, the keep without a
-    band). Where ``w`` is 0 (outside the regions, not yet released) the prediction is the base's exactly.
-    Calls are counted in the base's own units (denoiser calls, so second-order samplers that call twice per
-    step are kept for the same fraction of the schedule); a call past the record is left alone. keep 0 ->
-    never changes anything.
+    free (``keep_mask``); ``release``: same shape, when each element runs free as a fraction of the kept
+    time (``release.release_map``; None: 1 everywhere, the keep without a band). Where ``w`` is 0 (outside
+    the regions, not yet released) the prediction is the base's exactly.
+
+    Time is counted as ``fraction_of`` says. "steps": the kept time is ``K = floor(keep * steps)`` steps and an
+    element follows while the step the call belongs to (both calls of a Heun step: the step's) is before
+    ``K * release``, so a second-order sampler keeps the same steps as Euler. The steps of the calls come
+    from the base record's places (``steps_of_calls``): the reroll samples the same way. "calls" (infotexts
+    written before): ``K = kept_calls(keep, len(base))`` and the call's index. keep 0 -> never changes anything.
     """
 
     def __init__(self, bases: Sequence[BaseRecord], masks: torch.Tensor, keep: float,
-                 release: torch.Tensor | None = None):
+                 release: torch.Tensor | None = None, fraction_of: str = "calls"):
         if len(bases) != masks.shape[0]:
             raise ValueError(f"KeepBlend: {len(bases)} base records for a batch of {masks.shape[0]}")
+        if fraction_of not in FRACTION_OF:
+            raise ValueError(f"fraction_of: {fraction_of!r} is not one of {', '.join(FRACTION_OF)}")
         self.bases = list(bases)
         self.masks = (masks if masks.dim() == 4 else masks[:, None]).float()
         self.keep = float(keep)
-        lengths = {len(b) for b in self.bases}
-        self.calls = kept_calls(self.keep, min(lengths)) if lengths else 0
+        self.fraction_of = fraction_of
         if release is None:
-            release = torch.full_like(self.masks, float(self.calls))
-        self.release = (release if release.dim() == 4 else release[:, None]).float().clamp(max=float(self.calls))
+            release = torch.ones_like(self.masks)
+        self.release = (release if release.dim() == 4 else release[:, None]).float().clamp(0.0, 1.0)
         held = self.release[self.masks < 1]  # elements that are not free from the start
-        self.last = min(self.calls, int(math.ceil(float(held.max())))) if held.numel() else 0
+        self.last = float(held.max()) if held.numel() else 0.0  # the latest release, a fraction of K
+        self.recorded = min(len(b) for b in self.bases) if self.bases else 0
+        self._step_of: list[int] | None = None
+        self._kept: float | None = None
+        self._release_at: torch.Tensor | None = None
 
     @classmethod
     def from_regions(cls, bases: Sequence[BaseRecord], regions: Sequence[Sequence[RerollRegion]],
                      latent_hw: tuple[int, int], keep: float, band: float = 0.0,
-                     shape: str = release_.DEFAULT_SHAPE) -> "KeepBlend":
+                     shape: str = release_.DEFAULT_SHAPE, fraction_of: str = "calls") -> "KeepBlend":
         """``regions[b]``: image b's reroll regions (as given to ``noise.reroll_batch``); ``band``: the width of
         the gradually released band around them, a fraction of the latent's shorter side (0: no band)."""
         h, w = latent_hw
-        lengths = [len(b) for b in bases]
-        kept = kept_calls(float(keep), min(lengths)) if lengths else 0
         masks, maps, done = [], [], {}
         for r in regions:  # images with the same geometry (every image of a "vary" batch) share the work
             key = tuple((x.box, x.mask, x.feather) for x in r)
             if key not in done:
-                done[key] = (keep_mask(r, h, w), release_.release_map(r, h, w, band, kept, shape))
+                done[key] = (keep_mask(r, h, w), release_.release_map(r, h, w, band, shape))
             masks.append(done[key][0])
             maps.append(done[key][1])
-        return cls(bases, torch.stack(masks), keep, torch.stack(maps))
+        return cls(bases, torch.stack(masks), keep, torch.stack(maps), fraction_of)
 
-    def applies(self, index: int) -> bool:
-        return index < self.last
+    @classmethod
+    def from_spec(cls, bases: Sequence[BaseRecord], regions: Sequence[Sequence[RerollRegion]],
+                  latent_hw: tuple[int, int], spec) -> "KeepBlend":
+        """From an ``InitEditSpec``'s keep fields: ``keep``, ``keep_band``, ``fraction_of``."""
+        return cls.from_regions(bases, regions, latent_hw, spec.keep, band=spec.keep_band, fraction_of=spec.fraction_of)
+
+    def kept(self, call: Call) -> float:
+        """K: the kept time, in the units ``fraction_of`` counts (steps or calls)."""
+        return float(kept_calls(self.keep, call.steps if self.fraction_of == "steps" else self.recorded))
+
+    def time_of(self, call: Call) -> float:
+        """The call's time: the sampler step it belongs to ("steps": both calls of a Heun step are in it), or
+        its index ("calls")."""
+        if self.fraction_of != "steps":
+            return float(call.index)
+        if self._step_of is None:  # the step of each call of the base's sampling (the reroll's calls the same way)
+            places = self.bases[0].places[:self.recorded]
+            self._step_of = steps_of_calls(places, call.steps) if len(places) == self.recorded else \
+                [min(i, call.steps) for i in range(self.recorded)]
+        return float(self._step_of[call.index]) if call.index < len(self._step_of) else float(call.steps)
+
+    def applies(self, call: Call) -> bool:
+        """Does some element still follow at this call (and is the call in the record)?"""
+        return call.index < self.recorded and self.time_of(call) < self.kept(call) * self.last
 
     def base_at(self, index: int, like: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) base prediction of call ``index`` on ``like``'s device (in the record's dtype); one
@@ -240,14 +271,19 @@ class KeepBlend:
             return rows[0].expand(like.shape[0], *rows[0].shape)
         return torch.stack(rows)
 
-    def after_call(self, index: int, total: int, denoised: torch.Tensor) -> torch.Tensor | None:
-        """``SamplingHooks`` part: the blended prediction, or None (unchanged) past the kept calls."""
-        if not self.applies(index):
+    def after_call(self, call: Call, denoised: torch.Tensor) -> torch.Tensor | None:
+        """``SamplingHooks`` part: the blended prediction, or None (unchanged) past the kept time."""
+        if not self.applies(call):
             return None
         if self.masks.device != denoised.device:
             self.masks = self.masks.to(denoised.device)  # once per batch
             self.release = self.release.to(denoised.device)
+            self._kept = None
+        kept = self.kept(call)
+        if self._kept != kept:  # when each element is released, K x its fraction (K is the same at every call)
+            self._kept, self._release_at = kept, self.release * kept
         m = spatial_weight(self.masks, denoised)  # (B, 1, H, W) over every channel (and frame axis)
-        w = torch.where(spatial_weight(self.release, denoised) <= index, torch.ones_like(m), m)  # released: free
-        out = w * denoised.float() + (1.0 - w) * self.base_at(index, denoised).float()
+        released = spatial_weight(self._release_at, denoised) <= self.time_of(call)
+        w = torch.where(released, torch.ones_like(m), m)  # released: free
+        out = w * denoised.float() + (1.0 - w) * self.base_at(call.index, denoised).float()
         return out.to(denoised.dtype)

@@ -1,23 +1,25 @@
-"""Keep the rest as a release map: at which denoiser call each latent element stops following the base.
+"""Keep the rest as a release map: when each latent element stops following the base, as a fraction of the
+kept time.
 
-Inside the rerolled regions the elements run free from the first call. Outside, beyond a band around the
-regions, they follow the base generation for the kept calls ``K = floor(keep * calls)`` (all of them at
-keep 1). In the band (its width ``band`` a fraction of the latent's shorter side, measured from the
-regions' cells) each element is released at its own call, the later the farther it lies from the regions:
+Inside the rerolled regions the elements run free from the start. Outside, beyond a band around the regions,
+they follow the base generation for the whole kept time ``K`` (``keep`` x the steps, or x the calls for
+infotexts written before ``fraction_of``; to the end at keep 1). In the band (its width ``band`` a fraction of
+the latent's shorter side, measured from the regions' cells) each element is released at its own time, the
+later the farther it lies from the regions:
 
-    release(p) = K * shape(d(p) / band_cells)   for 0 < d(p) < band_cells
-    release(p) = 0                              inside a region (d = 0)
-    release(p) = K                              beyond the band (and everywhere at band 0)
+    release(p) = shape(d(p) / band_cells)   for 0 < d(p) < band_cells
+    release(p) = 0                          inside a region (d = 0)
+    release(p) = 1                          beyond the band (and everywhere at band 0)
 
 ``d(p)`` is the Euclidean distance, in latent cells, from the centre of cell p to the nearest cell of a
-region (each region's cells: its coverage at strength 1 without feather >= 0.5; a mask's too). At call i an
-element follows the base while ``i < release(p)`` and is free from then on, like Differential Diffusion's
-per-element timing. ``keep.KeepBlend`` blends with ``w = max(m, released)``, ``m`` the regions' soft
-geometry, so an element that neither belongs to a region (m = 0) nor is released yet takes the base's
+region (each region's cells: its coverage at strength 1 without feather >= 0.5; a mask's too). An element
+follows the base while the sampler is before ``K * release(p)`` and is free from then on, like Differential
+Diffusion's per-element timing. ``keep.KeepBlend`` blends with ``w = max(m, released)``, ``m`` the regions'
+soft geometry, so an element that neither belongs to a region (m = 0) nor is released yet takes the base's
 prediction exactly, and by induction its latent stays the base's bit for bit (elementwise samplers).
 
 band 0 is exactly the keep of before the band existed: every element outside the regions' full cells
-follows (blended by ``m``) for the first K calls, then everything runs free.
+follows (blended by ``m``) for the kept time, then everything runs free.
 """
 from __future__ import annotations
 
@@ -100,25 +102,25 @@ def distance_to_cells(cells: torch.Tensor, reach: float) -> torch.Tensor:
     return torch.where(dist < reach, dist, torch.full_like(dist, math.inf)).float()
 
 
-def release_calls(distance: torch.Tensor, band_cells: float, kept: int, shape: str = DEFAULT_SHAPE) -> torch.Tensor:
-    """(H, W) float: the call from which each element runs free (it follows the base while call < this).
-    ``kept``: K, the calls the far outside follows; 0 inside (distance 0), K at or beyond the band."""
+def release_fraction(distance: torch.Tensor, band_cells: float, shape: str = DEFAULT_SHAPE) -> torch.Tensor:
+    """(H, W) float: when each element runs free, a fraction of the kept time (it follows the base before
+    ``K * this``): 0 inside (distance 0), 1 at or beyond the band."""
     if shape not in SHAPES:
         raise ValueError(f"release shape {shape!r} is not one of {', '.join(SHAPES)}")
-    full = torch.full_like(distance, float(kept))
-    if band_cells <= 0 or kept <= 0:
+    full = torch.ones_like(distance)
+    if band_cells <= 0:
         return full
     t = (distance / band_cells).clamp(0.0, 1.0)
-    return torch.where(distance < band_cells, float(kept) * SHAPES[shape](t), full)
+    return torch.where(distance < band_cells, SHAPES[shape](t), full)
 
 
-def release_map(regions: Sequence[RerollRegion], height: int, width: int, band: float, kept: int,
+def release_map(regions: Sequence[RerollRegion], height: int, width: int, band: float,
                 shape: str = DEFAULT_SHAPE) -> torch.Tensor:
-    """(height, width) release calls of one image's regions; ``band``: fraction of min(height, width)."""
+    """(height, width) release fractions of one image's regions; ``band``: fraction of min(height, width)."""
     band_cells = max(0.0, float(band)) * min(height, width)
-    if band_cells <= 0 or kept <= 0:
-        return torch.full((height, width), float(max(kept, 0)))
-    return release_calls(distance_to_cells(region_cells(regions, height, width), band_cells), band_cells, kept, shape)
+    if band_cells <= 0:
+        return torch.ones(height, width)
+    return release_fraction(distance_to_cells(region_cells(regions, height, width), band_cells), band_cells, shape)
 
 
 def band_cells_mask(regions: Sequence[RerollRegion], height: int, width: int, band: float) -> torch.Tensor:

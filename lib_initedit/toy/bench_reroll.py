@@ -34,7 +34,7 @@ import torch
 from ..reroll.keep import KeepBlend, Recorder
 from ..reroll.noise import reroll_batch
 from ..reroll.release import DEFAULT_SHAPE, band_cells_mask, distance_to_cells, region_cells
-from ..sampling_hooks import SamplingHooks
+from ..sampling_hooks import Call, SamplingHooks
 from ..spec import InitEditSpec, RerollRegion
 from .data import SIZE, random_prompt
 from .pipe import SeedStream, ToyPipe, seed_noise
@@ -314,7 +314,7 @@ def keep_cost(repeats: int = 20) -> dict:
             build = (time.perf_counter() - t0) / repeats * 1000
             t0 = time.perf_counter()
             for _ in range(repeats):
-                blend.after_call(0, 1, x)
+                blend.after_call(Call.plain(0, 1), x)
             call = (time.perf_counter() - t0) / repeats * 1000
             out[f"{name}, band {band:g}"] = dict(build_ms=round(build, 2), call_ms=round(call, 3))
     return out

@@ -55,14 +55,29 @@ def caption_for(objects) -> str:
 # Scene layout. Half the scenes keep their objects apart (a gap of at least 1 px); in the others objects may
 # touch and overlap (centres at least OVERLAP x the sum of the radii apart; later objects are drawn on top).
 # Centres may lie up to (1 - BORDER) x the radius beyond the inner margin, so an object can be cut by the
-# image border; a quarter of the objects are pushed against a border.
+# image border; a share of the objects are pushed against a border (their centre within r of it, at least
+# ``edge_cut`` x r in), and in the "corners" style another share into a corner (within r of two borders).
 APART_P = 0.5
 OVERLAP = 0.65
 BORDER = 0.7
-AT_BORDER_P = 0.25
 
 
-def random_objects(rng: np.random.Generator, n: int | None = None, size: int = SIZE) -> list[Obj]:
+@dataclass(frozen=True)
+class SceneStyle:
+    at_border_p: float  # objects pushed against one border
+    at_corner_p: float  # objects pushed into a corner
+    edge_cut: float     # how far in the centre of a pushed object lies, at least (x r)
+
+
+# "touching": the scenes of the second training stage; "corners": the third (objects as small boxes at the
+# corners and edges of a picture ask for them: cut deeper by the border, and some in a corner)
+STYLES = {"touching": SceneStyle(0.25, 0.0, BORDER), "corners": SceneStyle(0.25, 0.15, 0.3)}
+DEFAULT_STYLE = "corners"
+
+
+def random_objects(rng: np.random.Generator, n: int | None = None, size: int = SIZE,
+                   style: str = DEFAULT_STYLE) -> list[Obj]:
+    st = STYLES[style]
     n = int(rng.integers(1, 4)) if n is None else n
     colours = rng.choice(len(COLOURS), n, replace=False)
     apart = rng.random() < APART_P
@@ -71,12 +86,17 @@ def random_objects(rng: np.random.Generator, n: int | None = None, size: int = S
         for _ in range(100):
             r = float(rng.uniform(3.5, 7.0))
             cx, cy = rng.uniform(BORDER * r, size - BORDER * r, 2)
-            if rng.random() < AT_BORDER_P:  # against one border: the centre within r of it
-                side, d = int(rng.integers(0, 4)), float(rng.uniform(BORDER * r, r))
+            u = rng.random()
+            if u < st.at_border_p:  # against one border: the centre within r of it
+                side, d = int(rng.integers(0, 4)), float(rng.uniform(st.edge_cut * r, r))
                 if side < 2:
                     cx = d if side == 0 else size - d
                 else:
                     cy = d if side == 2 else size - d
+            elif u < st.at_border_p + st.at_corner_p:  # into a corner: within r of two borders
+                dx, dy = rng.uniform(st.edge_cut * r, r, 2)
+                cx = float(dx) if rng.random() < 0.5 else size - float(dx)
+                cy = float(dy) if rng.random() < 0.5 else size - float(dy)
             gap = (lambda o: np.hypot(cx - o.cx, cy - o.cy) > r + o.r + 1.0) if apart else \
                 (lambda o: np.hypot(cx - o.cx, cy - o.cy) > OVERLAP * (r + o.r))
             if all(gap(o) for o in objs):
@@ -110,16 +130,16 @@ def render(objects, size: int = SIZE) -> torch.Tensor:
     return torch.from_numpy(img * 2 - 1).float()
 
 
-def make_scene(seed: int, n: int | None = None) -> Scene:
+def make_scene(seed: int, n: int | None = None, style: str = DEFAULT_STYLE) -> Scene:
     rng = np.random.default_rng(seed)
-    objs = random_objects(rng, n)
+    objs = random_objects(rng, n, style=style)
     order = rng.permutation(len(objs))
     caption = caption_for([objs[i] for i in order])
     return Scene(objs, caption, render(objs))
 
 
-def batch(seeds) -> tuple[torch.Tensor, list[str]]:
-    scenes = [make_scene(int(s)) for s in seeds]
+def batch(seeds, style: str = DEFAULT_STYLE) -> tuple[torch.Tensor, list[str]]:
+    scenes = [make_scene(int(s), style=style) for s in seeds]
     return torch.stack([s.image for s in scenes]), [s.caption for s in scenes]
 
 

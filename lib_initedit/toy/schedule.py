@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ..sampling_hooks import Call
+
 T = 1000
 BETAS = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, T, dtype=torch.float64) ** 2
 ALPHAS_CUMPROD = torch.cumprod(1 - BETAS, 0).float()
@@ -27,8 +29,9 @@ def ddim_sample(unet, x_T, cond, uncond, steps: int = 20, guidance: float = 5.0,
     [uncond rows, cond rows].
 
     ``hooks``: a ``SamplingHooks`` (``lib_initedit/sampling_hooks.py``), run exactly as a WebUI host runs it:
-    ``enter()`` before the first step, ``before_call(i, steps, cond)`` before step i's model call (``cond[b]``
-    is image b's conditional context), ``after_call(i, steps, x0)`` on the x0 prediction after CFG (and
+    ``enter()`` before the first step, ``before_call(call, cond)`` before step i's model call (``call`` =
+    ``Call.plain(i, steps)``: one call a step; ``cond[b]`` is image b's conditional context), ``after_call(call, x0)``
+    on the x0 prediction after CFG (and
     clipping), which may replace it, the step then continuing from it (like the WebUI's ``cfg_after_cfg``), and
     ``leave(completed)`` afterwards, also on error. ``edit_x(i, t, x) -> x`` may replace the sampler's state
     before step i (research only: a WebUI sampler's state is its own).
@@ -52,7 +55,8 @@ def _ddim_loop(unet, x, cond, uncond, steps, guidance, clip, hooks, edit_x):
         if edit_x is not None:
             x = edit_x(i, t, x)
         if hooks is not None:
-            hooks.before_call(i, steps, cond)
+            call = Call.plain(i, steps)
+            hooks.before_call(call, cond)
         tt = torch.full((x.shape[0] * 2,), t, dtype=torch.long)
         e_u, e_c = unet(torch.cat([x, x]), tt, context=ctx).chunk(2)
         eps = e_u + guidance * (e_c - e_u)
@@ -61,7 +65,7 @@ def _ddim_loop(unet, x, cond, uncond, steps, guidance, clip, hooks, edit_x):
         x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
         if clip:
             x0 = x0.clamp(-1, 1)
-        changed = hooks.after_call(i, steps, x0) if hooks is not None else None
+        changed = hooks.after_call(call, x0) if hooks is not None else None
         if changed is not None:
             x0 = changed
         if clip or changed is not None:

@@ -70,6 +70,8 @@ def main(argv=None) -> None:
     ap.add_argument("--init", default=None, help="start from these weights (model and EMA) instead of random ones")
     ap.add_argument("--first-step", type=int, default=0, help="scenes from this step on (continued training: "
                                                              "the steps the --init weights were trained for)")
+    ap.add_argument("--scenes", default=data.DEFAULT_STYLE, choices=sorted(data.STYLES),
+                    help="scene style (data.STYLES): 'touching' the second stage's, 'corners' the third's")
     a = ap.parse_args(argv)
 
     torch.set_num_threads(a.threads)
@@ -94,7 +96,7 @@ def main(argv=None) -> None:
             break
         first = 1_000_000 + (a.first_step + step) * a.batch
         seeds = range(first, first + a.batch)
-        x0, caps = data.batch(seeds)
+        x0, caps = data.batch(seeds, a.scenes)
         drop = torch.rand(a.batch, generator=gen) < a.p_uncond
         caps = ["" if d else c for c, d in zip(caps, drop.tolist())]
         t = torch.randint(0, T, (a.batch,), generator=gen)
@@ -123,10 +125,10 @@ def main(argv=None) -> None:
         if a.snapshot_every and step and step % a.snapshot_every == 0:
             save(ema, a.out + ".partial", {"step": step})
     meta = {"steps": done, "init": a.init or "", "first_step": a.first_step, "batch": a.batch, "lr": a.lr, "ema": a.ema, "seed": a.seed, "sink_share": a.sink_share,
-            "sink_weight": a.sink_weight, "wall_s": round(time.time() - t0),
+            "sink_weight": a.sink_weight, "scenes": a.scenes, "wall_s": round(time.time() - t0),
             "command": f"python -m lib_initedit.toy.train --out {a.out} --steps {done} --batch {a.batch} "
-                       f"--sink-share {a.sink_share} --sink-weight {a.sink_weight}"
-                       + (f" --init {a.init} --first-step {a.first_step}" if a.init else "")}
+                       f"--sink-share {a.sink_share} --sink-weight {a.sink_weight} --scenes {a.scenes}"
+                       + (f" --init {a.init} --first-step {a.first_step} --lr {a.lr}" if a.init else "")}
     save(ema, a.out, meta)
     print(f"done in {time.time() - t0:.0f}s -> {a.out}", flush=True)
 

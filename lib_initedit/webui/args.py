@@ -145,7 +145,7 @@ def spec_facts() -> dict:
     return {
         "keys": {"infotext": S.INFOTEXT_KEY, "error": S.ERROR_KEY, "note": S.NOTE_KEY},
         "fields": fields,
-        "pinned": dict(S.SECTION_OF),
+        "pinned": {name: list(sections) for name, sections in S.SECTION_OF.items()},
         "region": {name: {"default": S.REGION_DEFAULTS[name], "min": facts.limits[0], "max": facts.limits[1]}
                    for name, facts in S.REGION_FACTS.items()},
         "max_seed": S.MAX_SEED,

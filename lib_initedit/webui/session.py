@@ -165,8 +165,7 @@ class Session:
                 self.note("'Keep the rest' skipped for this batch: the image without the reroll did not finish")
                 return None
             records = [r if r is not None else recorder.records[i] for i, r in enumerate(records)]
-        return keep.KeepBlend.from_regions(records, [s.reroll for s in specs], tuple(x_pre.shape[-2:]), self.spec.keep,
-                                           band=self.spec.keep_band)
+        return keep.KeepBlend.from_spec(records, [s.reroll for s in specs], tuple(x_pre.shape[-2:]), self.spec)
 
     def _layout(self, x: torch.Tensor, c, specs: list[InitEditSpec]) -> torch.Tensor:
         p, host = self.p, self.host

@@ -22,7 +22,7 @@ let r = S.parse(JSON.stringify({reroll: [{box: [0.6, 0.5, 0.2, 1.4], seed: "12",
 assert.strictEqual(r.error, null);
 let text = S.serialize(r.spec);
 assert.deepStrictEqual(JSON.parse(text), {reroll: [{box: [0.2, 0.5, 0.6, 1], seed: 12, strength: 1, feather: 0}], rounds: 8,
-    ...Object.fromEntries(Object.entries(facts.pinned).filter(([, s]) => s === "reroll")
+    ...Object.fromEntries(Object.entries(facts.pinned).filter(([, s]) => s.includes("reroll"))
         .map(([k]) => [k, facts.fields.find(f => f.name === k).default]))}); // keep is written whenever there are regions
 out.push(text);
 assert.strictEqual(S.serialize(S.parse("").spec), "{}");
@@ -32,7 +32,7 @@ assert.ok(S.parse("[1]").error);
 r = S.parse(JSON.stringify(JSON.stringify({layout: [{phrase: "cat", box: [0, 0, 0.5, 0.5]}], heatmaps: true, layers: "paper"})));
 out.push(S.serialize(r.spec));
 // the fields pinned to a section (facts.pinned: keep with the regions, guidance... with the boxes) are always written
-const pinnedTo = section => Object.fromEntries(Object.entries(facts.pinned).filter(([, s]) => s === section)
+const pinnedTo = section => Object.fromEntries(Object.entries(facts.pinned).filter(([, s]) => s.includes(section))
     .map(([k]) => [k, facts.fields.find(f => f.name === k).default]));
 assert.ok("guidance" in pinnedTo("layout") && "keep" in pinnedTo("reroll"));
 assert.deepStrictEqual(JSON.parse(out[1]), {layout: [{phrase: "cat", box: [0, 0, 0.5, 0.5]}], layers: "paper", heatmaps: true,

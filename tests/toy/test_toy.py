@@ -81,7 +81,24 @@ def test_scenes_may_touch_overlap_and_sit_at_the_border():
             for i, a in enumerate(objs) for b in objs[i + 1:]]
     assert min(gaps) < 0 and sum(g > 1 for g in gaps) > len(gaps) / 3  # overlaps, and scenes kept apart
     near = [o for objs in scenes for o in objs if min(o.cx, o.cy, 32 - o.cx, 32 - o.cy) < o.r]
-    assert near and all(min(o.cx, o.cy, 32 - o.cx, 32 - o.cy) >= 0.7 * o.r - 1e-9 for objs in scenes for o in objs)
+    assert near and all(min(o.cx, o.cy, 32 - o.cx, 32 - o.cy) >= 0.3 * o.r - 1e-9 for objs in scenes for o in objs)
+    # the default ("corners") style also puts objects into the corners, cut deeper than 0.7 r
+    corner = [o for o in near if max(min(o.cx, 32 - o.cx), min(o.cy, 32 - o.cy)) < o.r]
+    assert len(corner) > 0.15 * sum(map(len, scenes))  # ("touching": about 0.06)
+    assert any(min(o.cx, o.cy, 32 - o.cx, 32 - o.cy) < 0.7 * o.r for o in near)
+
+
+def test_the_second_stages_scenes_are_still_drawn_as_they_were():
+    """--scenes touching draws the scenes the second training stage saw: centres at least 0.7 r from a
+    border, few objects in a corner (only by chance)."""
+    from lib_initedit.toy.data import random_objects
+
+    import numpy as np
+    rng = np.random.default_rng(0)
+    objs = [o for _ in range(300) for o in random_objects(rng, 3, style="touching")]
+    assert all(min(o.cx, o.cy, 32 - o.cx, 32 - o.cy) >= 0.7 * o.r - 1e-9 for o in objs)
+    corner = [o for o in objs if max(min(o.cx, 32 - o.cx), min(o.cy, 32 - o.cy)) < o.r]
+    assert len(corner) < 0.1 * len(objs)  # (the "corners" style: about 0.2)
 
 
 @pytest.mark.parametrize("shape", ["circle", "square", "triangle"])

@@ -13,9 +13,10 @@ import torch
 from modules import devices, prompt_parser, rng, shared
 
 from ...layout import tokens
+from ...sampling_hooks import CallClock
 from ..console import say_once
 from . import cache_key
-from .sampler_patches import context_rows, patch_once
+from .sampler_patches import call_level, context_rows, patch_once
 
 
 class A1111Host:
@@ -80,8 +81,9 @@ class A1111Host:
     def hook_sampling(self, p, hooks) -> Callable[[], None]:
         """Run ``hooks`` around this batch's sampling (first pass): ``hooks.enter()`` right before the sampler
         starts and ``hooks.leave(completed)`` after it, also on error and interrupt; around every call of the
-        sampler's CFG denoiser ``hooks.before_call(index, total, cond_rows)`` (cond_rows: the conditional context
-        rows of the call, (N, T, D)) and ``hooks.after_call(index, total, denoised) -> tensor | None``.
+        sampler's CFG denoiser ``hooks.before_call(call, cond_rows)`` (``call``: its ``Call``, placed on the
+        schedule the sampler function is given; cond_rows: the conditional context rows of the call, (N, T, D))
+        and ``hooks.after_call(call, denoised) -> tensor | None``.
         An instance attribute on this batch's sampler, removed when it runs; the returned function removes it
         otherwise."""
         sampler = getattr(p, "sampler", None)
@@ -90,28 +92,40 @@ class A1111Host:
 
         def sample(original, *args, **kwargs):
             denoiser = sampler.model_wrap_cfg
-            calls = {"index": 0}
+            schedule: list = []
+            state: dict = {"clock": None, "call": None}
+
+            def func(original_func, *f_args, **f_kwargs):  # the sampler function: its schedule
+                levels = f_kwargs.get("sigmas", f_kwargs.get("timesteps"))
+                if levels is not None:
+                    schedule.extend(float(v) for v in torch.as_tensor(levels).reshape(-1).tolist())
+                return original_func(*f_args, **f_kwargs)
 
             def before(module, args_, kwargs_):
+                if state["clock"] is None:  # the denoiser's budget and steps are set once the sampler runs
+                    state["clock"] = CallClock(int(module.total_steps or 1), int(getattr(module, "steps", 0) or
+                                                                                 module.total_steps or 1), schedule)
+                sigma = kwargs_.get("sigma", args_[1] if len(args_) > 1 else None)
+                call = state["call"] = state["clock"].next(call_level(sigma))
                 cond = kwargs_.get("cond", args_[3] if len(args_) > 3 else None)
-                hooks.before_call(calls["index"], int(module.total_steps or 1), context_rows(cond, calls["index"]))
+                hooks.before_call(call, context_rows(cond, call.index))
 
             def after(module, args_, kwargs_, output):
-                index = calls["index"]
-                calls["index"] += 1
-                return hooks.after_call(index, int(module.total_steps or 1), output)
+                return hooks.after_call(state["call"], output)
 
             handles = []
             completed = False
+            unpatch_func = patch_once(sampler, "func", func) if "func" in vars(sampler) else (lambda: None)
             try:
                 handles.append(denoiser.register_forward_pre_hook(before, with_kwargs=True))
                 handles.append(denoiser.register_forward_hook(after, with_kwargs=True))
                 hooks.enter()
                 result = original(*args, **kwargs)
                 # (second-order samplers call the denoiser fewer times than total_steps says)
-                completed = not self.should_stop() and calls["index"] > 0
+                completed = not self.should_stop() and state["call"] is not None
                 return result
             finally:
+                unpatch_func()
                 for handle in handles:
                     handle.remove()
                 hooks.leave(completed)

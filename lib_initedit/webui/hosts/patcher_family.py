@@ -182,11 +182,11 @@ class ReplacedAttentionGuidance:
         finally:
             self.hooks.leave(completed)
 
-    def before_call(self, index: int, total: int, cond_rows) -> None:
-        self.hooks.before_call(index, total, cond_rows)
+    def before_call(self, call, cond_rows) -> None:
+        self.hooks.before_call(call, cond_rows)
 
-    def after_call(self, index: int, total: int, denoised):
-        return self.hooks.after_call(index, total, denoised)
+    def after_call(self, call, denoised):
+        return self.hooks.after_call(call, denoised)
 
     def _install(self) -> None:
         objects = getattr(_sd_model(self.p), "forge_objects", None)

@@ -34,3 +34,13 @@ def context_rows(cond, index):
         return None
     _, tensor = prompt_parser.reconstruct_multicond_batch(cond, index)
     return tensor.get("crossattn") if isinstance(tensor, dict) else tensor
+
+
+def call_level(sigma) -> float | None:
+    """The noise level (sigma, or a timestep sampler's t) of a denoiser call, from its argument."""
+    if sigma is None:
+        return None
+    try:
+        return float(sigma.reshape(-1)[0]) if hasattr(sigma, "reshape") else float(sigma)
+    except (TypeError, ValueError, IndexError):
+        return None
