@@ -6,6 +6,8 @@ A script, not a test. Run from the repository root:
     python benchmarks/bench_guidance.py --out docs/bench-guidance.json     # SD1.5 width (320 / 768), 64x64 latent
     python benchmarks/bench_guidance.py --quick                            # width 32: a smoke run
     python benchmarks/bench_guidance.py --effect --out docs/bench-guidance-effect.json   # the effect table
+    ~/webui-lab/venv/bin/python benchmarks/bench_guidance.py --effect --lab ~/webui-lab \
+        --out docs/bench-guidance-effect-lab.json           # the same on the WebUI lab's tiny checkpoints
 
 Effect (``--effect``): on an SD1.5-layout UNet (320 channels, context 768, attention at the three upper levels)
 and an SDXL-layout one (320 / 640 / 1280 channels, attention at the two lower levels, context 2048), a 32x32
@@ -81,6 +83,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--out", default=None)
     ap.add_argument("--effect", action="store_true", help="the effect table instead of the cost")
+    ap.add_argument("--lab", default=None, help="with --effect: the WebUI lab's folder (~/webui-lab); measure its tiny "
+                                                "checkpoints (run with the lab's python, which has ldm / sgm's dependencies)")
     a = ap.parse_args(argv)
     if a.effect:
         return effect(a)
@@ -167,6 +171,62 @@ QUICK_MODELS = {"SD1.5 layout": (dict(model_channels=32, context_dim=64, heads=4
                                      context_dim=96, heads=4), 32)}
 
 
+def effect_models(a):
+    """(name, build() -> UNet, context dim, latent side, extra forward kwargs) of the effect table's UNets: the
+    ldm-named test UNets at SD1.5 / SDXL width, or with ``--lab`` the WebUI lab's tiny checkpoints, built by the
+    WebUI's own ldm / sgm code from their yaml and weights (run with the lab's python)."""
+    if a.lab:
+        return lab_models(a.lab)
+    out = []
+    for name, (kw, side) in (QUICK_MODELS if a.quick else MODELS).items():
+        def build(kw=kw):
+            torch.manual_seed(0)
+            return UNetModel(**kw).eval()
+        out.append((name, build, kw["context_dim"], side, {}))
+    return out
+
+
+LAB_CHECKPOINTS = {"lab tiny-sd15 (ldm)": "tiny-sd15", "lab tiny-sdxl (sgm)": "tiny-sdxl"}
+
+
+def lab_models(lab: str):
+    """``lab``: the lab's folder (``../shared/webui-lab/setup.sh`` makes ~/webui-lab: the WebUI in
+    stable-diffusion-webui/, the tiny checkpoints in models/Stable-diffusion/)."""
+    import importlib
+
+    from omegaconf import OmegaConf
+    from safetensors.torch import load_file
+
+    webui = os.path.join(lab, "stable-diffusion-webui")
+    for repo in ("stable-diffusion-stability-ai", "generative-models"):
+        path = os.path.join(webui, "repositories", repo)
+        if path not in sys.path:
+            sys.path.append(path)
+    folder = os.path.join(lab, "models", "Stable-diffusion")
+    out = []
+    for name, stem in LAB_CHECKPOINTS.items():
+        cfg = OmegaConf.load(os.path.join(folder, stem + ".yaml")).model.params
+        unet_cfg = cfg.get("unet_config") or cfg.get("network_config")
+
+        def build(unet_cfg=unet_cfg, stem=stem):
+            module, cls = unet_cfg.target.rsplit(".", 1)
+            params = dict(unet_cfg.params)
+            params["use_checkpoint"] = False
+            if "spatial_transformer_attn_type" in params:
+                params["spatial_transformer_attn_type"] = "softmax"  # plain attention, no xformers on a CPU
+            unet = getattr(importlib.import_module(module), cls)(**params)
+            prefix = "model.diffusion_model."
+            weights = {k[len(prefix):]: v.float() for k, v in load_file(os.path.join(folder, stem + ".safetensors")).items()
+                       if k.startswith(prefix)}
+            unet.load_state_dict(weights, strict=True)
+            return unet.float().eval()
+
+        params = unet_cfg.params
+        extra = {"y": torch.zeros(2, int(params.adm_in_channels))} if params.get("adm_in_channels") else {}
+        out.append((name, build, int(params.context_dim), 32, extra))
+    return out
+
+
 def effect(a) -> dict:
     """The effect table: phrase shares inside / outside the boxes before and after guidance, output change, fp16."""
     from lib_initedit.spec import DEFAULT_GUIDANCE_LOGITS, InitEditSpec
@@ -178,11 +238,9 @@ def effect(a) -> dict:
     boxes = [[(0.05, 0.1, 0.45, 0.6), (0.55, 0.5, 0.9, 0.85)]]
     columns = [[[2, 3], [6, 7]]]
     rows = []
-    for model_name, (kw, side) in (QUICK_MODELS if a.quick else MODELS).items():
-        torch.manual_seed(0)
-        unet = UNetModel(**kw).eval()
+    for model_name, build, d, side, extra in effect_models(a):
+        unet = build()
         g = torch.Generator().manual_seed(1)
-        d = kw["context_dim"]
         x = torch.randn(1, 4, side, side, generator=g).repeat(2, 1, 1, 1)
         base = torch.randn(1, 77, d, generator=g)
         uncond = torch.randn(1, 77, d, generator=g)
@@ -193,7 +251,7 @@ def effect(a) -> dict:
                 start_token_sink(unet, layers, base[0, 0], uncond[0, 0])
             ctx = torch.cat([uncond, cond])
             with torch.no_grad():
-                plain = unet(x, t, context=ctx)
+                plain = unet(x, t, context=ctx, **extra)
             for set_name, st in settings.items():
                 guide = LayoutGuidance(unet, layers, st["strength"], 1.0, columns, boxes, units=st["units"],
                                        size_power=1.0, large_core=spec.guidance_core)
@@ -205,7 +263,7 @@ def effect(a) -> dict:
                     with SamplingHooks([guide]).running() as hooks:
                         hooks.before_call(Call.plain(0, 10), [cond[0]])
                         with torch.no_grad():
-                            guided = unet(x, t, context=ctx)
+                            guided = unet(x, t, context=ctx, **extra)
                 finally:
                     for handle in handles:
                         handle.remove()
@@ -225,7 +283,9 @@ def effect(a) -> dict:
                     acc["start"].append(float(probs[..., 0].mean()))
                     acc["top"].append(float(probs.max(dim=-1).values.median()))
                 change = float((guided[1] - plain[1]).norm() / plain[1].norm())
-                half_ok = fp16_finite(unet, x, t, ctx, guide, cond) if cond_name == "SD-like start token" else None
+                # (ldm's own attention cannot run in fp16 on a CPU: the lab's rows leave this to the test UNets)
+                half_ok = fp16_finite(unet, x, t, ctx, guide, cond) \
+                    if cond_name == "SD-like start token" and not a.lab else None
                 row = dict(model=model_name, conditioning=cond_name, guidance=set_name, layers=len(seen),
                            change=change, fp16_finite=half_ok,
                            **{key: statistics.mean(v) for key, v in acc.items()},

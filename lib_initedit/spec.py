@@ -110,7 +110,7 @@ class InitEditSpec:
     method: str = fact("swap", choices=METHODS)
     layers: str = fact("level", choices=LAYER_CHOICES)
     heatmaps: bool = fact(False)
-    # fraction of the model calls the outside of the regions, beyond the band, follows the base image
+    # fraction of the sampler's steps the outside of the regions, beyond the band, follows the base image
     keep: float = fact(1.0, limits=(0.0, 1.0), legacy=0.0, section="reroll")
     # width of the band around the regions (fraction of the shorter side) released gradually during the kept
     # calls, nearest first (0: no band, a hard edge at keep 1); toy-world tables: docs/reroll-keep.md

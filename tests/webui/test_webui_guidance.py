@@ -45,7 +45,7 @@ def test_an_infotext_from_before_guidance_reproduces_its_image(webui):
     text = infotext(old)
     spec = initedit_of(old)
     legacy = {k: v for k, v in spec.items()
-              if k not in ("guidance", "guidance_steps", "guidance_core", "guidance_units")}
+              if k not in ("guidance", "guidance_steps", "guidance_core", "guidance_units", "fraction_of")}
     quoted = json.dumps(json.dumps(spec, separators=(",", ":")))
     assert quoted in text
     text = text.replace(quoted, json.dumps(json.dumps(legacy, separators=(",", ":"))))
@@ -75,6 +75,28 @@ def test_an_infotext_from_before_guidance_core_reproduces_its_image(webui):
     assert status == 200 and np.array_equal(pixels(js), pixels(old))
     now = webui.txt2img(large, steps=6, seed=5)
     assert initedit_of(now)["guidance_core"] == 0.7 and not np.array_equal(pixels(now), pixels(old))
+
+
+@pytest.mark.parametrize("sampler, second_order", [("Euler", False), ("Heun", True)])
+def test_guidance_counts_the_samplers_steps_and_old_infotexts_count_calls(webui, sampler, second_order):
+    """guidance_steps 0.5 of 8 steps guides the calls placed before step 4 (Heun: 7 calls; its second call of
+    step 3 evaluates at step 4's level); an infotext written before fraction_of guided the calls before
+    0.5 x the WebUI's budget (Heun: 16, so 8 calls): the same on Euler, another image on Heun; such an
+    infotext still reproduces its own image."""
+    import json
+
+    by_steps = webui.txt2img(GUIDED, steps=8, seed=3, sampler_name=sampler)
+    assert initedit_of(by_steps)["fraction_of"] == "steps"
+    by_calls = webui.txt2img({**GUIDED, "fraction_of": "calls"}, steps=8, seed=3, sampler_name=sampler)
+    assert np.array_equal(pixels(by_steps), pixels(by_calls)) != second_order
+    spec = initedit_of(by_calls)
+    quoted = json.dumps(json.dumps(spec, separators=(",", ":")))
+    legacy = {k: v for k, v in spec.items() if k != "fraction_of"}
+    text = infotext(by_calls).replace(quoted, json.dumps(json.dumps(legacy, separators=(",", ":"))))
+    assert "fraction_of" not in text
+    status, js = webui.request("POST", "/sdapi/v1/txt2img", {"infotext": text, "send_images": True,
+                                                             "save_images": False})
+    assert status == 200 and np.array_equal(pixels(js), pixels(by_calls))
 
 
 def test_forwards_and_hooks_are_restored_after_success(webui):

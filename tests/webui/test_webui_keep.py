@@ -147,3 +147,32 @@ def test_keep_with_hires_fix_runs_and_is_recorded(webui):
              denoising_strength=0.5, hr_second_pass_steps=4)
     assert initedit_of(js)["keep"] == 1.0
     assert "InitEdit error" not in js["info"]["infotexts"][0]
+
+
+def _without(js, field):
+    """The image's infotext with ``field`` taken out of its InitEdit spec (as written before the field existed)."""
+    import json
+
+    from tests.webui.helpers import infotext
+
+    spec = initedit_of(js)
+    quoted = json.dumps(json.dumps(spec, separators=(",", ":")))
+    text = infotext(js)
+    assert quoted in text
+    return text.replace(quoted, json.dumps(json.dumps({k: v for k, v in spec.items() if k != field},
+                                                      separators=(",", ":"))))
+
+
+@pytest.mark.parametrize("sampler, second_order", [("Euler", False), ("Heun", True), ("DPM2", True)])
+def test_keep_counts_the_samplers_steps_and_old_infotexts_count_calls(webui, sampler, second_order):
+    """keep 0.5 of 8 steps keeps 4 steps (Heun, DPM2: both calls of each); an infotext written before
+    fraction_of kept floor(0.5 x the calls) calls: the same image on Euler (one call a step), another on the
+    second-order samplers, and such an infotext still reproduces its own image."""
+    spec = {**region(seed=91), "keep": 0.5, "keep_band": 0.0}
+    by_steps = gen(webui, spec, seed=21, sampler_name=sampler)
+    assert initedit_of(by_steps)["fraction_of"] == "steps"
+    by_calls = gen(webui, {**spec, "fraction_of": "calls"}, seed=21, sampler_name=sampler)
+    assert np.array_equal(pixels(by_steps), pixels(by_calls)) != second_order
+    status, old = webui.request("POST", "/sdapi/v1/txt2img", {"infotext": _without(by_calls, "fraction_of"),
+                                                              "send_images": True, "save_images": False})
+    assert status == 200 and np.array_equal(pixels(old), pixels(by_calls))
