@@ -81,3 +81,64 @@ def test_the_patcher_family_shares_one_base_and_overrides_only_what_differs(host
                        "_calc_cond", "_sampling_prepare_cleanup", "forget_controlnet_batch_caches", "text_model",
                        "_tokenizer", "brownian_noise"}, own
     assert len({host.name for host in (forge(), ldm(), a1111())}) == 3
+
+
+def test_a1111_hooks_place_every_call_of_a_second_order_sampler_and_leave_the_sampler_as_it_was(host_classes):
+    """A1111Host.hook_sampling on an A1111-shaped sampler running Heun: the sampler still sees its function's
+    signature (A1111 passes ``sigmas`` only when the function asks for them), every denoiser call reaches the
+    hooks as a ``Call`` placed on the schedule (Heun's second call at the next level), and the sampler's
+    ``sample`` and ``func`` are its own again afterwards."""
+    import torch
+
+    a1111 = sys.modules["lib_initedit.webui.hosts.a1111"]
+    a1111.shared.state = types.SimpleNamespace(interrupted=False, skipped=False, stopping_generation=False)
+    sigmas = torch.tensor([10.0, 5.0, 2.0, 0.0])
+
+    def sample_heun(model, x, sigmas, extra_args=None, callback=None, disable=None):
+        for i in range(len(sigmas) - 1):
+            d = model(x, sigmas[i], cond=None)
+            if sigmas[i + 1] > 0:
+                model(x, sigmas[i + 1], cond=None)
+            x = x + (x - d) * 0.1
+        return x
+
+    class Denoiser(torch.nn.Module):
+        steps, total_steps = 3, 6
+
+        def forward(self, x, sigma, cond=None):
+            return x * 0.5
+
+    class Sampler:
+        def __init__(self):
+            self.model_wrap_cfg = Denoiser()
+            self.func = sample_heun
+
+        def sample(self, p):
+            kwargs = {"sigmas": sigmas} if "sigmas" in inspect.signature(self.func).parameters else {}
+            return self.func(self.model_wrap_cfg, torch.ones(1, 4, 2, 2), **kwargs)
+
+    class Hooks:
+        def __init__(self):
+            self.calls, self.log = [], []
+
+        def enter(self):
+            self.log.append("enter")
+
+        def before_call(self, call, cond_rows):
+            self.calls.append(call)
+
+        def after_call(self, call, denoised):
+            return None
+
+        def leave(self, completed):
+            self.log.append(("leave", completed))
+
+    sampler, hooks = Sampler(), Hooks()
+    p = types.SimpleNamespace(sampler=sampler)
+    host = object.__new__(host_classes["A1111Host"])
+    host.hook_sampling(p, hooks)
+    sampler.sample(p)
+    assert [c.at for c in hooks.calls] == [0.0, 1.0, 1.0, 2.0, 2.0]
+    assert [c.index for c in hooks.calls] == [0, 1, 2, 3, 4] and {(c.total, c.steps) for c in hooks.calls} == {(6, 3)}
+    assert hooks.log == ["enter", ("leave", True)]
+    assert "sample" not in vars(sampler) and vars(sampler)["func"] is sample_heun

@@ -1,6 +1,7 @@
 """One-shot, per-instance patches of this batch's sampler: how the A1111-style hosts hook sampling."""
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 from modules import prompt_parser
@@ -20,6 +21,7 @@ def patch_once(obj, name: str, body: Callable) -> Callable[[], None]:
             else:
                 delattr(obj, name)
 
+    @functools.wraps(original)  # inspect.signature sees the original's (A1111 passes sigmas only if it asks for them)
     def patched(*args, **kwargs):
         restore()
         return body(original, *args, **kwargs)
