@@ -69,7 +69,7 @@ def test_mask_input_whole_image_is_seed_r(comfy):
     assert run_latent(comfy, g).equal(target)
 
 
-@pytest.mark.parametrize("sampler", ["euler", "euler_ancestral"])
+@pytest.mark.parametrize("sampler", ["euler", "euler_ancestral", "heun", "dpm_2"])
 def test_keep_1_keeps_the_latent_outside_bit_for_bit(comfy, sampler):
     base = run_latent(comfy, wf.base(seed=21, sampler=sampler))
     spec = {"reroll": [{"box": [0.25, 0.25, 0.75, 0.75], "seed": 77, "strength": 1.0}], "keep": 1.0, "keep_band": 0.0}
@@ -88,6 +88,16 @@ def test_keep_1_keeps_the_latent_outside_bit_for_bit(comfy, sampler):
     assert (got[:, :, inside] - base[:, :, inside]).abs().mean() > 0.05
     free = run_latent(comfy, wf.with_reroll(wf.base(seed=21, sampler=sampler), {**spec, "keep": 0.0}))
     assert not free[:, :, outside].equal(base[:, :, outside])  # keep 0: the outside may move (the check can fail)
+
+
+@pytest.mark.parametrize("sampler, second_order", [("euler", False), ("heun", True), ("dpm_2", True)])
+def test_keep_counts_the_samplers_steps(comfy, sampler, second_order):
+    """keep 0.5 keeps half of the steps (both calls of a Heun or DPM2 step); "fraction_of": "calls" keeps half of
+    the model calls: the same on Euler, another latent on the second-order samplers."""
+    spec = {"reroll": [{"box": [0.25, 0.25, 0.75, 0.75], "seed": 77, "strength": 1.0}], "keep": 0.5, "keep_band": 0.0}
+    by_steps = run_latent(comfy, wf.with_reroll(wf.base(seed=21, sampler=sampler), spec))
+    by_calls = run_latent(comfy, wf.with_reroll(wf.base(seed=21, sampler=sampler), {**spec, "fraction_of": "calls"}))
+    assert by_steps.equal(by_calls) != second_order
 
 
 def test_batch_whole_reroll_is_seed_r_batch(comfy):

@@ -255,6 +255,17 @@ def test_strength_zero_changes_nothing(reforge, baseline):
     assert np.array_equal(pixels(js), baseline)
 
 
+@pytest.mark.parametrize("sampler, second_order", [("Euler", False), ("Heun", True)])
+def test_keep_counts_the_samplers_steps(reforge, sampler, second_order):
+    """keep 0.5 keeps half of the steps (both calls of a Heun step); "fraction_of": "calls" (what infotexts
+    written before it meant) half of the model calls: the same image on Euler, another on Heun."""
+    spec = {"reroll": [{"box": [0.25, 0.25, 0.75, 0.75], "seed": 77}], "keep": 0.5, "keep_band": 0.0}
+    by_steps = reforge.txt2img(spec, sampler_name=sampler, steps=6)
+    assert initedit_of(by_steps)["fraction_of"] == "steps"
+    by_calls = reforge.txt2img({**spec, "fraction_of": "calls"}, sampler_name=sampler, steps=6)
+    assert np.array_equal(pixels(by_steps), pixels(by_calls)) != second_order
+
+
 @pytest.mark.parametrize("sampler", ["Euler", "Euler a", "DPM++ 2M", "DDIM", "DPM++ 2M SDE", "DPM++ SDE", "DPM2 a"])
 def test_whole_image_reroll_is_the_reroll_seeds_image(reforge, sampler):
     """The host's own modules.rng gives region noise; ancestral steps and the SDE samplers' Brownian noise
