@@ -23,6 +23,7 @@ GUIDANCE_UNITS = ("share", "logits")
 # every sampler); "calls" = of the denoiser calls (what infotexts written before fraction_of meant: on
 # second-order samplers, which call the model twice a step, a share of the calls)
 FRACTION_OF = ("steps", "calls")
+KEEP_RELEASES = ("soft", "hard")
 MAX_SEED = 2**32 - 1
 SEED_SPAN = MAX_SEED + 1  # seeds wrap around modulo this (vary "reroll", X/Y/Z seed axis)
 RANDOM_SEED_LIMIT = 4294967294  # -1 resolves to randrange(this), as the WebUI resolves its own seed
@@ -114,7 +115,11 @@ class InitEditSpec:
     keep: float = fact(1.0, limits=(0.0, 1.0), legacy=0.0, section="reroll")
     # width of the band around the regions (fraction of the shorter side) released gradually during the kept
     # calls, nearest first (0: no band, a hard edge at keep 1); toy-world tables: docs/reroll-keep.md
-    keep_band: float = fact(0.1, limits=(0.0, 0.25), legacy=0.0, section="reroll")
+    keep_band: float = fact(0.12, limits=(0.0, 0.25), legacy=0.0, section="reroll")
+    # how the band is released (reroll/release.py RELEASES): "soft" = before its release an element already takes
+    # part of the new prediction, the nearer the more; "hard" = all at its release (what infotexts written before
+    # this field meant)
+    keep_release: str = fact("soft", choices=KEEP_RELEASES, legacy="hard", section="reroll")
     # layout: in its box each phrase gets at least this % of the attention, outside it keeps at most (100 - this) %
     # of its own; 0 = off (guidance_units "logits": a score bias +- this instead)
     guidance: float = fact(90.0, limits=(0.0, MAX_GUIDANCE), legacy=0.0, section="layout")

@@ -315,12 +315,18 @@ def test_band_0_is_the_keep_without_a_band_bit_for_bit():
             assert torch.equal(out, m * x + (1 - m) * base.calls[i][None])
 
 
-def test_release_blend_follows_until_the_release_call_then_runs_free():
+@pytest.mark.parametrize("soft", [False, True])
+def test_release_blend_follows_until_the_release_call_then_runs_free(soft):
+    """Before its release an element takes its coverage m of the new prediction (soft: at least 1 - its release
+    fraction, so the band already moves a little, the nearer the more); from its release all of it."""
     region = RerollRegion(box=(0.3, 0.3, 0.55, 0.6), seed=1)  # cell edges cut: fractional coverage at the rim
     base = record(12, shape=(4, 16, 16))
-    blend = KeepBlend.from_regions([base], [[region]], (16, 16), 1.0, band=0.2)
+    blend = KeepBlend.from_regions([base], [[region]], (16, 16), 1.0, band=0.2, soft=soft)
     rel, m = release_map([region], 16, 16, 0.2)[None, None], keep_mask([region], 16, 16)[None, None]
     assert torch.equal(blend.release, rel)
+    floor = torch.maximum(m, 1 - rel) if soft else m  # by hand: the share taken before the release
+    assert soft == bool(((floor > m) & (rel < 1)).any()) and torch.equal(floor[rel >= 1], m[rel >= 1])
+    m = floor
     rel = 12.0 * rel  # the release calls: 12 kept (keep 1 of 12 steps)
     last = math.ceil(float(rel[m < 1].max()))
     for i in range(12):
@@ -399,8 +405,10 @@ def _sample(kind, model, x, sigmas, hooks, noise=None, calls=None):
 
 @pytest.mark.parametrize("fraction_of", ["steps", "calls"])
 @pytest.mark.parametrize("kind", ["euler", "euler_a", "heun", "dpmpp_2m"])
-@pytest.mark.parametrize("keep, band", [(1.0, 0.25), (0.6, 0.25), (1.0, 0.0)])
-def test_where_the_map_says_follow_the_latent_is_the_bases_on_every_elementwise_sampler(kind, keep, band, fraction_of):
+@pytest.mark.parametrize("keep, band, soft", [(1.0, 0.25, False), (0.6, 0.25, False), (1.0, 0.0, False),
+                                             (1.0, 0.25, True)])
+def test_where_the_map_says_follow_the_latent_is_the_bases_on_every_elementwise_sampler(kind, keep, band, soft,
+                                                                                       fraction_of):
     model = _MixingModel()
     sigmas = torch.linspace(10, 0.1, 9).tolist()
     g = torch.Generator().manual_seed(2)
@@ -413,7 +421,7 @@ def test_where_the_map_says_follow_the_latent_is_the_bases_on_every_elementwise_
     fresh = torch.randn(2, 4, 16, 16, generator=g) * sigmas[0]
     x_new = torch.sqrt(1 - w * w) * x_T + w * fresh  # the reroll: w > 0 only on the regions
     new_noise = torch.where(w > 0, torch.randn(8, 2, 4, 16, 16, generator=g), step_noise)
-    blend = KeepBlend.from_regions(rec.records, regions, (16, 16), keep, band=band, fraction_of=fraction_of)
+    blend = KeepBlend.from_regions(rec.records, regions, (16, 16), keep, band=band, fraction_of=fraction_of, soft=soft)
     placed = []
     kept = _sample(kind, model, x_new, sigmas, SamplingHooks([blend]), new_noise, placed)
     free = _sample(kind, model, x_new, sigmas, SamplingHooks([]), new_noise)
@@ -428,7 +436,7 @@ def test_where_the_map_says_follow_the_latent_is_the_bases_on_every_elementwise_
     step = [i // 2 if kind == "heun" else i for i in range(calls)]  # heun here: two calls in every step
     for i, call in enumerate(placed):  # the x the model sees at call i: the base's wherever the map says follow
         t = step[i] if fraction_of == "steps" else i
-        follow = ((m == 0) & (K * blend.release > t)).expand_as(x_T)
+        follow = ((m == 0) & (K * blend.release > t) & ((blend.release >= 1) if soft else True)).expand_as(x_T)
         assert follow.any() == (t < K)
         assert torch.equal(kept[i][follow], base[i][follow]), i
         assert torch.equal(kept[i + 1][follow], base[i + 1][follow]), i  # and the x its update gives

@@ -1,5 +1,6 @@
 """The WebUI adapter's session logic (seeds, reroll, layout, keep, infotext, X/Y/Z) on a small stand-in for the
 WebUI: unit tests, no ``modules.*`` needed."""
+import math
 import types
 
 import pytest
@@ -222,8 +223,11 @@ def test_keep_generates_the_base_on_a_miss_remembers_it_and_reuses_it():
     new, _ = session.edit_first_noise(x.clone(), None, p.rng, uc="uc")
     assert host.bases_sampled == 1 and len(cache) == 1
     steps = run_sampling(p.hooks, new)
+    beyond = 16 + math.ceil(spec.keep_band * min(x.shape[-2:]))  # the band's outer edge
     for i, d in enumerate(steps):  # outside the region: the base's prediction (x_pre * (i+1)); inside: free
-        assert torch.equal(d[..., 16:], (x * (i + 1))[..., 16:])
+        assert torch.equal(d[..., beyond:], (x * (i + 1))[..., beyond:])
+        # in the band a blend of the two, which agree here (the reroll changes only the region's noise)
+        assert torch.allclose(d[..., 16:], (x * (i + 1))[..., 16:], atol=1e-5)
         assert torch.equal(d[..., :16], (new * (i + 1))[..., :16])
     again = Session.start(make_p(batch=1), spec, host, cache=cache)
     again.edit_first_noise(x.clone(), None, p.rng, uc="uc")

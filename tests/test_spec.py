@@ -15,7 +15,7 @@ FULL = {
     "layout": [{"phrase": "red car", "box": [0.0, 0.0, 0.5, 1.0]}, {"phrase": "cat", "box": [0.5, 0.25, 1.0, 0.75]}],
     "rounds": 2, "hires": True, "method": "rebuild", "layers": "paper", "heatmaps": True,
     "keep": 0.5, "keep_band": 0.05, "guidance": 3.0, "guidance_steps": 0.25, "candidates": 3, "guidance_core": 0.5,
-    "guidance_units": "logits", "fraction_of": "calls",
+    "guidance_units": "logits", "fraction_of": "calls", "keep_release": "hard",
 }
 
 
@@ -79,6 +79,17 @@ def test_an_infotext_with_keep_but_without_keep_band_keeps_the_band_less_keep():
     assert (spec.keep, spec.keep_band) == (0.8, 0.0)
     assert parse_spec({"reroll": [{"box": [0, 0, 0.5, 0.5]}]}).keep_band == InitEditSpec().keep_band
     assert parse_spec({"reroll": [{"box": [0, 0, 0.5, 0.5]}]}).to_dict()["keep_band"] == InitEditSpec().keep_band
+
+
+def test_an_infotext_with_a_band_but_without_keep_release_releases_it_all_or_nothing():
+    """Written before keep_release existed (band 0.1, early-smooth, all or nothing): it reads as "hard", which is
+    that; a new spec gets today's release."""
+    from lib_initedit.reroll.release import RELEASES
+
+    old = {"reroll": [{"box": [0, 0, 0.5, 0.5], "seed": 3}], "keep": 1.0, "keep_band": 0.1}
+    assert parse_infotext(json.dumps(old)).keep_release == "hard"
+    assert RELEASES["hard"].shape == "early-smooth" and not RELEASES["hard"].soft
+    assert parse_spec(old).keep_release == InitEditSpec().keep_release == "soft" and RELEASES["soft"].soft
 
 
 def test_legacy_fields_are_always_written_with_their_section():

@@ -5,12 +5,14 @@ prediction after CFG (x0) at every call of the host's CFG denoiser; a ``BaseCach
 within a byte budget; in the reroll generation ``KeepBlend`` replaces the denoised by the base's wherever
 the release map (``release.py``) says "follow":
 
-    x0' = w * x0 + (1 - w) * x0_base[i],   w = max(m, released_i)
+    x0' = w * x0 + (1 - w) * x0_base[i],   w = max(m, s, released_i)
 
 ``m`` is the regions' soft geometry at latent resolution (coverage x feather ramp, strength NOT included:
 ``noise.region_weight`` at strength 1, united over the regions as ``1 - prod(1 - m_r)``); ``released_i`` is 1
 where call i is at or past the element's release call: 0 inside the regions, ``K = floor(keep * calls)``
 beyond a band around them, in between in the band (the nearer, the earlier). Band 0: every element at K.
+``s`` (``keep_release`` "soft") is 1 - the element's release fraction: before its release an element of the band already
+takes that share of the new prediction (the nearer, the more); 0 beyond the band and with "hard".
 
 Why the outside is then exact: outside the regions x_T is the base's (the reroll never changes noise
 there), and the usual samplers' updates are elementwise in (x, denoised) (Euler, DDIM, Heun, DPM++ 2M ...;
@@ -182,13 +184,14 @@ class BaseCache:
 
 
 class KeepBlend:
-    """The keep step as a release map: at a call, ``x0' = w * x0 + (1 - w) * base[call]`` with ``w = max(m, released)``.
+    """The keep step as a release map: at a call, ``x0' = w * x0 + (1 - w) * base[call]``, ``w = max(m, s, released)``.
 
     ``bases[b]``: image b's base record (the same object may serve several images: with ``vary: reroll``
     every image of the batch has the same base); ``masks``: (B, H, W) or (B, 1, H, W) soft geometry, 1 =
     free (``keep_mask``); ``release``: same shape, when each element runs free as a fraction of the kept
-    time (``release.release_map``; None: 1 everywhere, the keep without a band). Where ``w`` is 0 (outside
-    the regions, not yet released) the prediction is the base's exactly.
+    time (``release.release_map``; None: 1 everywhere, the keep without a band); ``soft``: ``s = 1 - release``
+    (else 0). Where ``w`` is 0 (outside the regions and the band, not yet released) the prediction is the
+    base's exactly.
 
     Time is counted as ``fraction_of`` says. "steps": the kept time is ``K = floor(keep * steps)`` steps and an
     element follows while the step the call belongs to (both calls of a Heun step: the step's) is before
@@ -198,7 +201,7 @@ class KeepBlend:
     """
 
     def __init__(self, bases: Sequence[BaseRecord], masks: torch.Tensor, keep: float,
-                 release: torch.Tensor | None = None, fraction_of: str = "calls"):
+                 release: torch.Tensor | None = None, fraction_of: str = "calls", soft: bool = False):
         if len(bases) != masks.shape[0]:
             raise ValueError(f"KeepBlend: {len(bases)} base records for a batch of {masks.shape[0]}")
         if fraction_of not in FRACTION_OF:
@@ -210,6 +213,10 @@ class KeepBlend:
         if release is None:
             release = torch.ones_like(self.masks)
         self.release = (release if release.dim() == 4 else release[:, None]).float().clamp(0.0, 1.0)
+        # soft: before its release an element of the band takes (1 - its fraction) of the new prediction; 0 beyond
+        # the band (fraction 1), so the far outside still follows exactly
+        self.floor = torch.maximum(self.masks, 1.0 - self.release) if soft else self.masks
+        self.soft = bool(soft)
         held = self.release[self.masks < 1]  # elements that are not free from the start
         self.last = float(held.max()) if held.numel() else 0.0  # the latest release, a fraction of K
         self.recorded = min(len(b) for b in self.bases) if self.bases else 0
@@ -220,7 +227,7 @@ class KeepBlend:
     @classmethod
     def from_regions(cls, bases: Sequence[BaseRecord], regions: Sequence[Sequence[RerollRegion]],
                      latent_hw: tuple[int, int], keep: float, band: float = 0.0,
-                     shape: str = release_.DEFAULT_SHAPE, fraction_of: str = "calls") -> "KeepBlend":
+                     shape: str = release_.DEFAULT_SHAPE, fraction_of: str = "calls", soft: bool = False) -> "KeepBlend":
         """``regions[b]``: image b's reroll regions (as given to ``noise.reroll_batch``); ``band``: the width of
         the gradually released band around them, a fraction of the latent's shorter side (0: no band)."""
         h, w = latent_hw
@@ -231,13 +238,15 @@ class KeepBlend:
                 done[key] = (keep_mask(r, h, w), release_.release_map(r, h, w, band, shape))
             masks.append(done[key][0])
             maps.append(done[key][1])
-        return cls(bases, torch.stack(masks), keep, torch.stack(maps), fraction_of)
+        return cls(bases, torch.stack(masks), keep, torch.stack(maps), fraction_of, soft)
 
     @classmethod
     def from_spec(cls, bases: Sequence[BaseRecord], regions: Sequence[Sequence[RerollRegion]],
                   latent_hw: tuple[int, int], spec) -> "KeepBlend":
-        """From an ``InitEditSpec``'s keep fields: ``keep``, ``keep_band``, ``fraction_of``."""
-        return cls.from_regions(bases, regions, latent_hw, spec.keep, band=spec.keep_band, fraction_of=spec.fraction_of)
+        """From an ``InitEditSpec``'s keep fields: ``keep``, ``keep_band``, ``keep_release``, ``fraction_of``."""
+        way = release_.RELEASES[spec.keep_release]
+        return cls.from_regions(bases, regions, latent_hw, spec.keep, band=spec.keep_band, shape=way.shape,
+                                soft=way.soft, fraction_of=spec.fraction_of)
 
     def kept(self, call: Call) -> float:
         """K: the kept time, in the units ``fraction_of`` counts (steps or calls)."""
@@ -278,11 +287,12 @@ class KeepBlend:
         if self.masks.device != denoised.device:
             self.masks = self.masks.to(denoised.device)  # once per batch
             self.release = self.release.to(denoised.device)
+            self.floor = self.floor.to(denoised.device)
             self._kept = None
         kept = self.kept(call)
         if self._kept != kept:  # when each element is released, K x its fraction (K is the same at every call)
             self._kept, self._release_at = kept, self.release * kept
-        m = spatial_weight(self.masks, denoised)  # (B, 1, H, W) over every channel (and frame axis)
+        m = spatial_weight(self.floor, denoised)  # (B, 1, H, W) over every channel (and frame axis)
         released = spatial_weight(self._release_at, denoised) <= self.time_of(call)
         w = torch.where(released, torch.ones_like(m), m)  # released: free
         out = w * denoised.float() + (1.0 - w) * self.base_at(call.index, denoised).float()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -58,7 +59,20 @@ SHAPES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "linear": _linear, "smoothstep": _smoothstep, "early": _early, "late": _late,
     "early-smooth": _early_smooth,
 }
-DEFAULT_SHAPE = "early-smooth"  # measured against the other shapes and band widths: docs/reroll-keep.md
+DEFAULT_SHAPE = "early-smooth"
+
+
+@dataclass(frozen=True)
+class Release:
+    """A way to release the band: the shape of the release times, and whether an element of the band takes
+    ``1 - release`` of the new prediction before its release (``soft``) or nothing (all or nothing)."""
+
+    shape: str
+    soft: bool
+
+
+# spec.keep_release -> Release; measured against the other shapes, widths and blends: docs/reroll-keep.md
+RELEASES = {"soft": Release("smoothstep", True), "hard": Release("early-smooth", False)}
 
 
 def region_cells(regions: Sequence[RerollRegion], height: int, width: int) -> torch.Tensor:

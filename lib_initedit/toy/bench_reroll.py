@@ -27,26 +27,57 @@ import argparse
 import json
 import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..reroll.keep import KeepBlend, Recorder
 from ..reroll.noise import reroll_batch
-from ..reroll.release import DEFAULT_SHAPE, band_cells_mask, distance_to_cells, region_cells
+from ..reroll.release import DEFAULT_SHAPE, RELEASES, band_cells_mask, distance_to_cells, region_cells
 from ..sampling_hooks import Call, SamplingHooks
 from ..spec import InitEditSpec, RerollRegion
 from .data import SIZE, random_prompt
 from .pipe import SeedStream, ToyPipe, seed_noise
 
-# (keep, band, shape) rows; band 0 is the keep without a band (every element outside the regions follows the
-# base for the first keep fraction of the calls)
-ROWS = ((0.0, 0.0, DEFAULT_SHAPE), (0.8, 0.0, DEFAULT_SHAPE), (1.0, 0.0, DEFAULT_SHAPE),
-        *((1.0, band, "linear") for band in (0.05, 0.1, 0.15)),
-        *((1.0, band, "smoothstep") for band in (0.05, 0.1, 0.15, 0.2)),
-        *((1.0, band, "early") for band in (0.1, 0.15)),
-        *((1.0, band, "early-smooth") for band in (0.1, 0.15, 0.2)),
-        (1.0, 0.1, "late"), (0.8, 0.15, "smoothstep"))
+@dataclass(frozen=True)
+class KeepRow:
+    """One keep setting of the table: band 0 is the keep without a band (every element outside the regions
+    follows the base for the first keep fraction of the steps); ``soft``: the band takes part of the new
+    prediction before its release (``release.Release.soft``)."""
+
+    keep: float
+    band: float = 0.0
+    shape: str = DEFAULT_SHAPE
+    soft: bool = False
+
+    @property
+    def name(self) -> str:
+        if self.keep <= 0:
+            return "keep 0"
+        return f"keep {self.keep:g}" + (f", band {self.band:g} {self.shape}{' soft' if self.soft else ''}"
+                                        if self.band > 0 else "")
+
+    @property
+    def is_default(self) -> bool:
+        d = InitEditSpec()
+        way = RELEASES[d.keep_release]
+        return (self.keep == d.keep and self.band == d.keep_band
+                and (self.band == 0 or (self.shape, self.soft) == (way.shape, way.soft)))
+
+    @classmethod
+    def parse(cls, text: str) -> "KeepRow":
+        """"keep:band:shape[:soft]", e.g. "1:0.1:early-smooth:soft"."""
+        keep, band, shape, *rest = text.split(":")
+        return cls(float(keep), float(band), shape, rest == ["soft"])
+
+
+ROWS = (KeepRow(0.0), KeepRow(0.8), KeepRow(1.0),
+        *(KeepRow(1.0, 0.1, shape) for shape in ("linear", "smoothstep", "early-smooth")),
+        KeepRow(1.0, 0.12, "smoothstep"), KeepRow(1.0, 0.15, "early-smooth"),
+        *(KeepRow(1.0, 0.1, shape, True) for shape in ("linear", "smoothstep", "early-smooth")),
+        *(KeepRow(1.0, 0.12, shape, True) for shape in ("smoothstep", "early-smooth")),
+        KeepRow(1.0, 0.15, "smoothstep", True))
 REFERENCE_BAND = 0.1  # rows without a band report "beyond" / "in the band" for a band of this width
 RINGS = 9  # borders measured: the box's, and those of the box grown by 1 .. RINGS px (the band's rings)
 CHUNK = 50  # images per generation call (hooks see a chunk at once)
@@ -56,17 +87,6 @@ def random_box(rng: np.random.Generator, lo: float = 0.3, hi: float = 0.5) -> tu
     from .boxes import random_boxes
 
     return random_boxes(rng, 1, lo, hi)[0]
-
-
-def keep_name(keep: float, band: float = 0.0, shape: str = DEFAULT_SHAPE) -> str:
-    if keep <= 0:
-        return "keep 0"
-    return f"keep {keep:g}" + (f", band {band:g} {shape}" if band > 0 else "")
-
-
-def is_default(keep: float, band: float, shape: str) -> bool:
-    d = InitEditSpec()
-    return keep == d.keep and band == d.keep_band and (band == 0 or shape == DEFAULT_SHAPE)
 
 
 def _generate(pipe: ToyPipe, x: torch.Tensor, caps: list[str], hook_for=None) -> torch.Tensor:
@@ -197,21 +217,23 @@ def bench_reroll(pipe: ToyPipe, n: int, rows=ROWS, strengths=(1.0, 0.5), log=pri
 
     out = {}
     for name, noise in variants.items():
-        if name == "region, strength 1.0" and any(k == 0 for k, _, _ in rows):
+        if name == "region, strength 1.0" and any(r.keep == 0 for r in rows):
             continue  # the same images as the keep 0 row
         out[name] = measure(_generate(pipe, noise, caps))
     new_seed = out["global variation, strength 1.0"]["outside"]
     x, _ = reroll_batch(base, regions, streams)
     keep0 = None
-    for keep, band, shape in sorted(rows, key=lambda r: r[0] > 0):  # keep 0 first: the others compare with it
+    for row in sorted(rows, key=lambda r: r.keep > 0):  # keep 0 first: the others compare with it
+        keep, band, shape = row.keep, row.band, row.shape
         t0 = time.time()
         images = _generate(pipe, x, caps, lambda lo, hi: KeepBlend.from_regions(
-            records[lo:hi], regions[lo:hi], (SIZE, SIZE), keep, band=band, shape=shape))
+            records[lo:hi], regions[lo:hi], (SIZE, SIZE), keep, band=band, shape=shape, soft=row.soft,
+            fraction_of="steps"))
         cell = measure(images)
         inb, beyond, edge, edge0 = band_of(band if band > 0 else REFERENCE_BAND)
         d = ((images - img0).abs().mean(dim=1) / 2)
         far = beyond[:, None].expand_as(images)
-        cell.update(keep=keep, band=band, shape=shape,
+        cell.update(keep=keep, band=band, shape=shape, soft=row.soft,
                     beyond=float(d[beyond].mean()), in_band=float(d[inb].mean()),
                     beyond_exact=bool(torch.equal(images[far], img0[far])),
                     seam=border_energy(images, pairs) / base_border, band_edge=border_energy(images, edge) / edge0)
@@ -225,8 +247,8 @@ def bench_reroll(pipe: ToyPipe, n: int, rows=ROWS, strengths=(1.0, 0.5), log=pri
                     seconds=round(time.time() - t0, 1))
         if keep == 0:
             out["region, strength 1.0"] = {k: cell[k] for k in ("n", "inside", "outside", "ratio", "inside_core")}
-        out[keep_name(keep, band, shape)] = cell
-        log(f"  {keep_name(keep, band, shape):28s} inside {cell['inside']:.4f} beyond {cell['beyond']:.4f} "
+        out[row.name] = cell
+        log(f"  {row.name:34s} inside {cell['inside']:.4f} beyond {cell['beyond']:.4f} "
             f"band {cell['in_band']:.4f} ratio {cell['ratio']:.3f} inside/keep0 {cell['inside_vs_keep0']:.3f} "
             f"seam {cell['seam']:.3f} (/keep0 {cell['seam_vs_keep0']:.3f}) band edge {cell['band_edge']:.3f} "
             f"local seam {cell['local_seam']:.3f} "
@@ -241,7 +263,7 @@ def keep_table(res: dict) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, c in res.items():
         if "keep" in c:
-            default = is_default(c["keep"], c["band"], c["shape"])
+            default = KeepRow(c["keep"], c["band"], c["shape"], c.get("soft", False)).is_default
             lines.append(f"| {name}{' (default)' if default else ''} | {c['inside']:.4f} | {c['beyond']:.4f} | "
                          f"{c['in_band']:.4f} | {c['ratio']:.3f} | {c['inside_vs_keep0']:.3f} | "
                          f"{c['core_vs_keep0']:.3f} | "
@@ -277,8 +299,9 @@ def picture(pipe: ToyPipe, out: str, seed: int = 3, box=(0.45, 0.42, 0.95, 0.95)
     sheet = Image.new("RGB", (pad + (n + 2) * (S + pad), len(rows) * row_h), (24, 24, 24))
     draw = ImageDraw.Draw(sheet)
     for r, (keep, band, tag) in enumerate(rows):
-        imgs = pipe.generate(x, [cap] * n, hooks=SamplingHooks([KeepBlend.from_regions(rec.records * n, regions,
-                                                                                       (SIZE, SIZE), keep, band=band)]))
+        spec = d.replace(keep=keep, keep_band=band)
+        blend = KeepBlend.from_spec(rec.records * n, regions, (SIZE, SIZE), spec)
+        imgs = pipe.generate(x, [cap] * n, hooks=SamplingHooks([blend]))
         tiles = [_to_pil(img0, scale)] + [_draw_box(_to_pil(i, scale), box, (255, 0, 255)) for i in imgs]
         change = _draw_box(_change_pil(imgs, img0, S), box, (255, 0, 255), 1)
         if band > 0:
@@ -335,7 +358,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--guidance", type=float, default=5.0)
-    ap.add_argument("--rows", default=None, help="keep:band:shape,... (default: the ROWS table)")
+    ap.add_argument("--rows", default=None, help="keep:band:shape[:soft],... (default: the ROWS table)")
     ap.add_argument("--strengths", default="1,0.5", help="strengths of the region / global variation entries")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None)
@@ -354,8 +377,7 @@ def main(argv=None) -> dict:
     if a.picture:
         picture(pipe, a.picture)
         return {}
-    rows = ROWS if a.rows is None else tuple(
-        (float(k), float(b), s) for k, b, s in (r.split(":") for r in a.rows.split(",")))
+    rows = ROWS if a.rows is None else tuple(KeepRow.parse(r) for r in a.rows.split(","))
     strengths = tuple(float(s) for s in a.strengths.split(","))
     t0 = time.time()
     res = dict(config=dict(n=a.n, steps=a.steps, guidance=a.guidance),
