@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..reroll.keep import KeepBlend, Recorder
+from ..reroll.keep import BaseRecord, KeepBlend, Recorder
 from ..reroll.noise import reroll_batch
 from ..reroll.release import DEFAULT_SHAPE, RELEASES, band_cells_mask, distance_to_cells, region_cells
 from ..sampling_hooks import Call, SamplingHooks
@@ -323,17 +323,18 @@ def picture(pipe: ToyPipe, out: str, seed: int = 3, box=(0.45, 0.42, 0.95, 0.95)
 
 
 def keep_cost(repeats: int = 20) -> dict:
-    """Milliseconds the keep step adds, without and with a band, at SD 512 (4x64x64) and SDXL 1024 (4x128x128)
-    latents, batch 2: building the blend (masks and release maps, once a batch) and one call's blend."""
+    """Milliseconds the keep step adds, without and with a band (the default release), at SD 512 (4x64x64) and
+    SDXL 1024 (4x128x128) latents, batch 2: building the blend (masks and release maps, once a batch) and one
+    call's blend."""
     out = {}
     for name, (c, h, w) in (("SD 512", (4, 64, 64)), ("SDXL 1024", (4, 128, 128))):
-        base = [BaseRecordLike(torch.randn(c, h, w)) for _ in range(2)]
+        base = [BaseRecord([torch.randn(c, h, w)], True, [0.0]) for _ in range(2)]
         regions = [[RerollRegion(box=(0.3, 0.25, 0.62, 0.7), seed=1)], [RerollRegion(box=(0.1, 0.5, 0.4, 0.9), seed=2)]]
         x = torch.randn(2, c, h, w)
         for band in (0.0, InitEditSpec().keep_band or 0.1, 0.25):
             t0 = time.perf_counter()
             for _ in range(repeats):
-                blend = KeepBlend.from_regions(base, regions, (h, w), 1.0, band=band)
+                blend = KeepBlend.from_spec(base, regions, (h, w), InitEditSpec(keep=1.0, keep_band=band))
             build = (time.perf_counter() - t0) / repeats * 1000
             t0 = time.perf_counter()
             for _ in range(repeats):
@@ -341,16 +342,6 @@ def keep_cost(repeats: int = 20) -> dict:
             call = (time.perf_counter() - t0) / repeats * 1000
             out[f"{name}, band {band:g}"] = dict(build_ms=round(build, 2), call_ms=round(call, 3))
     return out
-
-
-class BaseRecordLike:
-    """A one-call base record (keep_cost only needs its length and its first call)."""
-
-    def __init__(self, call: torch.Tensor):
-        self.calls = [call]
-
-    def __len__(self) -> int:
-        return 1
 
 
 def main(argv=None) -> dict:

@@ -176,3 +176,15 @@ def test_keep_counts_the_samplers_steps_and_old_infotexts_count_calls(webui, sam
     status, old = webui.request("POST", "/sdapi/v1/txt2img", {"infotext": _without(by_calls, "fraction_of"),
                                                               "send_images": True, "save_images": False})
     assert status == 200 and np.array_equal(pixels(old), pixels(by_calls))
+
+
+def test_an_infotext_from_before_keep_release_reproduces_its_hard_band(webui):
+    """Infotexts written before keep_release existed released the band all or nothing ("hard"): without the
+    field they still give their own image; today's default ("soft") gives another."""
+    spec = {**region(seed=91), "keep": 1.0, "keep_band": 0.1}
+    hard = gen(webui, {**spec, "keep_release": "hard"}, seed=21)
+    status, old = webui.request("POST", "/sdapi/v1/txt2img", {"infotext": _without(hard, "keep_release"),
+                                                              "send_images": True, "save_images": False})
+    assert status == 200 and np.array_equal(pixels(old), pixels(hard))
+    soft = gen(webui, spec, seed=21)
+    assert initedit_of(soft)["keep_release"] == "soft" and not np.array_equal(pixels(soft), pixels(hard))
