@@ -83,8 +83,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--out", default=None)
     ap.add_argument("--effect", action="store_true", help="the effect table instead of the cost")
-    ap.add_argument("--lab", default=None, help="with --effect: the WebUI lab's folder (~/webui-lab); measure its tiny "
-                                                "checkpoints (run with the lab's python, which has ldm / sgm's dependencies)")
+    ap.add_argument("--lab", default=None, help="with --effect: the WebUI lab's folder (~/webui-lab); measure its "
+                                                "tiny checkpoints (run with the lab's python: it has ldm / sgm)")
     a = ap.parse_args(argv)
     if a.effect:
         return effect(a)
@@ -216,8 +216,8 @@ def lab_models(lab: str):
                 params["spatial_transformer_attn_type"] = "softmax"  # plain attention, no xformers on a CPU
             unet = getattr(importlib.import_module(module), cls)(**params)
             prefix = "model.diffusion_model."
-            weights = {k[len(prefix):]: v.float() for k, v in load_file(os.path.join(folder, stem + ".safetensors")).items()
-                       if k.startswith(prefix)}
+            state = load_file(os.path.join(folder, stem + ".safetensors"))
+            weights = {k[len(prefix):]: v.float() for k, v in state.items() if k.startswith(prefix)}
             unet.load_state_dict(weights, strict=True)
             return unet.float().eval()
 

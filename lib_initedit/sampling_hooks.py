@@ -2,10 +2,10 @@
 
 A host calls ``enter()`` right before its sampler starts, ``before_call`` / ``after_call`` around every call
 of its CFG denoiser (the function that returns the guided prediction the sampler steps with), each with the
-call's ``Call`` (a ``CallClock`` makes them), and ``leave(completed)`` afterwards, also on error and interrupt. The parts are: layout guidance (wraps
-attention forwards while sampling), keep (the outside of the rerolled regions follows a base generation)
-and the recorder (remembers this generation as a base for later rerolls). Parts are plain objects with
-any of those four methods; a missing method means "nothing to do".
+call's ``Call`` (a ``CallClock`` makes them), and ``leave(completed)`` afterwards, also on error and
+interrupt. The parts are: layout guidance (wraps attention forwards while sampling), keep (the outside of the
+rerolled regions follows a base generation) and the recorder (remembers this generation as a base for later
+rerolls). Parts are plain objects with any of those four methods; a missing method means "nothing to do".
 """
 from __future__ import annotations
 

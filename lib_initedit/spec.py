@@ -51,12 +51,12 @@ _NO_LEGACY = object()
 
 @dataclass(frozen=True)
 class Fact:
-    """What everyone who reads or writes a field knows about it, said once, on the field itself: its range
-    (numbers) or choices (text), what a spec written before the field existed meant by leaving it out
-    (``legacy``: infotexts are read with it, so an old image reproduces although the default has changed), and
-    the lists (``section``: one or a tuple of them) whenever one of which is not empty the field is written, so
-    that an infotext never depends on a default that may change. ``parse_spec``, ``to_dict``, ``parse_infotext``, the UI's facts
-    (``webui/args.spec_facts``) and the JS editor all derive from these."""
+    """What everyone who reads or writes a field knows about it, said once, on the field itself: its range (numbers)
+    or choices (text), what a spec written before the field existed meant by leaving it out (``legacy``:
+    infotexts are read with it, so an old image reproduces although the default has changed), and the lists
+    (``section``: one or a tuple of them) whenever one of which is not empty the field is written, so that an
+    infotext never depends on a default that may change. ``parse_spec``, ``to_dict``, ``parse_infotext``, the
+    UI's facts (``webui/args.spec_facts``) and the JS editor all derive from these."""
 
     limits: tuple | None = None
     choices: tuple | None = None

@@ -9,10 +9,10 @@ the release map (``release.py``) says "follow":
 
 ``m`` is the regions' soft geometry at latent resolution (coverage x feather ramp, strength NOT included:
 ``noise.region_weight`` at strength 1, united over the regions as ``1 - prod(1 - m_r)``); ``released_i`` is 1
-where call i is at or past the element's release call: 0 inside the regions, ``K = floor(keep * calls)``
+where call i's step is at or past the element's release: 0 inside the regions, ``K = floor(keep * steps)``
 beyond a band around them, in between in the band (the nearer, the earlier). Band 0: every element at K.
-``s`` (``keep_release`` "soft") is 1 - the element's release fraction: before its release an element of the band already
-takes that share of the new prediction (the nearer, the more); 0 beyond the band and with "hard".
+``s`` (``keep_release`` "soft") is 1 - the element's release fraction: before its release an element of the
+band already takes that share of the new prediction (the nearer, the more); 0 beyond the band and with "hard".
 
 Why the outside is then exact: outside the regions x_T is the base's (the reroll never changes noise
 there), and the usual samplers' updates are elementwise in (x, denoised) (Euler, DDIM, Heun, DPM++ 2M ...;

@@ -45,3 +45,19 @@ def start_forge_family(webui_dir: str, env_prefix: str, scripts: dict | None = N
              "--gradio-allowed-path", ROOT]
     return launch(webui_dir, python, flags, extensions=links, scripts=scripts, startup_s=startup_s,
                   env={"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
+
+
+KEEP_HALF = {"reroll": [{"box": [0.25, 0.25, 0.75, 0.75], "seed": 77}], "keep": 0.5, "keep_band": 0.0}
+
+
+def keep_by_steps_and_by_calls(server, sampler: str):
+    """The pixels of keep 0.5 counted in steps (the default) and in model calls (``fraction_of`` "calls", what
+    infotexts written before it meant) on ``sampler``: equal on a sampler with one call a step, not on Heun."""
+    import numpy as np
+
+    from tests.webui.helpers import initedit_of, pixels
+
+    by_steps = server.txt2img(KEEP_HALF, sampler_name=sampler, steps=6)
+    assert initedit_of(by_steps)["fraction_of"] == "steps"
+    by_calls = server.txt2img({**KEEP_HALF, "fraction_of": "calls"}, sampler_name=sampler, steps=6)
+    return np.array_equal(pixels(by_steps), pixels(by_calls))

@@ -402,6 +402,24 @@ def infotext(js, i=0):
     return js["info"]["infotexts"][i]
 
 
+def infotext_without(js, *fields, i=0):
+    """Image i's infotext with ``fields`` taken out of its InitEdit spec: as written before they existed."""
+    spec = initedit_of(js, i)
+    quoted = json.dumps(json.dumps(spec, separators=(",", ":")))
+    text = infotext(js, i)
+    assert quoted in text
+    legacy = {k: v for k, v in spec.items() if k not in fields}
+    return text.replace(quoted, json.dumps(json.dumps(legacy, separators=(",", ":"))))
+
+
+def reproduce(webui, text):
+    """The image an infotext gives through the API (its own prompt, seed and settings)."""
+    status, js = webui.request("POST", "/sdapi/v1/txt2img", {"infotext": text, "send_images": True,
+                                                             "save_images": False})
+    assert status == 200, js
+    return js
+
+
 def initedit_of(js, i=0):
     """The resolved spec written into image i's infotext (key "InitEdit", a quoted JSON text)."""
     text = infotext(js, i)

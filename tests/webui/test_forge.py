@@ -18,7 +18,7 @@ import os
 import numpy as np
 import pytest
 
-from tests.webui.forge_family import start_forge_family
+from tests.webui.forge_family import keep_by_steps_and_by_calls, start_forge_family
 from tests.webui.helpers import WebUI, check_nothing_left_behind, infotext, initedit_of, pixels, stop_server
 
 pytestmark = pytest.mark.lab  # needs the Forge lab (tests/tooling/forge_lab.sh)
@@ -198,13 +198,9 @@ def test_partial_box_changes_inside_far_more_than_outside(forge):
 
 @pytest.mark.parametrize("sampler, second_order", [("Euler", False), ("Heun", True)])
 def test_keep_counts_the_samplers_steps(forge, sampler, second_order):
-    """keep 0.5 keeps half of the steps (both calls of a Heun step); "fraction_of": "calls" (what infotexts
-    written before it meant) half of the model calls: the same image on Euler, another on Heun."""
-    spec = {"reroll": [{"box": [0.25, 0.25, 0.75, 0.75], "seed": 77}], "keep": 0.5, "keep_band": 0.0}
-    by_steps = forge.txt2img(spec, sampler_name=sampler, steps=6)
-    assert initedit_of(by_steps)["fraction_of"] == "steps"
-    by_calls = forge.txt2img({**spec, "fraction_of": "calls"}, sampler_name=sampler, steps=6)
-    assert np.array_equal(pixels(by_steps), pixels(by_calls)) != second_order
+    """keep 0.5 keeps half of the steps (both calls of a Heun step); "fraction_of": "calls" half of the model
+    calls: the same image on Euler, another on Heun."""
+    assert keep_by_steps_and_by_calls(forge, sampler) != second_order
 
 
 def test_layout_runs_and_is_recorded(forge, baseline):

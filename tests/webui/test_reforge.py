@@ -17,7 +17,7 @@ import os
 import numpy as np
 import pytest
 
-from tests.webui.forge_family import start_forge_family
+from tests.webui.forge_family import keep_by_steps_and_by_calls, start_forge_family
 from tests.webui.helpers import (PROBE_LAYOUT, WebUI, capture_extension, check_nothing_left_behind, infotext, initedit_of,
                                  pixels, read_capture, stop_server)
 
@@ -257,13 +257,9 @@ def test_strength_zero_changes_nothing(reforge, baseline):
 
 @pytest.mark.parametrize("sampler, second_order", [("Euler", False), ("Heun", True)])
 def test_keep_counts_the_samplers_steps(reforge, sampler, second_order):
-    """keep 0.5 keeps half of the steps (both calls of a Heun step); "fraction_of": "calls" (what infotexts
-    written before it meant) half of the model calls: the same image on Euler, another on Heun."""
-    spec = {"reroll": [{"box": [0.25, 0.25, 0.75, 0.75], "seed": 77}], "keep": 0.5, "keep_band": 0.0}
-    by_steps = reforge.txt2img(spec, sampler_name=sampler, steps=6)
-    assert initedit_of(by_steps)["fraction_of"] == "steps"
-    by_calls = reforge.txt2img({**spec, "fraction_of": "calls"}, sampler_name=sampler, steps=6)
-    assert np.array_equal(pixels(by_steps), pixels(by_calls)) != second_order
+    """keep 0.5 keeps half of the steps (both calls of a Heun step); "fraction_of": "calls" half of the model
+    calls: the same image on Euler, another on Heun."""
+    assert keep_by_steps_and_by_calls(reforge, sampler) != second_order
 
 
 @pytest.mark.parametrize("sampler", ["Euler", "Euler a", "DPM++ 2M", "DDIM", "DPM++ 2M SDE", "DPM++ SDE", "DPM2 a"])

@@ -8,7 +8,7 @@ The forward and hook checks use the test-only extension tests/tooling/lab_ext_te
 import numpy as np
 import pytest
 
-from tests.webui.helpers import infotext, initedit_of, interrupt_mid_sampling, pixels
+from tests.webui.helpers import infotext, infotext_without, initedit_of, interrupt_mid_sampling, pixels, reproduce
 
 BOXES = [{"phrase": "cat", "box": [0, 0, 0.5, 1]}, {"phrase": "red car", "box": [0.5, 0, 1, 1]}]
 GUIDED = {"layout": BOXES, "guidance": 6.0, "guidance_steps": 0.5}
@@ -39,21 +39,10 @@ def test_guidance_changes_the_image_and_is_recorded(webui):
 def test_an_infotext_from_before_guidance_reproduces_its_image(webui):
     """An old infotext has no "guidance" / "guidance_steps": it is read as guidance 0 whatever today's
     default is, so it reproduces the image it was written with."""
-    import json
-
     old = webui.txt2img({"layout": BOXES, "guidance": 0.0}, steps=6, seed=4)
-    text = infotext(old)
-    spec = initedit_of(old)
-    legacy = {k: v for k, v in spec.items()
-              if k not in ("guidance", "guidance_steps", "guidance_core", "guidance_units", "fraction_of")}
-    quoted = json.dumps(json.dumps(spec, separators=(",", ":")))
-    assert quoted in text
-    text = text.replace(quoted, json.dumps(json.dumps(legacy, separators=(",", ":"))))
+    text = infotext_without(old, "guidance", "guidance_steps", "guidance_core", "guidance_units", "fraction_of")
     assert "guidance" not in text
-    status, js = webui.request("POST", "/sdapi/v1/txt2img", {"infotext": text, "send_images": True,
-                                                             "save_images": False})
-    assert status == 200
-    assert np.array_equal(pixels(js), pixels(old))
+    assert np.array_equal(pixels(reproduce(webui, text)), pixels(old))
     now = webui.txt2img({"layout": BOXES}, steps=6, seed=4)  # today's default guidance: another image
     assert not np.array_equal(pixels(now), pixels(old))
 
@@ -61,18 +50,11 @@ def test_an_infotext_from_before_guidance_reproduces_its_image(webui):
 def test_an_infotext_from_before_guidance_core_reproduces_its_image(webui):
     """Infotexts written with guidance but before "guidance_core" existed (the whole box pulled) are read
     with guidance_core 1 and reproduce; today's default (0.7) changes the image of a large box."""
-    import json
-
     large = {"layout": [{"phrase": "cat", "box": [0, 0, 0.8, 1]}], "guidance": 8.0, "guidance_steps": 0.5}
     old = webui.txt2img({**large, "guidance_core": 1.0}, steps=6, seed=5)
-    spec = initedit_of(old)
-    quoted = json.dumps(json.dumps(spec, separators=(",", ":")))
-    legacy = {k: v for k, v in spec.items() if k != "guidance_core"}
-    text = infotext(old).replace(quoted, json.dumps(json.dumps(legacy, separators=(",", ":"))))
+    text = infotext_without(old, "guidance_core")
     assert "guidance_core" not in text
-    status, js = webui.request("POST", "/sdapi/v1/txt2img", {"infotext": text, "send_images": True,
-                                                             "save_images": False})
-    assert status == 200 and np.array_equal(pixels(js), pixels(old))
+    assert np.array_equal(pixels(reproduce(webui, text)), pixels(old))
     now = webui.txt2img(large, steps=6, seed=5)
     assert initedit_of(now)["guidance_core"] == 0.7 and not np.array_equal(pixels(now), pixels(old))
 
@@ -83,20 +65,13 @@ def test_guidance_counts_the_samplers_steps_and_old_infotexts_count_calls(webui,
     step 3 evaluates at step 4's level); an infotext written before fraction_of guided the calls before
     0.5 x the WebUI's budget (Heun: 16, so 8 calls): the same on Euler, another image on Heun; such an
     infotext still reproduces its own image."""
-    import json
-
     by_steps = webui.txt2img(GUIDED, steps=8, seed=3, sampler_name=sampler)
     assert initedit_of(by_steps)["fraction_of"] == "steps"
     by_calls = webui.txt2img({**GUIDED, "fraction_of": "calls"}, steps=8, seed=3, sampler_name=sampler)
     assert np.array_equal(pixels(by_steps), pixels(by_calls)) != second_order
-    spec = initedit_of(by_calls)
-    quoted = json.dumps(json.dumps(spec, separators=(",", ":")))
-    legacy = {k: v for k, v in spec.items() if k != "fraction_of"}
-    text = infotext(by_calls).replace(quoted, json.dumps(json.dumps(legacy, separators=(",", ":"))))
+    text = infotext_without(by_calls, "fraction_of")
     assert "fraction_of" not in text
-    status, js = webui.request("POST", "/sdapi/v1/txt2img", {"infotext": text, "send_images": True,
-                                                             "save_images": False})
-    assert status == 200 and np.array_equal(pixels(js), pixels(by_calls))
+    assert np.array_equal(pixels(reproduce(webui, text)), pixels(by_calls))
 
 
 def test_forwards_and_hooks_are_restored_after_success(webui):

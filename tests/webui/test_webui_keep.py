@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from tests.webui.helpers import initedit_of, pixels
+from tests.webui.helpers import infotext_without, initedit_of, pixels, reproduce
 
 BOX = [0.25, 0.25, 0.75, 0.75]
 SIZE = 128
@@ -149,20 +149,6 @@ def test_keep_with_hires_fix_runs_and_is_recorded(webui):
     assert "InitEdit error" not in js["info"]["infotexts"][0]
 
 
-def _without(js, field):
-    """The image's infotext with ``field`` taken out of its InitEdit spec (as written before the field existed)."""
-    import json
-
-    from tests.webui.helpers import infotext
-
-    spec = initedit_of(js)
-    quoted = json.dumps(json.dumps(spec, separators=(",", ":")))
-    text = infotext(js)
-    assert quoted in text
-    return text.replace(quoted, json.dumps(json.dumps({k: v for k, v in spec.items() if k != field},
-                                                      separators=(",", ":"))))
-
-
 @pytest.mark.parametrize("sampler, second_order", [("Euler", False), ("Heun", True), ("DPM2", True)])
 def test_keep_counts_the_samplers_steps_and_old_infotexts_count_calls(webui, sampler, second_order):
     """keep 0.5 of 8 steps keeps 4 steps (Heun, DPM2: both calls of each); an infotext written before
@@ -173,9 +159,7 @@ def test_keep_counts_the_samplers_steps_and_old_infotexts_count_calls(webui, sam
     assert initedit_of(by_steps)["fraction_of"] == "steps"
     by_calls = gen(webui, {**spec, "fraction_of": "calls"}, seed=21, sampler_name=sampler)
     assert np.array_equal(pixels(by_steps), pixels(by_calls)) != second_order
-    status, old = webui.request("POST", "/sdapi/v1/txt2img", {"infotext": _without(by_calls, "fraction_of"),
-                                                              "send_images": True, "save_images": False})
-    assert status == 200 and np.array_equal(pixels(old), pixels(by_calls))
+    assert np.array_equal(pixels(reproduce(webui, infotext_without(by_calls, "fraction_of"))), pixels(by_calls))
 
 
 def test_an_infotext_from_before_keep_release_reproduces_its_hard_band(webui):
@@ -183,8 +167,6 @@ def test_an_infotext_from_before_keep_release_reproduces_its_hard_band(webui):
     field they still give their own image; today's default ("soft") gives another."""
     spec = {**region(seed=91), "keep": 1.0, "keep_band": 0.1}
     hard = gen(webui, {**spec, "keep_release": "hard"}, seed=21)
-    status, old = webui.request("POST", "/sdapi/v1/txt2img", {"infotext": _without(hard, "keep_release"),
-                                                              "send_images": True, "save_images": False})
-    assert status == 200 and np.array_equal(pixels(old), pixels(hard))
+    assert np.array_equal(pixels(reproduce(webui, infotext_without(hard, "keep_release"))), pixels(hard))
     soft = gen(webui, spec, seed=21)
     assert initedit_of(soft)["keep_release"] == "soft" and not np.array_equal(pixels(soft), pixels(hard))
