@@ -122,18 +122,10 @@ class Comfy:
         ws = WebSocket(self.host, self.port, f"/ws?clientId={self.client_id}", timeout=timeout)
         try:
             prompt_id = self.queue(prompt)
-            deadline = time.time() + timeout
-            while time.time() < deadline:
-                message = ws.recv()
-                if not isinstance(message, str):
-                    continue
-                msg = json.loads(message)
-                data = msg.get("data") or {}
-                if data.get("prompt_id") != prompt_id:
-                    continue
-                if msg["type"] == "execution_error":
+            for kind, data in _messages(ws, prompt_id, time.time() + timeout):
+                if kind == "execution_error":
                     raise PromptFailed(data)
-                if msg["type"] == "executing" and data.get("node") is None:
+                if kind == "executing" and data.get("node") is None:
                     break
             else:
                 raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout} s")
@@ -157,21 +149,13 @@ class Comfy:
         try:
             prompt_id = self.queue(prompt)
             sent = False
-            deadline = time.time() + timeout
-            while time.time() < deadline:
-                message = ws.recv()
-                if not isinstance(message, str):
-                    continue
-                msg = json.loads(message)
-                data = msg.get("data") or {}
-                if data.get("prompt_id") != prompt_id:
-                    continue
-                if msg["type"] == "progress" and data.get("value", 0) >= step and not sent:
+            for kind, data in _messages(ws, prompt_id, time.time() + timeout):
+                if kind == "progress" and data.get("value", 0) >= step and not sent:
                     urllib.request.urlopen(urllib.request.Request(self.url + "/interrupt", data=b"{}",
                                                                   headers={"Content-Type": "application/json"}))
                     sent = True
-                if msg["type"] in ("execution_interrupted", "execution_error", "execution_success"):
-                    return msg["type"]
+                if kind in ("execution_interrupted", "execution_error", "execution_success"):
+                    return kind
             raise TimeoutError(f"prompt {prompt_id} did not end in {timeout} s")
         finally:
             ws.close()
@@ -188,3 +172,15 @@ class Comfy:
         from PIL import Image
 
         return [np.asarray(Image.open(io.BytesIO(self.view(item))).convert("RGB")) for item in outputs[node]["images"]]
+
+
+def _messages(ws, prompt_id: str, deadline: float):
+    """(type, data) of the websocket's JSON messages about ``prompt_id`` until ``deadline``."""
+    while time.time() < deadline:
+        message = ws.recv()
+        if not isinstance(message, str):
+            continue
+        msg = json.loads(message)
+        data = msg.get("data") or {}
+        if data.get("prompt_id") == prompt_id:
+            yield msg["type"], data
