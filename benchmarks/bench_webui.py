@@ -4,7 +4,9 @@
     python benchmarks/bench_webui.py --url http://127.0.0.1:7861 [--size 256] [--steps 20] [--repeats 5]
 
 Requests: plain, reroll (one box), layout (two phrases, 1 round), layout (3 rounds); the order is
-rotated every repeat and the medians are compared. Also reports the server's RSS before and after
+rotated every repeat and the medians are compared, and each repeat's time with that repeat's plain one
+(``paired_ratio``: the median of those ratios, which a slow drift of the machine does not move).
+``--cases`` runs only some of them. Also reports the server's RSS before and after
 (a leak check, not a peak). Writes JSON with --out.
 
 On a shared machine wall time is meaningless (other processes take the cores); with ``--pid`` (the
@@ -29,6 +31,7 @@ CASES = {  # name -> (spec, extra request fields); "plain" is the reference
     "reroll keep 1 (miss)": ({"reroll": BOX, "keep": 1.0}, {"seed": None}),  # a seed never generated before
     "layout, no guidance": ({"layout": BOXES, "guidance": 0.0}, {}),
     "layout, default": ({"layout": BOXES}, {}),
+    "layout, every layer": ({"layout": BOXES, "guidance_layers": "all"}, {}),
     "layout, 3 rounds": ({"layout": BOXES, "rounds": 3}, {}),
 }
 _fresh_seed = iter(range(10_000, 10**9))
@@ -73,16 +76,19 @@ def main():
     ap.add_argument("--sampler", default="Euler")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--pid", type=int, help="measure this server process's CPU time instead of wall time")
+    ap.add_argument("--cases", default=None, help="the cases to run, separated by \";\" (plain always runs)")
     ap.add_argument("--out")
     a = ap.parse_args()
+    cases = CASES if a.cases is None else {k: v for k, v in CASES.items()
+                                           if k == "plain" or k in {c.strip() for c in a.cases.split(";")}}
     rss_before = call(a.url, "/sdapi/v1/memory").get("ram", {}).get("used")
-    for name, spec in CASES.items():  # warm-up
+    for name, spec in cases.items():  # warm-up
         run(a.url, spec, a)
-    times = {name: [] for name in CASES}
-    names = list(CASES)
+    times = {name: [] for name in cases}
+    names = list(cases)
     for r in range(a.repeats):
         for name in names[r % len(names):] + names[:r % len(names)]:
-            times[name].append(run(a.url, CASES[name], a))
+            times[name].append(run(a.url, cases[name], a))
     rss_after = call(a.url, "/sdapi/v1/memory").get("ram", {}).get("used")
     base = statistics.median(times["plain"])
     result = {"size": a.size, "steps": a.steps, "sampler": a.sampler, "repeats": a.repeats,
@@ -90,15 +96,17 @@ def main():
               "ratio_to_plain": {k: statistics.median(v) / base for k, v in times.items()},
               "min_s": {k: min(v) for k, v in times.items()},
               "min_ratio_to_plain": {k: min(v) / min(times["plain"]) for k, v in times.items()},
+              # each repeat's time over the same repeat's plain one, then the median: drift cancels
+              "paired_ratio": {k: statistics.median(t / p for t, p in zip(v, times["plain"])) for k, v in times.items()},
               "samples_s": times,
               "server_ram_used_before": rss_before, "server_ram_used_after": rss_after}
     clock = f"server CPU s (pid {a.pid})" if a.pid else "wall s"
     result["clock"] = clock
     print(f"{a.size}x{a.size}, {a.steps} steps, {a.sampler}, {a.repeats} interleaved repeats (median), {clock}")
-    print(f"{'case':<22} {'median':>8} {'ratio':>7} {'min':>8} {'ratio':>7}")
-    for k in CASES:
+    print(f"{'case':<22} {'median':>8} {'ratio':>7} {'min':>8} {'ratio':>7} {'paired':>7}")
+    for k in cases:
         print(f"{k:<22} {result['median_s'][k]:8.3f} {result['ratio_to_plain'][k]:7.3f} "
-              f"{result['min_s'][k]:8.3f} {result['min_ratio_to_plain'][k]:7.3f}")
+              f"{result['min_s'][k]:8.3f} {result['min_ratio_to_plain'][k]:7.3f} {result['paired_ratio'][k]:7.3f}")
     if rss_before and rss_after:
         print(f"server RAM used: {rss_before / 2**20:.0f} MiB before, {rss_after / 2**20:.0f} MiB after")
     if a.out:

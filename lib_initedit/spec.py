@@ -24,6 +24,9 @@ GUIDANCE_UNITS = ("share", "logits")
 # second-order samplers, which call the model twice a step, a share of the calls)
 FRACTION_OF = ("steps", "calls")
 KEEP_RELEASES = ("soft", "hard")
+# which cross-attention layers guidance steers (layout/guidance.select_guided_layers): "coarse" = those at the
+# probe's resolution and coarser; "all" = every one (what infotexts written before this field meant)
+GUIDANCE_LAYERS = ("coarse", "all")
 MAX_SEED = 2**32 - 1
 SEED_SPAN = MAX_SEED + 1  # seeds wrap around modulo this (vary "reroll", X/Y/Z seed axis)
 RANDOM_SEED_LIMIT = 4294967294  # -1 resolves to randrange(this), as the WebUI resolves its own seed
@@ -135,6 +138,8 @@ class InitEditSpec:
     # keep and guidance_steps are fractions of the sampler's steps ("calls": what infotexts written before this
     # field meant)
     fraction_of: str = fact("steps", choices=FRACTION_OF, legacy="calls", section=("reroll", "layout"))
+    # layout: the cross-attention layers guided ("all": what infotexts written before this field meant)
+    guidance_layers: str = fact("coarse", choices=GUIDANCE_LAYERS, legacy="all", section="layout")
 
     @property
     def is_empty(self) -> bool:

@@ -543,3 +543,24 @@ def test_an_infotext_without_units_means_the_old_absolute_bias(unet):
     new = LayoutGuidance.from_spec(unet, parse_infotext({**old, "guidance": 80.0, "guidance_units": "share"}),
                                    COLUMNS, BOXES)
     assert new.units == "share" and new.strength == 80.0
+
+
+def test_coarse_guides_the_probe_resolution_and_coarser_and_old_infotexts_guide_every_layer():
+    """"coarse" (the default): on an SD1 layout the attn2 layers at the 16x16 level (input 7, 8; output 3-5) and
+    the middle one; "all" (infotexts without guidance_layers): every attn2; on the toy both are its six layers."""
+    from lib_initedit.spec import InitEditSpec, parse_infotext
+    from lib_initedit.toy.model import load
+    from tests.ldm_like import UNetModel
+
+    sd1 = UNetModel(model_channels=32, context_dim=32)
+    names = [layer.name.split(".transformer_blocks")[0] for layer in select_guided_layers(sd1, "coarse")]
+    assert names == ["input_blocks.7.1", "input_blocks.8.1", "middle_block.1", "output_blocks.3.1",
+                     "output_blocks.4.1", "output_blocks.5.1"]
+    assert len(select_guided_layers(sd1, "all")) == 16
+    toy = load().unet
+    assert [x.name for x in select_guided_layers(toy, "coarse")] == [x.name for x in select_guided_layers(toy, "all")]
+    box = [{"phrase": "cat", "box": [0, 0, 0.5, 1]}]
+    assert InitEditSpec().guidance_layers == "coarse"
+    assert parse_infotext({"layout": box, "guidance": 8.0}).guidance_layers == "all"
+    guide = LayoutGuidance.from_spec(sd1, parse_infotext({"layout": box, "guidance": 8.0}), [[[2]]], [[(0, 0, 0.5, 1)]])
+    assert len(guide.modules) == 16

@@ -15,7 +15,7 @@ FULL = {
     "layout": [{"phrase": "red car", "box": [0.0, 0.0, 0.5, 1.0]}, {"phrase": "cat", "box": [0.5, 0.25, 1.0, 0.75]}],
     "rounds": 2, "hires": True, "method": "rebuild", "layers": "paper", "heatmaps": True,
     "keep": 0.5, "keep_band": 0.05, "guidance": 3.0, "guidance_steps": 0.25, "candidates": 3, "guidance_core": 0.5,
-    "guidance_units": "logits", "fraction_of": "calls", "keep_release": "hard",
+    "guidance_units": "logits", "fraction_of": "calls", "keep_release": "hard", "guidance_layers": "all",
 }
 
 

@@ -60,17 +60,24 @@ from .attention_delta import DEFAULT_QUERY_CHUNK, attention_delta, share_bias
 from .box_bias import BoxBias
 from .cond_rows import CondRows
 
-GUIDE_LAYER_CHOICES = ("level", "down", "all")  # which attn2 modules are guided, see select_guided_layers
-DEFAULT_GUIDED_LAYERS = "all"  # every attn2 (docs/layout.md: better than the probe level or the down path)
+GUIDE_LAYER_CHOICES = ("level", "down", "coarse", "all")  # which attn2 modules are guided, see select_guided_layers
+DEFAULT_GUIDED_LAYERS = "all"  # without a spec: every attn2 (docs/layout.md: better than the probe level or the down path)
 DEFAULT_SIZE_POWER = 1.0  # boxes smaller than SIZE_REF get a proportionally stronger bias, up to 3x
 
 
 def select_guided_layers(unet: nn.Module, choice: str = "all", probe_level: int | None = None) -> list:
     """The attn2 layers to guide: "level" = the probe layers ("level" choice of ``attention.select_layers``),
-    "down" = every down-path attn2, "all" = every attn2 of the UNet (down, middle, up)."""
+    "down" = every down-path attn2, "coarse" = every attn2 at the probe layers' resolution or coarser (down,
+    middle, up: where the layout is decided; the finer layers, which shape texture and cost the most, are left
+    alone), "all" = every attn2 of the UNet (down, middle, up)."""
     found = attention.find_cross_attention(unet)
     if choice == "all":
         return found
+    if choice == "coarse":
+        probe = attention.select_layers(found, "level") if probe_level is None else \
+            attention.select_layers(found, "level", probe_level)
+        level = min(layer.level for layer in probe)
+        return [layer for layer in found if layer.level >= level]
     if choice == "down":
         return [layer for layer in found if layer.path == "input"]
     if choice == "level":
@@ -151,7 +158,7 @@ class LayoutGuidance:
         if "bias" not in kw:
             kw.setdefault("large_core", spec.guidance_core)
             kw.setdefault("size_power", DEFAULT_SIZE_POWER if size_power is None else size_power)
-        return cls(unet, select_guided_layers(unet, layers or DEFAULT_GUIDED_LAYERS), spec.guidance,
+        return cls(unet, select_guided_layers(unet, layers or spec.guidance_layers), spec.guidance,
                    spec.guidance_steps, columns, boxes, rows=rows, units=spec.guidance_units,
                    fraction_of=spec.fraction_of, **kw)
 
