@@ -40,7 +40,8 @@ def test_an_infotext_from_before_guidance_reproduces_its_image(webui):
     """An old infotext has no "guidance" / "guidance_steps": it is read as guidance 0 whatever today's
     default is, so it reproduces the image it was written with."""
     old = webui.txt2img({"layout": BOXES, "guidance": 0.0}, steps=6, seed=4)
-    text = infotext_without(old, "guidance", "guidance_steps", "guidance_core", "guidance_units", "fraction_of")
+    text = infotext_without(old, "guidance", "guidance_steps", "guidance_core", "guidance_units", "guidance_layers",
+                            "fraction_of")
     assert "guidance" not in text
     assert np.array_equal(pixels(reproduce(webui, text)), pixels(old))
     now = webui.txt2img({"layout": BOXES}, steps=6, seed=4)  # today's default guidance: another image
