@@ -256,7 +256,8 @@ def _box_distance(box_cells, y, x):
 
 
 @pytest.mark.parametrize("shape, formula", [("linear", lambda t: t), ("smoothstep", lambda t: t * t * (3 - 2 * t)),
-                                            ("early-smooth", lambda t: t ** 3 * (4 - 3 * t))])
+                                            ("early-smooth", lambda t: t ** 3 * (4 - 3 * t)),
+                                            ("at-once", lambda t: 0.1)])
 def test_release_map_of_a_box_against_a_hand_computed_reference(shape, formula):
     region = RerollRegion(box=(0.25, 0.25, 0.5, 0.5), seed=1)  # cells 3..5 of 12 in both axes
     band = 0.25  # band: 3 cells

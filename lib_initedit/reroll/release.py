@@ -54,10 +54,14 @@ def _early_smooth(t: torch.Tensor) -> torch.Tensor:  # early near the region, fl
     return t * t * t * (4.0 - 3.0 * t)
 
 
+def _at_once(t: torch.Tensor) -> torch.Tensor:  # the whole band free after a tenth of the kept time: a limit
+    return torch.where(t > 0, torch.full_like(t, 0.1), torch.zeros_like(t))
+
+
 # shape(t), t = d / band in 0..1 -> the fraction of the kept calls an element at that distance follows
 SHAPES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "linear": _linear, "smoothstep": _smoothstep, "early": _early, "late": _late,
-    "early-smooth": _early_smooth,
+    "early-smooth": _early_smooth, "at-once": _at_once,
 }
 DEFAULT_SHAPE = "early-smooth"
 
