@@ -5,6 +5,7 @@ it), with and without "keep the rest" (``lib_initedit.reroll.keep`` with its rel
 
     python -m lib_initedit.toy.bench_reroll --n 200 --json reroll.json   # this part alone, with the keep table
     python -m lib_initedit.toy.bench_reroll --picture keep.png           # seed image, rerolls, change maps
+    python -m lib_initedit.toy.bench_reroll --seam-picture seam.png      # where the default's seam comes from
 
 Per entry: ``inside`` / ``outside`` mean |delta pixel| (0..1 scale) vs the base image (same noise, no reroll),
 ``ratio`` = outside / inside. Keep entries (strength 1) add ``beyond`` / ``in_band``: the outside change beyond
@@ -184,8 +185,9 @@ def ratio_interval(num: torch.Tensor, den: torch.Tensor, resamples: int = 2000, 
     return float(lo), float(hi)
 
 
-def bench_reroll(pipe: ToyPipe, n: int, rows=ROWS, strengths=(1.0, 0.5), log=print) -> dict:
-    """Mean |delta pixel| (0..1 scale) outside / inside a rerolled box, vs global variation, and keep."""
+def cases(n: int):
+    """The bench's fixed cases: captions (1-2 objects), boxes (30-50 % of the side), x_T (seed 20 000 + i) and
+    the reroll regions at strength 1 (seed 90 000 + i)."""
     rng = np.random.default_rng(7)
     caps, boxes, base = [], [], []
     for i in range(n):
@@ -193,7 +195,13 @@ def bench_reroll(pipe: ToyPipe, n: int, rows=ROWS, strengths=(1.0, 0.5), log=pri
         caps.append(" and ".join(f"a {c} {s}" for c, s in objs))
         boxes.append(random_box(rng))
         base.append(seed_noise(20_000 + i))
-    base = torch.stack(base)
+    regions = [[RerollRegion(box=boxes[i], seed=90_000 + i, strength=1.0)] for i in range(n)]
+    return caps, boxes, torch.stack(base), regions
+
+
+def bench_reroll(pipe: ToyPipe, n: int, rows=ROWS, strengths=(1.0, 0.5), log=print) -> dict:
+    """Mean |delta pixel| (0..1 scale) outside / inside a rerolled box, vs global variation, and keep."""
+    caps, boxes, base, regions = cases(n)
     streams = lambda seeds: SeedStream(base.shape[1:], seeds)  # noqa: E731
     variants = {}
     for strength in sorted(set(strengths) | {1.0}, reverse=True):
@@ -212,7 +220,6 @@ def bench_reroll(pipe: ToyPipe, n: int, rows=ROWS, strengths=(1.0, 0.5), log=pri
         core[i, round(y0 * SIZE) + 3:round(y1 * SIZE) - 3, round(x0 * SIZE) + 3:round(x1 * SIZE) - 3] = True
     pairs = border_pairs(boxes)
     base_border = border_energy(img0, pairs)
-    regions = [[RerollRegion(box=boxes[i], seed=90_000 + i, strength=1.0)] for i in range(n)]
     bands = {}
     dist = torch.stack([distance_to_cells(region_cells(r, SIZE, SIZE), RINGS + 1.0) for r in regions])
     ring_masks = [masks] + [masks | (dist < tau) for tau in range(1, RINGS + 1)]
@@ -346,6 +353,42 @@ def picture(pipe: ToyPipe, out: str, seed: int = 3, box=(0.45, 0.42, 0.95, 0.95)
     sheet.save(out)
 
 
+def seam_picture(pipe: ToyPipe, out: str, n: int = 200, k: int = 8, scale: int = 4) -> None:
+    """Where the default's seam comes from: of the bench's first ``n`` cases, the ``k`` whose squared step across
+    the box border grew most from keep 0 to the default keep. Per row: the image without the reroll, keep 0, the
+    default, and the default's change map (box magenta, the band's outer border cyan)."""
+    from PIL import Image, ImageDraw
+
+    from ..demo import _change_pil, _draw_box, _to_pil
+
+    caps, boxes, base, regions = cases(n)
+    x, _ = reroll_batch(base, regions, lambda seeds: SeedStream(base.shape[1:], seeds))
+    records = []
+    img0 = _generate(pipe, base, caps, lambda lo, hi: Recorder(on_complete=records.extend))
+    spec = InitEditSpec()
+    keep0 = _generate(pipe, x, caps)
+    default = _generate(pipe, x, caps, lambda lo, hi: KeepBlend.from_spec(records[lo:hi], regions[lo:hi], (SIZE, SIZE), spec))
+    pairs = border_pairs(boxes)
+    worst = (border_totals(default, pairs) - border_totals(keep0, pairs)).argsort(descending=True)[:k].tolist()
+    S, pad, label_h = SIZE * scale, 4, 14
+    sheet = Image.new("RGB", (pad + 4 * (S + pad), label_h + k * (S + pad)), (24, 24, 24))
+    draw = ImageDraw.Draw(sheet)
+    for c, text in enumerate(("without the reroll", "keep 0", f"keep {spec.keep:g}, band {spec.keep_band:g}", "change")):
+        draw.text((pad + c * (S + pad), 1), text, fill=(220, 220, 220))
+    for r, i in enumerate(worst):
+        tiles = [_to_pil(img0[i], scale)] + [_draw_box(_to_pil(im[i], scale), boxes[i], (255, 0, 255), 1)
+                                             for im in (keep0, default)]
+        change = _draw_box(_change_pil(default[i:i + 1], img0[i], S), boxes[i], (255, 0, 255), 1)
+        m = band_cells_mask(regions[i], SIZE, SIZE, spec.keep_band) | box_cells([boxes[i]])[0]
+        for (py, px), (qy, qx) in zip(*[t.tolist() for t in mask_border_pairs(m[None])[0]]):
+            y0, x0 = max(py, qy) * scale, max(px, qx) * scale  # the edge between the two pixels
+            line = [x0, py * scale, x0, (py + 1) * scale - 1] if py == qy else [px * scale, y0, (px + 1) * scale - 1, y0]
+            ImageDraw.Draw(change).line(line, fill=(0, 220, 255))
+        for c, tile in enumerate(tiles + [change]):
+            sheet.paste(tile, (pad + c * (S + pad), label_h + r * (S + pad)))
+    sheet.save(out)
+
+
 def keep_cost(repeats: int = 20) -> dict:
     """Milliseconds the keep step adds, without and with a band (the default release), at SD 512 (4x64x64) and
     SDXL 1024 (4x128x128) latents, batch 2: building the blend (masks and release maps, once a batch) and one
@@ -379,6 +422,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--json", default=None)
     ap.add_argument("--picture", default=None, help="write the keep picture (PNG) instead of the table")
     ap.add_argument("--cost", action="store_true", help="time the keep step with and without a band instead")
+    ap.add_argument("--seam-picture", default=None,
+                    help="write the picture of the cases whose seam grew most at the default keep (PNG) instead")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     if a.cost:
@@ -391,6 +436,9 @@ def main(argv=None) -> dict:
     pipe = ToyPipe(load(), steps=a.steps, guidance=a.guidance)
     if a.picture:
         picture(pipe, a.picture)
+        return {}
+    if a.seam_picture:
+        seam_picture(pipe, a.seam_picture, n=a.n)
         return {}
     rows = ROWS if a.rows is None else tuple(KeepRow.parse(r) for r in a.rows.split(","))
     strengths = tuple(float(s) for s in a.strengths.split(","))
