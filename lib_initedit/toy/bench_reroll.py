@@ -220,6 +220,7 @@ def bench_reroll(pipe: ToyPipe, n: int, rows=ROWS, strengths=(1.0, 0.5), log=pri
         core[i, round(y0 * SIZE) + 3:round(y1 * SIZE) - 3, round(x0 * SIZE) + 3:round(x1 * SIZE) - 3] = True
     pairs = border_pairs(boxes)
     base_border = border_energy(img0, pairs)
+    border_count = sum(len(ins) for ins, _ in pairs)
     bands = {}
     dist = torch.stack([distance_to_cells(region_cells(r, SIZE, SIZE), RINGS + 1.0) for r in regions])
     ring_masks = [masks] + [masks | (dist < tau) for tau in range(1, RINGS + 1)]
@@ -259,7 +260,7 @@ def bench_reroll(pipe: ToyPipe, n: int, rows=ROWS, strengths=(1.0, 0.5), log=pri
         cell.update(keep=keep, band=band, shape=shape, soft=row.soft,
                     beyond=float(d[beyond].mean()), in_band=float(d[inb].mean()),
                     beyond_exact=bool(torch.equal(images[far], img0[far])),
-                    seam=border_energy(images, pairs) / base_border, band_edge=border_energy(images, edge) / edge0)
+                    seam=float(totals.sum()) / border_count / base_border, band_edge=border_energy(images, edge) / edge0)
         reach = math.ceil((band if band > 0 else REFERENCE_BAND) * SIZE) + 1  # the band's rings and its outer edge
         cell["local_seams"] = [local_seam(images, ring) for ring in ring_masks[:reach + 1]]
         cell["local_seam"], cell["worst_local_seam"] = cell["local_seams"][0], max(cell["local_seams"])
@@ -305,6 +306,17 @@ def keep_table(res: dict) -> str:
     return "\n".join(lines)
 
 
+def _draw_band_border(im, regions, box, band: float, scale: int) -> None:
+    """Draw the band's outer border (cyan) on a change map scaled ``scale`` times."""
+    from PIL import ImageDraw
+
+    m = band_cells_mask(regions, SIZE, SIZE, band) | box_cells([box])[0]
+    for (py, px), (qy, qx) in zip(*[t.tolist() for t in mask_border_pairs(m[None])[0]]):
+        y0, x0 = max(py, qy) * scale, max(px, qx) * scale  # the edge between the two pixels
+        line = [x0, py * scale, x0, (py + 1) * scale - 1] if py == qy else [px * scale, y0, (px + 1) * scale - 1, y0]
+        ImageDraw.Draw(im).line(line, fill=(0, 220, 255))
+
+
 def picture(pipe: ToyPipe, out: str, seed: int = 3, box=(0.45, 0.42, 0.95, 0.95), reroll_seeds=(1000, 1001, 1002),
             scale: int = 5) -> None:
     """Seed image and three rerolls of one box at keep 0, keep 1 without a band and the default keep, with the
@@ -336,13 +348,7 @@ def picture(pipe: ToyPipe, out: str, seed: int = 3, box=(0.45, 0.42, 0.95, 0.95)
         tiles = [_to_pil(img0, scale)] + [_draw_box(_to_pil(i, scale), box, (255, 0, 255)) for i in imgs]
         change = _draw_box(_change_pil(imgs, img0, S), box, (255, 0, 255), 1)
         if band > 0:
-            m = band_cells_mask(regions[0], SIZE, SIZE, band) | box_cells([box])[0]
-            for (py, px), (qy, qx) in zip(*[t.tolist() for t in mask_border_pairs(m[None])[0]]):
-                y0, x0 = (max(py, qy)) * scale, (max(px, qx)) * scale  # the edge between the two pixels
-                if py == qy:
-                    ImageDraw.Draw(change).line([x0, py * scale, x0, (py + 1) * scale - 1], fill=(0, 220, 255))
-                else:
-                    ImageDraw.Draw(change).line([px * scale, y0, (px + 1) * scale - 1, y0], fill=(0, 220, 255))
+            _draw_band_border(change, regions[0], box, band, scale)
         y = r * row_h + label_h
         for c, (tile, text) in enumerate(zip(tiles + [change], ["seed image"] + [f"reroll {k + 1}" for k in range(n)]
                                              + ["change"])):
@@ -379,11 +385,7 @@ def seam_picture(pipe: ToyPipe, out: str, n: int = 200, k: int = 8, scale: int =
         tiles = [_to_pil(img0[i], scale)] + [_draw_box(_to_pil(im[i], scale), boxes[i], (255, 0, 255), 1)
                                              for im in (keep0, default)]
         change = _draw_box(_change_pil(default[i:i + 1], img0[i], S), boxes[i], (255, 0, 255), 1)
-        m = band_cells_mask(regions[i], SIZE, SIZE, spec.keep_band) | box_cells([boxes[i]])[0]
-        for (py, px), (qy, qx) in zip(*[t.tolist() for t in mask_border_pairs(m[None])[0]]):
-            y0, x0 = max(py, qy) * scale, max(px, qx) * scale  # the edge between the two pixels
-            line = [x0, py * scale, x0, (py + 1) * scale - 1] if py == qy else [px * scale, y0, (px + 1) * scale - 1, y0]
-            ImageDraw.Draw(change).line(line, fill=(0, 220, 255))
+        _draw_band_border(change, regions[i], boxes[i], spec.keep_band, scale)
         for c, tile in enumerate(tiles + [change]):
             sheet.paste(tile, (pad + c * (S + pad), label_h + r * (S + pad)))
     sheet.save(out)
